@@ -1,0 +1,57 @@
+"""Tool definitions, tool choice and the thinking switch."""
+
+from __future__ import annotations
+
+from typing import Any, Union
+
+import msgspec
+
+from ._blocks import CacheControl
+
+
+class Tool(msgspec.Struct, omit_defaults=True):
+    """A client tool, or a built-in typed one (those carry `type` and may lack a schema)."""
+
+    name: str
+    input_schema: dict[str, Any] | None = None
+    description: str | None = None
+    type: str | None = None
+    cache_control: CacheControl | None = None
+    strict: bool | None = None
+    defer_loading: bool | None = None
+
+
+class ToolChoiceAuto(msgspec.Struct, tag_field="type", tag="auto", omit_defaults=True):
+    disable_parallel_tool_use: bool = False
+
+
+class ToolChoiceAny(msgspec.Struct, tag_field="type", tag="any", omit_defaults=True):
+    disable_parallel_tool_use: bool = False
+
+
+class ToolChoiceTool(msgspec.Struct, tag_field="type", tag="tool", omit_defaults=True):
+    name: str
+    disable_parallel_tool_use: bool = False
+
+
+class ToolChoiceNone(msgspec.Struct, tag_field="type", tag="none", omit_defaults=True):
+    pass
+
+
+ToolChoice = Union[ToolChoiceAuto, ToolChoiceAny, ToolChoiceTool, ToolChoiceNone]
+
+
+class ThinkingEnabled(msgspec.Struct, tag_field="type", tag="enabled", omit_defaults=True):
+    budget_tokens: int = 1024
+    display: str | None = None
+
+
+class ThinkingDisabled(msgspec.Struct, tag_field="type", tag="disabled"):
+    pass
+
+
+class ThinkingAdaptive(msgspec.Struct, tag_field="type", tag="adaptive", omit_defaults=True):
+    display: str | None = None
+
+
+ThinkingConfig = Union[ThinkingEnabled, ThinkingDisabled, ThinkingAdaptive]

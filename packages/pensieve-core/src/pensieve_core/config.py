@@ -1,0 +1,92 @@
+"""Settings, layered: defaults < JSON file < PENSIEVE_* environment < command-line flags."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from .errors import ConfigError
+
+DEFAULT_API_KEY = "pensieve-local-key"
+DEFAULT_MODEL = "phi-3-mini"
+ENV_PREFIX = "PENSIEVE_"
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("PENSIEVE_HOME") or Path.home() / ".pensieve")
+
+
+class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    host: str = "127.0.0.1"
+    port: int = 7777
+    api_key: str = DEFAULT_API_KEY
+    model: str = DEFAULT_MODEL
+    home: str = ""
+    # Fallback served when the configured model is neither cached nor downloadable.
+    fallback_model: str = "smollm2-135m"
+    log_level: str = "info"
+
+    def __post_init__(self) -> None:
+        if not self.home:
+            self.home = str(default_home())
+        if not 0 < self.port < 65536:
+            raise ConfigError(f"port must be between 1 and 65535, got {self.port}")
+        if not self.api_key:
+            raise ConfigError("api_key must not be empty")
+
+    @property
+    def home_path(self) -> Path:
+        return Path(self.home).expanduser()
+
+    def config_path(self) -> Path:
+        return self.home_path / "config.json"
+
+
+FIELDS: tuple[str, ...] = Settings.__struct_fields__
+
+
+def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    return {
+        name: environ[ENV_PREFIX + name.upper()]
+        for name in FIELDS
+        if ENV_PREFIX + name.upper() in environ
+    }
+
+
+def _from_file(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a JSON object")
+    return data
+
+
+def load_settings(
+    flags: Mapping[str, Any] | None = None,
+    *,
+    config_file: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Merge the layers; the file is `<home>/config.json` unless one is named."""
+    environ = os.environ if environ is None else environ
+    flags = {k: v for k, v in (flags or {}).items() if v is not None}
+    env = _from_env(environ)
+    home = flags.get("home") or env.get("home")
+    if config_file is None:
+        base = Path(home).expanduser() if home else default_home()
+        config_file = Path(environ.get(ENV_PREFIX + "CONFIG", base / "config.json"))
+    merged = {**_from_file(config_file), **env, **flags}
+    try:
+        # strict=False lets environment strings like "8080" become ints.
+        return msgspec.convert(merged, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"invalid configuration ({config_file}): {exc}") from exc

@@ -1,0 +1,70 @@
+"""The engine protocol the server talks to, and the typed events that cross from the
+generation thread to the event loop."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Protocol, Union
+
+import msgspec
+
+from pensieve_claude_types import MessageParam, StopReason, TextBlockParam, Tool
+
+
+class GenerationRequest(msgspec.Struct, kw_only=True):
+    messages: list[MessageParam]
+    max_tokens: int
+    system: str | list[TextBlockParam] | None = None
+    tools: list[Tool] | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    stop_sequences: list[str] | None = None
+    request_id: str = ""
+
+
+class Started(msgspec.Struct, tag=True):
+    """Prefill is done; the prompt's token count is known."""
+
+    prompt_tokens: int
+
+
+class TextDelta(msgspec.Struct, tag=True):
+    text: str
+
+
+class Finished(msgspec.Struct, tag=True):
+    stop_reason: StopReason
+    output_tokens: int
+    stop_sequence: str | None = None
+
+
+class Failed(msgspec.Struct, tag=True):
+    error_type: str
+    message: str
+
+
+GenerationEvent = Union[Started, TextDelta, Finished, Failed]
+
+
+class ModelCard(msgspec.Struct, kw_only=True):
+    """What the server says about the model it serves."""
+
+    id: str
+    source: str
+    context_length: int
+    fallback_from: str | None = None
+    note: str | None = None
+
+
+class Engine(Protocol):
+    @property
+    def model(self) -> ModelCard: ...
+
+    def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationEvent]:
+        """Stream events; closing the iterator early cancels the generation."""
+        ...
+
+    async def count_tokens(self, request: GenerationRequest) -> int: ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,51 @@
+import json
+
+import pytest
+
+from pensieve_core import load_settings
+from pensieve_core.errors import ConfigError
+
+
+def test_defaults(tmp_path):
+    s = load_settings(environ={"PENSIEVE_HOME": str(tmp_path)})
+    assert (s.host, s.port, s.api_key, s.model) == (
+        "127.0.0.1", 7777, "pensieve-local-key", "phi-3-mini"
+    )
+    assert s.home == str(tmp_path)
+
+
+def test_layers_file_then_env_then_flags(tmp_path):
+    (tmp_path / "config.json").write_text(
+        json.dumps({"port": 1111, "model": "from-file", "api_key": "file-key", "host": "0.0.0.0"})
+    )
+    env = {"PENSIEVE_HOME": str(tmp_path), "PENSIEVE_PORT": "2222", "PENSIEVE_MODEL": "from-env"}
+    s = load_settings({"model": "from-flag", "host": None}, environ=env)
+    assert s.port == 2222  # env beats file
+    assert s.model == "from-flag"  # flag beats env
+    assert s.api_key == "file-key"  # file beats default
+    assert s.host == "0.0.0.0"  # an unset flag leaves lower layers alone
+
+
+def test_home_flag_chooses_the_config_file(tmp_path):
+    (tmp_path / "config.json").write_text('{"port": 3333}')
+    assert load_settings({"home": str(tmp_path)}, environ={}).port == 3333
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("{not json", "cannot read config file"),
+        ('{"port": "high"}', r"\$\.port"),
+        ('{"prot": 1}', "prot"),
+        ("[1]", "JSON object"),
+    ],
+)
+def test_bad_config_file_is_a_clear_error(tmp_path, content, message):
+    (tmp_path / "config.json").write_text(content)
+    with pytest.raises(ConfigError, match=message):
+        load_settings(environ={"PENSIEVE_HOME": str(tmp_path)})
+
+
+def test_bad_port_from_env(tmp_path):
+    with pytest.raises(ConfigError, match="port"):
+        load_settings(environ={"PENSIEVE_HOME": str(tmp_path), "PENSIEVE_PORT": "70000"})

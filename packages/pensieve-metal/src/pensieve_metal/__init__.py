@@ -1,0 +1,15 @@
+"""Device queries and memory limits for MLX."""
+
+from .device import DeviceInfo, DeviceKind, MemorySnapshot, device_info, device_kind, memory_snapshot
+from .limits import AppliedLimits, apply_memory_limits
+
+__all__ = [
+    "AppliedLimits",
+    "DeviceInfo",
+    "DeviceKind",
+    "MemorySnapshot",
+    "apply_memory_limits",
+    "device_info",
+    "device_kind",
+    "memory_snapshot",
+]

@@ -1,0 +1,38 @@
+"""Applying MLX memory limits."""
+
+from __future__ import annotations
+
+import mlx.core as mx
+import msgspec
+
+from .device import device_info
+
+
+class AppliedLimits(msgspec.Struct, kw_only=True):
+    memory_limit_bytes: int
+    cache_limit_bytes: int
+    wired_limit_bytes: int | None
+
+
+def apply_memory_limits(
+    *,
+    memory_fraction: float = 0.9,
+    cache_limit_bytes: int | None = None,
+    wire_bytes: int | None = None,
+) -> AppliedLimits:
+    """Cap MLX's allocations at a fraction of device memory; optionally wire model weights.
+
+    Wiring only exists on Metal (macOS 15+); elsewhere the request is ignored.
+    """
+    if not 0 < memory_fraction <= 1:
+        raise ValueError(f"memory_fraction must be in (0, 1], got {memory_fraction}")
+    info = device_info()
+    limit = int(info.memory_total_bytes * memory_fraction)
+    mx.set_memory_limit(limit)
+    cache = limit // 4 if cache_limit_bytes is None else cache_limit_bytes
+    mx.set_cache_limit(cache)
+    wired = None
+    if wire_bytes and info.kind == "metal":
+        wired = min(wire_bytes, info.recommended_working_set_bytes)
+        mx.set_wired_limit(wired)
+    return AppliedLimits(memory_limit_bytes=limit, cache_limit_bytes=cache, wired_limit_bytes=wired)

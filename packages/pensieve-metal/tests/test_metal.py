@@ -1,0 +1,30 @@
+import mlx.core as mx
+import pytest
+
+import pensieve_metal as metal
+
+
+def test_device_info_reports_this_machine():
+    info = metal.device_info()
+    assert info.kind in ("metal", "cuda", "cpu")
+    assert info.kind == metal.device_kind()
+    assert info.memory_total_bytes > 0
+    assert info.recommended_working_set_bytes > 0
+
+
+def test_apply_memory_limits_sets_mlx_limits():
+    before = mx.get_memory_limit()
+    try:
+        applied = metal.apply_memory_limits(memory_fraction=0.5, cache_limit_bytes=1 << 20)
+        assert mx.get_memory_limit() == applied.memory_limit_bytes
+        assert applied.memory_limit_bytes == metal.device_info().memory_total_bytes // 2
+        assert applied.cache_limit_bytes == 1 << 20
+        snap = metal.memory_snapshot()
+        assert snap.limit_bytes == applied.memory_limit_bytes
+    finally:
+        mx.set_memory_limit(before)
+
+
+def test_bad_fraction_is_refused():
+    with pytest.raises(ValueError, match="memory_fraction"):
+        metal.apply_memory_limits(memory_fraction=1.5)

@@ -1,0 +1,22 @@
+"""Model references, downloads and loading: aliases, Hugging Face repos, MLX directories,
+GGUF files, and the bundled SmolLM2."""
+
+from .bundled import BUNDLED_ALIAS, bundled_gguf_path
+from .hub import Hub, HubUnavailableError, HuggingFaceHub
+from .loading import LoadedModel, load_model, local_path
+from .references import ALIASES, ModelRef, looks_like_repo_id, resolve_reference
+
+__all__ = [
+    "ALIASES",
+    "BUNDLED_ALIAS",
+    "Hub",
+    "HubUnavailableError",
+    "HuggingFaceHub",
+    "LoadedModel",
+    "ModelRef",
+    "bundled_gguf_path",
+    "load_model",
+    "local_path",
+    "looks_like_repo_id",
+    "resolve_reference",
+]

@@ -1,0 +1,57 @@
+"""The Hugging Face hub: the standard cache, and downloads with a progress bar."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+from pensieve_core.errors import PensieveError
+
+# Only what loading needs; weights only as safetensors (never pickles).
+ALLOW_PATTERNS = ["*.json", "*.safetensors", "*.jinja", "tokenizer.model", "*.tiktoken", "*.txt"]
+
+
+class HubUnavailableError(PensieveError):
+    """The hub could not be reached, or does not have the repository."""
+
+    error_type = "not_found_error"
+    status = 404
+
+
+class Hub(Protocol):
+    def cached(self, repo_id: str) -> Path | None:
+        """The local snapshot if the repository is fully cached, else None. No network."""
+        ...
+
+    def download(self, repo_id: str) -> Path:
+        """Fetch the repository into the cache (showing progress); raise HubUnavailableError."""
+        ...
+
+
+class HuggingFaceHub:
+    def __init__(self, cache_dir: Path | None = None) -> None:
+        self.cache_dir = cache_dir
+
+    def cached(self, repo_id: str) -> Path | None:
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import LocalEntryNotFoundError
+
+        try:
+            path = snapshot_download(
+                repo_id, allow_patterns=ALLOW_PATTERNS, local_files_only=True, cache_dir=self.cache_dir
+            )
+        except (LocalEntryNotFoundError, OSError, ValueError):
+            return None
+        path = Path(path)
+        return path if (path / "config.json").exists() else None
+
+    def download(self, repo_id: str) -> Path:
+        from huggingface_hub import snapshot_download
+
+        try:
+            # snapshot_download draws a tqdm progress bar per file on the terminal.
+            return Path(
+                snapshot_download(repo_id, allow_patterns=ALLOW_PATTERNS, cache_dir=self.cache_dir)
+            )
+        except Exception as exc:  # the hub client raises many network and HTTP error types
+            raise HubUnavailableError(f"cannot download {repo_id} from the Hugging Face hub: {exc}") from exc

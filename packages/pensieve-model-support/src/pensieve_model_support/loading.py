@@ -1,0 +1,75 @@
+"""Load a resolved model into memory: weights, tokenizer, context length."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import mlx.nn as nn
+import msgspec
+from mlx_lm.tokenizer_utils import TokenizerWrapper
+
+from pensieve_core.errors import ModelLoadError
+
+from .gguf import load_gguf
+from .hub import Hub, HubUnavailableError
+from .references import ModelRef
+
+DEFAULT_CONTEXT = 4096
+
+
+class LoadedModel(msgspec.Struct, kw_only=True):
+    name: str
+    ref: ModelRef
+    model: nn.Module
+    tokenizer: TokenizerWrapper
+    config: dict[str, Any]
+    context_length: int
+
+
+def _context_length(config: dict[str, Any]) -> int:
+    for key in ("max_position_embeddings", "max_sequence_length", "n_positions", "seq_length"):
+        if isinstance(config.get(key), int):
+            return config[key]
+    text = config.get("text_config")
+    return _context_length(text) if isinstance(text, dict) else DEFAULT_CONTEXT
+
+
+def _load_mlx_dir(path: Path) -> tuple[nn.Module, TokenizerWrapper, dict[str, Any]]:
+    from mlx_lm.utils import load
+
+    try:
+        # trust_remote_code stays off: no model code from a download ever runs.
+        model, tokenizer, config = load(str(path), return_config=True, trust_remote_code=False)
+    except (ValueError, OSError, KeyError, FileNotFoundError) as exc:
+        raise ModelLoadError(f"cannot load the MLX model in {path}: {exc}") from exc
+    return model, tokenizer, config
+
+
+def local_path(ref: ModelRef, hub: Hub, *, download: bool = True) -> Path:
+    """Where the model's files are, downloading a hub model if allowed and needed."""
+    if ref.kind != "hub":
+        return Path(ref.path or "")
+    assert ref.repo_id is not None
+    cached = hub.cached(ref.repo_id)
+    if cached is not None:
+        return cached
+    if not download:
+        raise HubUnavailableError(f"{ref.repo_id} is not in the Hugging Face cache")
+    return hub.download(ref.repo_id)
+
+
+def load_model(ref: ModelRef, hub: Hub, *, download: bool = True) -> LoadedModel:
+    path = local_path(ref, hub, download=download)
+    if ref.kind in ("bundled", "gguf_file"):
+        model, tokenizer, config = load_gguf(path)
+    else:
+        model, tokenizer, config = _load_mlx_dir(path)
+    return LoadedModel(
+        name=ref.name,
+        ref=ref,
+        model=model,
+        tokenizer=tokenizer,
+        config=config,
+        context_length=_context_length(config),
+    )

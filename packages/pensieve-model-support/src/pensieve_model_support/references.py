@@ -1,0 +1,58 @@
+"""Resolve a model reference: an alias, a Hugging Face repo id, a local MLX directory,
+or a local GGUF file."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+
+from pensieve_core.errors import ModelNotFoundError
+
+from .bundled import BUNDLED_ALIAS, bundled_gguf_path
+
+SourceKind = Literal["bundled", "hub", "mlx_dir", "gguf_file"]
+
+ALIASES: dict[str, str] = {
+    "phi-3-mini": "mlx-community/Phi-3-mini-128k-instruct-4bit",
+    BUNDLED_ALIAS: BUNDLED_ALIAS,
+}
+
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+class ModelRef(msgspec.Struct, kw_only=True):
+    """A resolved reference: where the model lives and what to call it."""
+
+    name: str
+    kind: SourceKind
+    repo_id: str | None = None
+    path: str | None = None
+
+
+def looks_like_repo_id(ref: str) -> bool:
+    return bool(_REPO_ID.match(ref)) and ".." not in ref
+
+
+def resolve_reference(ref: str) -> ModelRef:
+    """Classify `ref` without touching the network; local paths must exist."""
+    target = ALIASES.get(ref, ref)
+    if target == BUNDLED_ALIAS:
+        return ModelRef(name=BUNDLED_ALIAS, kind="bundled", path=str(bundled_gguf_path()))
+    path = Path(target).expanduser()
+    if path.is_file() and path.suffix == ".gguf":
+        return ModelRef(name=path.stem, kind="gguf_file", path=str(path.resolve()))
+    if path.is_dir() and (path / "config.json").is_file():
+        return ModelRef(name=path.name, kind="mlx_dir", path=str(path.resolve()))
+    if path.is_absolute() or target.startswith((".", "~")) or path.exists():
+        raise ModelNotFoundError(
+            f"{ref!r} is neither a GGUF file nor an MLX model directory (one with config.json)"
+        )
+    if looks_like_repo_id(target):
+        return ModelRef(name=ref, kind="hub", repo_id=target)
+    raise ModelNotFoundError(
+        f"unknown model {ref!r}: use an alias ({', '.join(ALIASES)}), a Hugging Face repo id "
+        "(owner/name), an MLX model directory or a .gguf file"
+    )
