@@ -1,0 +1,5 @@
+"""The pensieve command line."""
+
+from .main import cli
+
+__all__ = ["cli"]

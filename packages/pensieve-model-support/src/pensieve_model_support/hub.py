@@ -54,4 +54,7 @@ class HuggingFaceHub:
                 snapshot_download(repo_id, allow_patterns=ALLOW_PATTERNS, cache_dir=self.cache_dir)
             )
         except Exception as exc:  # the hub client raises many network and HTTP error types
-            raise HubUnavailableError(f"cannot download {repo_id} from the Hugging Face hub: {exc}") from exc
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise HubUnavailableError(
+                f"cannot download {repo_id} from the Hugging Face hub ({reason})"
+            ) from exc

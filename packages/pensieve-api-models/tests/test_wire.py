@@ -1,0 +1,59 @@
+import msgspec
+import pytest
+
+import pensieve_api_models as api
+from pensieve_claude_types import Message, TextBlock, Usage
+from pensieve_core.errors import InvalidRequestError
+
+
+def test_decodes_a_minimal_request_and_ignores_unknown_fields():
+    req = api.decode_messages_request(
+        b'{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"hi"}],'
+        b'"context_management":{"edits":[]},"output_config":{"effort":"high"}}'
+    )
+    assert req.model == "m" and req.max_tokens == 5 and req.stream is False
+
+
+@pytest.mark.parametrize(
+    "body, path",
+    [
+        (b'{"model":"m","max_tokens":"5","messages":[]}', "$.max_tokens"),
+        (b'{"model":"m","messages":[{"role":"user","content":"x"}]}', "max_tokens"),
+        (b'{"model":"m","max_tokens":5,"messages":[{"role":"robot","content":"x"}]}', "$.messages[0].role"),
+        (b'{"model":"m","max_tokens":0,"messages":[{"role":"user","content":"x"}]}', "$.max_tokens"),
+        (b'{"model":"m","max_tokens":5,"messages":[]}', "$.messages"),
+    ],
+)
+def test_validation_errors_carry_the_json_path(body, path):
+    with pytest.raises(InvalidRequestError) as info:
+        api.decode_messages_request(body)
+    assert path in info.value.message
+
+
+def test_invalid_json_is_an_invalid_request():
+    with pytest.raises(InvalidRequestError, match="not valid JSON"):
+        api.decode_messages_request(b"{nope")
+
+
+def test_sse_encoding_names_the_event_and_repeats_the_type():
+    start = api.MessageStart(message=Message(id="msg_1", model="m", content=[], usage=Usage()))
+    raw = api.encode_event(start)
+    head, data = raw.split(b"\n", 1)
+    assert head == b"event: message_start"
+    assert raw.endswith(b"\n\n")
+    payload = msgspec.json.decode(data.removeprefix(b"data: ").strip())
+    assert payload["type"] == "message_start"
+    assert payload["message"]["stop_reason"] is None
+    delta = api.ContentBlockDelta(index=0, delta=api.TextDeltaPayload(text="x"))
+    assert b'"delta":{"type":"text_delta","text":"x"}' in api.encode_event(delta)
+    block = api.ContentBlockStart(index=0, content_block=TextBlock(text=""))
+    assert b'"content_block":{"type":"text","text":""}' in api.encode_event(block)
+
+
+def test_error_envelope_shape():
+    env = api.envelope_for(InvalidRequestError("bad"), "req_1")
+    assert msgspec.json.decode(api.encode_envelope(env)) == {
+        "type": "error",
+        "error": {"type": "invalid_request_error", "message": "bad"},
+        "request_id": "req_1",
+    }

@@ -1,0 +1,122 @@
+"""The one thread that runs MLX work. Jobs come in on a queue; typed events go back to the
+event loop of whoever submitted them."""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
+
+import structlog
+from mlx_lm.generate import stream_generate
+from mlx_lm.sample_utils import make_sampler
+
+from pensieve_core import Failed, Finished, GenerationEvent, TextDelta
+from pensieve_core.errors import PensieveError
+from pensieve_model_support import LoadedModel
+
+from .stops import StopSequenceMatcher
+
+log = structlog.get_logger("pensieve.inference")
+
+
+class GenerationJob:
+    def __init__(
+        self,
+        *,
+        prompt: list[int],
+        max_tokens: int,
+        sampler_args: dict[str, Any],
+        stop_sequences: list[str] | None,
+        request_id: str,
+        loop: asyncio.AbstractEventLoop,
+        events: asyncio.Queue[GenerationEvent],
+    ) -> None:
+        self.prompt = prompt
+        self.max_tokens = max_tokens
+        self.sampler_args = sampler_args
+        self.stop_sequences = stop_sequences
+        self.request_id = request_id
+        self._loop = loop
+        self._events = events
+        self.cancelled = threading.Event()
+
+    def emit(self, event: GenerationEvent) -> None:
+        try:
+            self._loop.call_soon_threadsafe(self._events.put_nowait, event)
+        except RuntimeError:  # the loop is gone: nobody is listening
+            self.cancelled.set()
+
+
+class GenerationWorker:
+    def __init__(self, name: str = "pensieve-mlx") -> None:
+        self._inbox: queue.Queue[Callable[[], None] | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (task := self._inbox.get()) is not None:
+            task()
+
+    def call(self, fn: Callable[[], Any]) -> Future[Any]:
+        """Run fn on the worker thread (for loading and other MLX work)."""
+        future: Future[Any] = Future()
+
+        def task() -> None:
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                future.set_result(fn())
+            except BaseException as exc:  # handed to the caller through the future
+                future.set_exception(exc)
+
+        self._inbox.put(task)
+        return future
+
+    def submit(self, loaded: LoadedModel, job: GenerationJob) -> None:
+        self._inbox.put(lambda: self._generate(loaded, job))
+
+    def stop(self) -> None:
+        self._inbox.put(None)
+        self._thread.join(timeout=10)
+
+    def _generate(self, loaded: LoadedModel, job: GenerationJob) -> None:
+        if job.cancelled.is_set():
+            return
+        stops = StopSequenceMatcher(job.stop_sequences)
+        output_tokens = 0
+        finish = None
+        try:
+            responses = stream_generate(
+                loaded.model,
+                loaded.tokenizer,
+                job.prompt,
+                max_tokens=job.max_tokens,
+                sampler=make_sampler(**job.sampler_args),
+            )
+            for response in responses:
+                output_tokens = response.generation_tokens
+                finish = response.finish_reason
+                text = stops.feed(response.text)
+                if text:
+                    job.emit(TextDelta(text=text))
+                if stops.matched is not None or job.cancelled.is_set():
+                    break
+            responses.close()
+        except PensieveError as exc:
+            job.emit(Failed(error_type=exc.error_type, message=exc.message))
+            return
+        except Exception as exc:  # noqa: BLE001 — reported to the client as an api_error event
+            log.exception("generation_failed", request_id=job.request_id)
+            job.emit(Failed(error_type="api_error", message=f"generation failed: {exc}"))
+            return
+        if stops.matched is not None:
+            job.emit(Finished(stop_reason="stop_sequence", output_tokens=output_tokens, stop_sequence=stops.matched))
+            return
+        if tail := stops.flush():
+            job.emit(TextDelta(text=tail))
+        reason = "max_tokens" if finish == "length" else "end_turn"
+        job.emit(Finished(stop_reason=reason, output_tokens=output_tokens))

@@ -1,0 +1,61 @@
+"""The one place where pensieve's error tree becomes HTTP."""
+
+from __future__ import annotations
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from pensieve_api_models import encode_envelope, envelope_for, error_envelope
+from pensieve_core.errors import PensieveError
+
+_HTTP_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    529: "overloaded_error",
+}
+
+
+def request_id_of(request: Request) -> str | None:
+    return getattr(request.state, "request_id", None)
+
+
+def error_response(status: int, error_type: str, message: str, request_id: str | None) -> Response:
+    body = encode_envelope(error_envelope(error_type, message, request_id))
+    return Response(body, status_code=status, media_type="application/json")
+
+
+def pensieve_error_response(exc: PensieveError, request_id: str | None) -> Response:
+    return Response(
+        encode_envelope(envelope_for(exc, request_id)),
+        status_code=exc.status,
+        media_type="application/json",
+    )
+
+
+async def handle_pensieve_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, PensieveError)
+    return pensieve_error_response(exc, request_id_of(request))
+
+
+async def handle_http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    error_type = _HTTP_ERROR_TYPES.get(exc.status_code, "api_error")
+    message = exc.detail if exc.status_code != 404 else f"no such route: {request.method} {request.url.path}"
+    return error_response(exc.status_code, error_type, str(message), request_id_of(request))
+
+
+async def handle_unexpected(request: Request, exc: Exception) -> Response:
+    return error_response(500, "api_error", "internal server error", request_id_of(request))
+
+
+EXCEPTION_HANDLERS = {
+    PensieveError: handle_pensieve_error,
+    HTTPException: handle_http_exception,
+    Exception: handle_unexpected,
+}

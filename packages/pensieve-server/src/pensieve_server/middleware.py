@@ -1,0 +1,98 @@
+"""Pure ASGI middleware (BaseHTTPMiddleware would break contextvars): request ids,
+access logs, and the API key."""
+
+from __future__ import annotations
+
+import hmac
+import time
+from typing import Any
+
+import structlog
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from pensieve_api_models import encode_envelope, error_envelope
+
+from .ids import request_id
+
+log = structlog.get_logger("pensieve.server")
+
+PUBLIC_PATHS = frozenset({"/health"})
+
+
+class RequestIdMiddleware:
+    """Give every request an id, put it on every response, and log one line per request."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = request_id()
+        scope.setdefault("state", {})["request_id"] = rid
+        started = time.perf_counter()
+        status = 0
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"request-id", rid.encode())]
+            await send(message)
+
+        with structlog.contextvars.bound_contextvars(request_id=rid):
+            try:
+                await self.app(scope, receive, send_with_id)
+            finally:
+                log.info(
+                    "request",
+                    method=scope["method"],
+                    path=scope["path"],
+                    status=status,
+                    ms=round((time.perf_counter() - started) * 1000, 1),
+                )
+
+
+def presented_key(headers: Headers) -> str | None:
+    if key := headers.get("x-api-key"):
+        return key
+    scheme, _, token = headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+class ApiKeyMiddleware:
+    """Every route but /health needs the key, in `x-api-key` or `Authorization: Bearer`."""
+
+    def __init__(self, app: ASGIApp, api_key: str) -> None:
+        self.app = app
+        self._key = api_key.encode()
+
+    def _accepts(self, headers: Headers) -> bool:
+        key = presented_key(headers)
+        return key is not None and hmac.compare_digest(key.encode(), self._key)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        if self._accepts(headers):
+            await self.app(scope, receive, send)
+            return
+        message = (
+            "invalid x-api-key"
+            if presented_key(headers) is not None
+            else "missing API key: send it in the x-api-key header or as Authorization: Bearer"
+        )
+        rid: Any = scope.get("state", {}).get("request_id")
+        body = encode_envelope(error_envelope("authentication_error", message, rid))
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 401,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,38 @@
+"""GET /health: public; names the model actually served and the device."""
+
+from __future__ import annotations
+
+import time
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+
+from pensieve_core import Engine, ModelCard
+from pensieve_metal import DeviceInfo, MemorySnapshot, device_info, memory_snapshot
+
+_encoder = msgspec.json.Encoder()
+
+
+class Health(msgspec.Struct, kw_only=True):
+    status: str
+    model: ModelCard
+    device: DeviceInfo
+    memory: MemorySnapshot
+    uptime_s: float
+
+
+async def health(request: Request) -> Response:
+    engine: Engine = request.app.state.engine
+    body = Health(
+        status="ok",
+        model=engine.model,
+        device=device_info(),
+        memory=memory_snapshot(),
+        uptime_s=round(time.monotonic() - request.app.state.started_at, 1),
+    )
+    return Response(_encoder.encode(body), media_type="application/json")
+
+
+async def root(request: Request) -> Response:
+    return Response("pensieve is running\n", media_type="text/plain")

@@ -1,0 +1,102 @@
+"""POST /v1/messages (streamed and not) and POST /v1/messages/count_tokens."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from pensieve_api_models import (
+    CountTokensResponse,
+    Ping,
+    decode_count_tokens_request,
+    decode_messages_request,
+    encode_event,
+)
+from pensieve_core import Engine, GenerationEvent
+from pensieve_core.errors import GenerationError
+
+from ..assembly import MessageAssembler
+from ..errors import request_id_of
+from ..ids import message_id
+
+# A ping goes out whenever the model is silent this long (long prefills), so clients wait.
+KEEPALIVE_SECONDS = 10.0
+
+_encoder = msgspec.json.Encoder()
+
+
+def _engine(request: Request) -> Engine:
+    return request.app.state.engine
+
+
+def _json(payload: object, status: int = 200) -> Response:
+    return Response(_encoder.encode(payload), status_code=status, media_type="application/json")
+
+
+async def create_message(request: Request) -> Response:
+    body = decode_messages_request(await request.body())
+    rid = request_id_of(request) or ""
+    events = _engine(request).generate(body.to_generation(rid)).__aiter__()
+    # The first event comes after validation and templating: errors before it are still 4xx.
+    first = await anext(events)
+    assembler = MessageAssembler(message_id(), body.model)
+    if body.stream:
+        return StreamingResponse(
+            _sse(assembler, first, events),
+            media_type="text/event-stream",
+            headers={"cache-control": "no-cache"},
+        )
+    async for _ in _drain(assembler, first, events):
+        pass
+    if assembler.failed is not None:
+        raise GenerationError(assembler.failed.message)
+    return _json(assembler.message)
+
+
+async def _drain(
+    assembler: MessageAssembler, first: GenerationEvent, events: AsyncIterator[GenerationEvent]
+) -> AsyncIterator[bytes]:
+    for out in assembler.feed(first):
+        yield encode_event(out)
+    async for event in events:
+        for out in assembler.feed(event):
+            yield encode_event(out)
+
+
+async def _sse(
+    assembler: MessageAssembler, first: GenerationEvent, events: AsyncIterator[GenerationEvent]
+) -> AsyncIterator[bytes]:
+    for out in assembler.feed(first):
+        yield encode_event(out)
+    yield encode_event(Ping())
+    pending: asyncio.Task[GenerationEvent] | None = None
+    try:
+        while True:
+            pending = pending or asyncio.ensure_future(anext(events))
+            done, _ = await asyncio.wait({pending}, timeout=KEEPALIVE_SECONDS)
+            if not done:
+                yield encode_event(Ping())
+                continue
+            try:
+                event = pending.result()
+            except StopAsyncIteration:
+                return
+            pending = None
+            for out in assembler.feed(event):
+                yield encode_event(out)
+            if assembler.failed is not None or assembler.message.stop_reason is not None:
+                return
+    finally:
+        if pending is not None and not pending.done():
+            pending.cancel()
+        await events.aclose()
+
+
+async def count_tokens(request: Request) -> Response:
+    body = decode_count_tokens_request(await request.body())
+    tokens = await _engine(request).count_tokens(body.to_generation(request_id_of(request) or ""))
+    return _json(CountTokensResponse(input_tokens=tokens))
