@@ -11,8 +11,8 @@ class StopSequenceMatcher:
 
     def feed(self, text: str) -> str:
         """Text safe to emit now; sets `matched` once a stop sequence appears."""
-        if not self.stops:
-            return text
+        if not self.stops or self.matched is not None:
+            return "" if self.matched is not None else text
         buffer = self._held + text
         hits = [(buffer.find(s), s) for s in self.stops if s in buffer]
         if hits:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from mlx_lm.utils import _get_classes
 from .bundled import bundled_gguf_path
 from .gguf.reader import read_gguf
 from .gguf.tokenizer import build_tokenizer
+from .hub import HubUnavailableError
 
 CHATML_TEMPLATE = (
     "{% for message in messages %}"
@@ -72,3 +74,32 @@ def build_tiny_model(
     mx.save_safetensors(str(path / "model.safetensors"), weights, metadata={"format": "mlx"})
     (path / "config.json").write_text(json.dumps(config, indent=2))
     return path
+
+
+class FakeHub:
+    """TEST DOUBLE for the Hugging Face hub, which test machines cannot reach.
+
+    It serves repositories from local model directories, copying them into its own cache on
+    download, and can pretend to be unreachable.
+    """
+    def __init__(self, cache: Path, repos: dict[str, Path] | None = None, reachable: bool = True):
+        self.cache = cache
+        self.repos = repos or {}
+        self.reachable = reachable
+        self.downloads: list[str] = []
+
+    def _snapshot(self, repo_id: str) -> Path:
+        return self.cache / repo_id.replace("/", "--")
+
+    def cached(self, repo_id: str) -> Path | None:
+        path = self._snapshot(repo_id)
+        return path if path.exists() else None
+
+    def download(self, repo_id: str) -> Path:
+        if not self.reachable:
+            raise HubUnavailableError(f"cannot download {repo_id} from the Hugging Face hub (offline)")
+        if repo_id not in self.repos:
+            raise HubUnavailableError(f"{repo_id} does not exist on the hub")
+        self.downloads.append(repo_id)
+        shutil.copytree(self.repos[repo_id], self._snapshot(repo_id))
+        return self._snapshot(repo_id)

@@ -29,13 +29,19 @@ def hypercorn_config(settings: Settings) -> Config:
 
 
 async def serve_engine(
-    engine: Engine, settings: Settings, *, on_ready: Callable[[], None] | None = None
+    engine: Engine,
+    settings: Settings,
+    *,
+    on_ready: Callable[[], None] | None = None,
+    shutdown: asyncio.Event | None = None,
 ) -> None:
+    """Serve until SIGINT/SIGTERM, or until `shutdown` is set when one is given."""
     app = create_app(engine, settings)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = shutdown or asyncio.Event()
+    if shutdown is None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
     config = hypercorn_config(settings)
     log.info(
         "serving",

@@ -1,0 +1,18 @@
+import pytest
+
+from pensieve_model_support.testing import build_tiny_model
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    return build_tiny_model(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture(scope="session")
+def engine(tiny_model_dir):
+    from pensieve_inference import MLXEngine
+    from pensieve_model_support import HuggingFaceHub, resolve_reference
+
+    engine = MLXEngine.load_sync(resolve_reference(str(tiny_model_dir)), HuggingFaceHub())
+    yield engine
+    engine._worker.stop()

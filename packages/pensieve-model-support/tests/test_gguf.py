@@ -1,0 +1,71 @@
+import mlx.core as mx
+import mlx.nn as nn
+import pytest
+from mlx_lm import generate
+
+from pensieve_core.errors import ModelLoadError
+from pensieve_model_support import HuggingFaceHub, bundled_gguf_path, load_model, resolve_reference
+from pensieve_model_support.gguf import read_gguf
+from pensieve_model_support.gguf.architectures import architecture_module
+
+
+@pytest.fixture(scope="module")
+def bundled():
+    return load_model(resolve_reference("smollm2-135m"), HuggingFaceHub())
+
+
+def test_bundled_config_comes_from_gguf_metadata(bundled):
+    cfg = bundled.config
+    assert cfg["model_type"] == "llama"
+    assert (cfg["hidden_size"], cfg["num_hidden_layers"], cfg["num_attention_heads"]) == (576, 30, 9)
+    assert cfg["num_key_value_heads"] == 3
+    assert cfg["rope_traditional"] is True
+    assert cfg["tie_word_embeddings"] is True
+    assert bundled.context_length == 8192
+
+
+def test_q4_1_tensors_stay_quantized_with_their_own_bits(bundled):
+    layer = bundled.model.model.layers[0].self_attn.q_proj
+    assert isinstance(layer, nn.QuantizedLinear)
+    assert (layer.bits, layer.group_size) == (4, 32)
+    embed = bundled.model.model.embed_tokens
+    assert isinstance(embed, nn.QuantizedEmbedding) and embed.bits == 8
+    assert layer.weight.dtype == mx.uint32
+
+
+def test_tokenizer_and_chat_template_come_from_gguf(bundled):
+    tok = bundled.tokenizer
+    ids = tok.encode("Hello world", add_special_tokens=False)
+    assert tok.decode(ids) == "Hello world"
+    assert tok.encode("<|im_end|>", add_special_tokens=False) == [2]
+    assert 2 in tok.eos_token_ids
+    text = tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True)
+    assert text.endswith("<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n")
+
+
+@pytest.mark.slow
+def test_bundled_model_answers_correctly(bundled):
+    prompt = bundled.tokenizer.apply_chat_template(
+        [{"role": "user", "content": "What is the capital of France? Answer briefly."}],
+        add_generation_prompt=True,
+    )
+    assert "Paris" in generate(bundled.model, bundled.tokenizer, prompt, max_tokens=10)
+
+
+def test_unsupported_architecture_is_a_clear_error():
+    with pytest.raises(ModelLoadError, match="'gemma3' is not supported"):
+        architecture_module("gemma3")
+
+
+def test_gguf_reader_returns_plain_metadata():
+    meta = read_gguf(bundled_gguf_path()).metadata
+    assert meta["general.architecture"] == "llama"
+    assert isinstance(meta["llama.block_count"], int)
+    assert isinstance(meta["tokenizer.ggml.token_type"], list)
+
+
+def test_corrupt_gguf_is_a_load_error(tmp_path):
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"GGUF" + b"\0" * 64)
+    with pytest.raises(ModelLoadError):
+        load_model(resolve_reference(str(bad)), HuggingFaceHub())

@@ -1,0 +1,29 @@
+import pytest
+
+from pensieve_model_support.testing import build_tiny_model
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    return build_tiny_model(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture(scope="session")
+def engine(tiny_model_dir):
+    from pensieve_inference import MLXEngine
+    from pensieve_model_support import HuggingFaceHub, resolve_reference
+
+    engine = MLXEngine.load_sync(resolve_reference(str(tiny_model_dir)), HuggingFaceHub())
+    yield engine
+    engine._worker.stop()
+
+
+@pytest.fixture(scope="session")
+def client(engine):
+    from starlette.testclient import TestClient
+
+    from pensieve_core import Settings
+    from pensieve_server import create_app
+
+    with TestClient(create_app(engine, Settings(api_key="test-key"))) as c:
+        yield c

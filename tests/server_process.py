@@ -1,0 +1,59 @@
+"""A real `pensieve start` process for tests, on its own port and home."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx2 as httpx
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerProcess:
+    def __init__(self, args: list[str], env: dict[str, str], port: int, log: Path) -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = log
+        self._out = log.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "pensieve_cli", "start", *args],
+            env=env, stdout=self._out, stderr=subprocess.STDOUT,
+        )
+
+    def wait_ready(self, timeout: float = 120) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"server exited with {self.proc.returncode}:\n{self.output()}")
+            try:
+                return httpx.get(self.url + "/health", timeout=2).json()
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        raise AssertionError(f"server not ready in {timeout}s:\n{self.output()}")
+
+    def output(self) -> str:
+        self._out.flush()
+        return self.log.read_text(errors="replace")
+
+    def stop(self) -> int:
+        self.proc.terminate()
+        try:
+            return self.proc.wait(timeout=30)
+        finally:
+            self._out.close()
+
+
+def isolated_env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PENSIEVE_", "HF_"))}
+    # A fresh pensieve home and an empty Hugging Face cache: nothing leaks in from the machine.
+    env.update(PENSIEVE_HOME=str(home / "pensieve"), HF_HOME=str(home / "hf"), HOME=str(home))
+    return env
