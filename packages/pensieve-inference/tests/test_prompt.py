@@ -1,18 +1,16 @@
 import msgspec
 import pytest
 
-from pensieve_claude_types import MessageParam
+from pensieve_claude_types import MessageParam, TextBlockParam
 from pensieve_core import GenerationRequest
 from pensieve_core.errors import InvalidRequestError
-from pensieve_inference import chat_messages
+from pensieve_inference import PromptRenderer, build_conversation
 
 
-def request(messages, system=None):
-    msgs = msgspec.convert(messages, list[MessageParam])
-    sys_ = msgspec.convert(system, str | list | None) if not isinstance(system, list) else msgspec.convert(
-        system, list[__import__("pensieve_claude_types").TextBlockParam]
-    )
-    return GenerationRequest(messages=msgs, max_tokens=5, system=sys_)
+def request(messages, system=None, **kw):
+    if isinstance(system, list):
+        system = msgspec.convert(system, list[TextBlockParam])
+    return GenerationRequest(messages=msgspec.convert(messages, list[MessageParam]), max_tokens=5, system=system, **kw)
 
 
 def test_billing_line_is_dropped_and_system_blocks_joined():
@@ -24,54 +22,80 @@ def test_billing_line_is_dropped_and_system_blocks_joined():
             {"type": "text", "text": "Be brief."},
         ],
     )
-    messages, prefill = chat_messages(req, "m")
-    assert messages[0] == {"role": "system", "content": "You are Claude Code.\n\nBe brief."}
-    assert prefill == ""
+    system, turns, prefill = build_conversation(req, "m", native_tools=False)
+    assert system == "You are Claude Code.\n\nBe brief."
+    assert turns == [{"role": "user", "content": "hi"}] and prefill == ""
 
 
-def test_same_role_turns_merge_and_system_messages_join_the_system_text():
+def test_same_role_turns_merge_and_late_system_messages_stay_in_place():
     req = request(
         [
+            {"role": "system", "content": "early"},
             {"role": "user", "content": "a"},
             {"role": "user", "content": [{"type": "text", "text": "b"}]},
             {"role": "assistant", "content": "c"},
             {"role": "user", "content": "d"},
-            {"role": "system", "content": "late system note"},
+            {"role": "system", "content": "late note"},
         ],
         system="top",
     )
-    messages, _ = chat_messages(req, "m")
-    assert messages == [
-        {"role": "system", "content": "top\n\nlate system note"},
+    system, turns, _ = build_conversation(req, "m", native_tools=False)
+    assert system == "top\n\nearly"
+    assert turns == [
         {"role": "user", "content": "a\n\nb"},
         {"role": "assistant", "content": "c"},
-        {"role": "user", "content": "d"},
+        {"role": "user", "content": "d\n\n<system-reminder>\nlate note\n</system-reminder>"},
     ]
 
 
-def test_final_assistant_turn_is_a_prefill():
+def test_final_assistant_turn_is_a_prefill(engine):
     req = request([{"role": "user", "content": "Count"}, {"role": "assistant", "content": "1, 2,"}])
-    messages, prefill = chat_messages(req, "m")
-    assert messages == [{"role": "user", "content": "Count"}]
-    assert prefill == "1, 2,"
+    _, turns, prefill = build_conversation(req, "m", native_tools=False)
+    assert turns == [{"role": "user", "content": "Count"}] and prefill == "1, 2,"
+    text = PromptRenderer(engine.loaded.tokenizer, "m").text(req)
+    assert text.endswith("<|im_start|>assistant\n1, 2,")
 
 
 def test_image_for_a_text_only_model_names_the_model():
     req = request(
         [{"role": "user", "content": [{"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AA=="}}]}]
     )
-    with pytest.raises(InvalidRequestError, match="'tiny' is text-only"):
-        chat_messages(req, "tiny")
+    with pytest.raises(InvalidRequestError, match="'tiny' is text-only and cannot read image"):
+        build_conversation(req, "tiny", native_tools=False)
 
 
-def test_tool_blocks_render_as_text():
-    req = request(
-        [
-            {"role": "user", "content": "weather?"},
-            {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "get", "input": {"city": "Oslo"}}]},
-            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": [{"type": "tool_reference", "tool_name": "Read"}]}]},
-        ]
-    )
-    messages, _ = chat_messages(req, "m")
-    assert '"name": "get"' in messages[1]["content"] and "Oslo" in messages[1]["content"]
-    assert "Read" in messages[2]["content"]
+TOOL_TURNS = [
+    {"role": "user", "content": "weather?"},
+    {"role": "assistant", "content": [{"type": "text", "text": "Let me look."}, {"type": "tool_use", "id": "t1", "name": "get", "input": {"city": "Oslo"}}]},
+    {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": [{"type": "text", "text": "rain"}, {"type": "tool_reference", "tool_name": "Read"}]}]},
+]
+
+
+def test_tool_turns_as_text_for_templates_without_tools():
+    _, turns, _ = build_conversation(request(TOOL_TURNS), "m", native_tools=False)
+    assert turns[1]["content"] == 'Let me look.\n\n<tool_call>\n{"name": "get", "arguments": {"city": "Oslo"}}\n</tool_call>'
+    assert turns[2]["content"] == "<tool_result>\nrain\nTool Read is now available.\n</tool_result>"
+
+
+def test_tool_turns_native_for_tool_aware_templates():
+    _, turns, _ = build_conversation(request(TOOL_TURNS), "m", native_tools=True)
+    assert turns[1]["tool_calls"][0]["function"] == {"name": "get", "arguments": {"city": "Oslo"}}
+    assert turns[2] == {"role": "tool", "tool_call_id": "t1", "content": "rain\nTool Read is now available."}
+
+
+TOOLS = [{"name": "get_weather", "description": "Weather for a city", "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}]
+
+
+def test_tools_are_described_in_the_system_text_without_template_support(engine):
+    from pensieve_claude_types import Tool
+
+    tools = msgspec.convert(TOOLS, list[Tool])
+    renderer = PromptRenderer(engine.loaded.tokenizer, "m")
+    assert not renderer.native_tools
+    text = renderer.text(request([{"role": "user", "content": "hi"}], system="S", tools=tools))
+    assert text.startswith("<|im_start|>system\nS\n\n# Tools")
+    assert '"name": "get_weather"' in text and "<tool_call>" in text
+    from pensieve_claude_types import ToolChoiceNone
+
+    none = renderer.text(request([{"role": "user", "content": "hi"}], system="S", tools=tools, tool_choice=ToolChoiceNone()))
+    assert "get_weather" not in none

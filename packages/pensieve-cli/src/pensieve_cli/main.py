@@ -33,6 +33,7 @@ def cli() -> None:
 @click.option("--api-key", help="Key clients must send (default pensieve-local-key).")
 @click.option("--home", type=click.Path(file_okay=False), help="Pensieve's home directory.")
 @click.option("--config", type=click.Path(dir_okay=False), help="JSON config file.")
+@click.option("--max-output-tokens", type=click.IntRange(min=1), help="Cap on tokens generated per request.")
 def start(**flags: Any) -> None:
     """Serve the Messages API in the foreground until interrupted."""
     from pensieve_server import run_server

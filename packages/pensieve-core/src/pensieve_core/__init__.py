@@ -11,6 +11,7 @@ from .engine import (
     ModelCard,
     Started,
     TextDelta,
+    ToolCall,
 )
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "Settings",
     "Started",
     "TextDelta",
+    "ToolCall",
     "errors",
     "load_settings",
 ]

@@ -30,6 +30,15 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     # Fallback served when the configured model is neither cached nor downloadable.
     fallback_model: str = "smollm2-135m"
     log_level: str = "info"
+    # Server-wide cap on generated tokens per request (None: only the context limits it).
+    max_output_tokens: int | None = None
+    # Models for Claude's tiers: requests for claude-*-opus/sonnet/haiku names go here
+    # (unset: the main model).
+    opus_model: str | None = None
+    sonnet_model: str | None = None
+    haiku_model: str | None = None
+    # Refuse model names that no served model answers to, instead of using the main model.
+    strict_model_names: bool = False
 
     def __post_init__(self) -> None:
         if not self.home:
@@ -38,6 +47,12 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
             raise ConfigError(f"port must be between 1 and 65535, got {self.port}")
         if not self.api_key:
             raise ConfigError("api_key must not be empty")
+        if self.max_output_tokens is not None and self.max_output_tokens < 1:
+            raise ConfigError(f"max_output_tokens must be at least 1, got {self.max_output_tokens}")
+
+    def tier_model(self, tier: str) -> str:
+        """The model reference configured for a Claude tier (opus, sonnet, haiku)."""
+        return getattr(self, f"{tier}_model", None) or self.model
 
     @property
     def home_path(self) -> Path:

@@ -4,11 +4,11 @@ generation thread to the event loop."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Protocol, Union
+from typing import Any, Protocol, Union
 
 import msgspec
 
-from pensieve_claude_types import MessageParam, StopReason, TextBlockParam, Tool
+from pensieve_claude_types import MessageParam, StopReason, TextBlockParam, Tool, ToolChoice
 
 
 class GenerationRequest(msgspec.Struct, kw_only=True):
@@ -16,6 +16,7 @@ class GenerationRequest(msgspec.Struct, kw_only=True):
     max_tokens: int
     system: str | list[TextBlockParam] | None = None
     tools: list[Tool] | None = None
+    tool_choice: ToolChoice | None = None
     temperature: float | None = None
     top_p: float | None = None
     top_k: int | None = None
@@ -33,6 +34,14 @@ class TextDelta(msgspec.Struct, tag=True):
     text: str
 
 
+class ToolCall(msgspec.Struct, tag=True):
+    """A complete tool call parsed from the model's output."""
+
+    id: str
+    name: str
+    input: dict[str, Any]
+
+
 class Finished(msgspec.Struct, tag=True):
     stop_reason: StopReason
     output_tokens: int
@@ -44,7 +53,7 @@ class Failed(msgspec.Struct, tag=True):
     message: str
 
 
-GenerationEvent = Union[Started, TextDelta, Finished, Failed]
+GenerationEvent = Union[Started, TextDelta, ToolCall, Finished, Failed]
 
 
 class ModelCard(msgspec.Struct, kw_only=True):

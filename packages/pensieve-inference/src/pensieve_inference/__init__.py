@@ -1,8 +1,10 @@
 """The MLX generation engine on mlx-lm."""
 
+from .conversation import BILLING_PREFIX, build_conversation
 from .engine import MLXEngine, sampler_args
-from .prompt import BILLING_PREFIX, PromptRenderer, chat_messages
+from .prompt import PromptRenderer, offered_tools
 from .stops import StopSequenceMatcher
+from .tool_calls import ToolCallSplitter
 from .worker import GenerationJob, GenerationWorker
 
 __all__ = [
@@ -12,6 +14,8 @@ __all__ = [
     "MLXEngine",
     "PromptRenderer",
     "StopSequenceMatcher",
-    "chat_messages",
+    "ToolCallSplitter",
+    "build_conversation",
+    "offered_tools",
     "sampler_args",
 ]

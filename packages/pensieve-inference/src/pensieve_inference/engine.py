@@ -17,7 +17,11 @@ from pensieve_core import (
 from pensieve_core.errors import InvalidRequestError, PromptTooLongError
 from pensieve_model_support import Hub, LoadedModel, ModelRef, load_model
 
-from .prompt import PromptRenderer
+from pensieve_claude_types import ToolChoiceAny, ToolChoiceAuto, ToolChoiceTool
+
+from .prompt import PromptRenderer, offered_tools
+from .tool_calls import ToolCallSplitter
+from .tool_prompt import TOOL_CALL_END, TOOL_CALL_START, function_spec
 from .worker import GenerationJob, GenerationWorker
 
 # The API's default sampling temperature.
@@ -38,24 +42,43 @@ def sampler_args(request: GenerationRequest) -> dict[str, Any]:
 
 
 class MLXEngine:
-    def __init__(self, loaded: LoadedModel, worker: GenerationWorker, card: ModelCard) -> None:
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        worker: GenerationWorker,
+        card: ModelCard,
+        *,
+        owns_worker: bool = True,
+        max_output_tokens: int | None = None,
+    ) -> None:
         self._loaded = loaded
         self._worker = worker
+        self._owns_worker = owns_worker
         self._card = card
         self._renderer = PromptRenderer(loaded.tokenizer, card.id)
+        self.max_output_tokens = max_output_tokens
 
     @classmethod
     async def load(
-        cls, ref: ModelRef, hub: Hub, *, download: bool = True, card: ModelCard | None = None
+        cls,
+        ref: ModelRef,
+        hub: Hub,
+        *,
+        download: bool = True,
+        worker: GenerationWorker | None = None,
+        max_output_tokens: int | None = None,
     ) -> MLXEngine:
-        worker = GenerationWorker()
+        """Load on the worker thread; several engines may share one worker (one MLX thread)."""
+        owns = worker is None
+        worker = worker or GenerationWorker()
         try:
             loaded = await asyncio.wrap_future(worker.call(lambda: load_model(ref, hub, download=download)))
         except BaseException:
-            worker.stop()
+            if owns:
+                worker.stop()
             raise
-        card = card or ModelCard(id=ref.name, source=ref.kind, context_length=loaded.context_length)
-        return cls(loaded, worker, card)
+        card = ModelCard(id=ref.name, source=ref.kind, context_length=loaded.context_length)
+        return cls(loaded, worker, card, owns_worker=owns, max_output_tokens=max_output_tokens)
 
     @classmethod
     def load_sync(cls, ref: ModelRef, hub: Hub, **kwargs: Any) -> MLXEngine:
@@ -70,6 +93,10 @@ class MLXEngine:
         self._renderer = PromptRenderer(self._loaded.tokenizer, card.id)
 
     @property
+    def worker(self) -> GenerationWorker:
+        return self._worker
+
+    @property
     def loaded(self) -> LoadedModel:
         return self._loaded
 
@@ -80,23 +107,48 @@ class MLXEngine:
     async def count_tokens(self, request: GenerationRequest) -> int:
         return len(await self._prompt(request))
 
+    def _tool_splitter(self, request: GenerationRequest) -> ToolCallSplitter | None:
+        tools = offered_tools(request)
+        if not tools:
+            return None
+        tokenizer = self._loaded.tokenizer
+        names = {t.name for t in tools}
+        if self._renderer.native_tools and tokenizer.has_tool_calling:
+            return ToolCallSplitter(
+                start=tokenizer.tool_call_start,
+                end=tokenizer.tool_call_end or "",
+                tool_names=names,
+                parser=tokenizer.tool_parser,
+                tools_spec=[function_spec(t) for t in tools],
+            )
+        return ToolCallSplitter(start=TOOL_CALL_START, end=TOOL_CALL_END, tool_names=names)
+
+    def max_new_tokens(self, requested: int, prompt_tokens: int) -> int:
+        """What the answer may use: the request's max_tokens, capped by the server's limit and
+        by what the context leaves after the prompt."""
+        limit = min(requested, self._card.context_length - prompt_tokens)
+        return min(limit, self.max_output_tokens) if self.max_output_tokens else limit
+
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationEvent]:
         args = sampler_args(request)
         prompt = await self._prompt(request)
         context = self._card.context_length
         if len(prompt) >= context:
             raise PromptTooLongError(len(prompt), context)
+        choice = request.tool_choice
+        single = isinstance(choice, (ToolChoiceAuto, ToolChoiceAny, ToolChoiceTool)) and choice.disable_parallel_tool_use
         loop = asyncio.get_running_loop()
         events: asyncio.Queue[GenerationEvent] = asyncio.Queue()
         job = GenerationJob(
             prompt=prompt,
-            # The answer may use whatever the context leaves after the prompt.
-            max_tokens=min(request.max_tokens, context - len(prompt)),
+            max_tokens=self.max_new_tokens(request.max_tokens, len(prompt)),
             sampler_args=args,
             stop_sequences=request.stop_sequences,
             request_id=request.request_id,
             loop=loop,
             events=events,
+            tool_calls=self._tool_splitter(request),
+            single_tool_call=single,
         )
         yield Started(prompt_tokens=len(prompt))
         self._worker.submit(self._loaded, job)
@@ -110,4 +162,5 @@ class MLXEngine:
             job.cancelled.set()
 
     async def aclose(self) -> None:
-        await asyncio.to_thread(self._worker.stop)
+        if self._owns_worker:
+            await asyncio.to_thread(self._worker.stop)

@@ -2,126 +2,68 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 from jinja2 import TemplateError
 from mlx_lm.tokenizer_utils import TokenizerWrapper
 
-from pensieve_claude_types import (
-    DocumentBlockParam,
-    ImageBlockParam,
-    MessageParam,
-    RedactedThinkingBlockParam,
-    TextBlockParam,
-    ThinkingBlockParam,
-    ToolReferenceBlockParam,
-    ToolResultBlockParam,
-    ToolUseBlockParam,
-)
+from pensieve_claude_types import Tool, ToolChoiceNone
 from pensieve_core import GenerationRequest
 from pensieve_core.errors import InvalidRequestError
 
-# Claude Code's first system block changes per conversation and means nothing to a local model.
-BILLING_PREFIX = "x-anthropic-billing-header:"
+from .conversation import ChatMessage, build_conversation
+from .tool_prompt import function_spec, tools_system_text
 
 
-def _tool_result_text(block: ToolResultBlockParam) -> str:
-    if isinstance(block.content, str):
-        body = block.content
-    else:
-        parts = []
-        for item in block.content:
-            if isinstance(item, TextBlockParam):
-                parts.append(item.text)
-            elif isinstance(item, ToolReferenceBlockParam):
-                parts.append(f"[tool loaded: {item.tool_name}]")
-            else:
-                raise InvalidRequestError(
-                    f"{type(item).__name__.removesuffix('BlockParam').lower()} content in a "
-                    "tool_result is not supported by this text-only model"
-                )
-        body = "\n".join(parts)
-    tag = "tool_error" if block.is_error else "tool_result"
-    return f"<{tag}>\n{body}\n</{tag}>"
+def template_knows_tools(tokenizer: TokenizerWrapper) -> bool:
+    template = getattr(tokenizer, "chat_template", None)
+    return isinstance(template, str) and "tools" in template
 
 
-def _block_text(block: Any, model_name: str) -> str:
-    if isinstance(block, TextBlockParam):
-        return block.text
-    if isinstance(block, ToolUseBlockParam):
-        call = json.dumps({"name": block.name, "arguments": block.input}, ensure_ascii=False)
-        return f"<tool_call>\n{call}\n</tool_call>"
-    if isinstance(block, ToolResultBlockParam):
-        return _tool_result_text(block)
-    if isinstance(block, (ThinkingBlockParam, RedactedThinkingBlockParam)):
-        # Earlier reasoning is not replayed into the prompt, as the Anthropic API does.
-        return ""
-    if isinstance(block, (ImageBlockParam, DocumentBlockParam)):
-        kind = "image" if isinstance(block, ImageBlockParam) else "document"
-        raise InvalidRequestError(f"model {model_name!r} is text-only and cannot read {kind} blocks")
-    return ""
-
-
-def content_text(content: str | list[Any], model_name: str) -> str:
-    if isinstance(content, str):
-        return content
-    return "\n\n".join(t for t in (_block_text(b, model_name) for b in content) if t)
-
-
-def system_text(system: str | list[TextBlockParam] | None) -> str:
-    if system is None:
-        return ""
-    blocks = [system] if isinstance(system, str) else [b.text for b in system]
-    return "\n\n".join(b for b in blocks if b and not b.lstrip().startswith(BILLING_PREFIX))
-
-
-def chat_messages(request: GenerationRequest, model_name: str) -> tuple[list[dict[str, str]], str]:
-    """Chat-template messages, plus the text of a final assistant turn to continue (prefill)."""
-    system_parts = [system_text(request.system)] if request.system is not None else []
-    turns: list[dict[str, str]] = []
-    for message in request.messages:
-        text = content_text(message.content, model_name)
-        if message.role == "system":
-            system_parts.append(text)
-        elif turns and turns[-1]["role"] == message.role:
-            turns[-1]["content"] += "\n\n" + text
-        else:
-            turns.append({"role": message.role, "content": text})
-    prefill = ""
-    if turns and turns[-1]["role"] == "assistant":
-        prefill = turns.pop()["content"]
-    system = "\n\n".join(p for p in system_parts if p)
-    messages = ([{"role": "system", "content": system}] if system else []) + turns
-    return messages, prefill
+def offered_tools(request: GenerationRequest) -> list[Tool]:
+    """Client tools the model may call: none under tool_choice none; built-in typed tools
+    without a schema are server-side features a local model cannot run."""
+    if not request.tools or isinstance(request.tool_choice, ToolChoiceNone):
+        return []
+    return [t for t in request.tools if t.input_schema is not None or t.type in (None, "custom")]
 
 
 class PromptRenderer:
     def __init__(self, tokenizer: TokenizerWrapper, model_name: str) -> None:
         self.tokenizer = tokenizer
         self.model_name = model_name
+        self.native_tools = template_knows_tools(tokenizer)
+
+    def _apply(self, messages: list[ChatMessage], tools: list[Tool]) -> str:
+        kwargs = {"tools": [function_spec(t) for t in tools]} if tools and self.native_tools else {}
+        return self.tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=True, **kwargs
+        )
 
     def text(self, request: GenerationRequest) -> str:
-        messages, prefill = chat_messages(request, self.model_name)
+        tools = offered_tools(request)
+        system, turns, prefill = build_conversation(request, self.model_name, native_tools=self.native_tools)
+        if tools and not self.native_tools:
+            system = f"{system}\n\n{tools_system_text(tools)}" if system else tools_system_text(tools)
+        messages = ([{"role": "system", "content": system}] if system else []) + turns
         if not self.tokenizer.has_chat_template:
             body = "\n\n".join(f"{m['role']}: {m['content']}" for m in messages)
             return f"{body}\n\nassistant: {prefill}"
         try:
-            rendered = self.tokenizer.apply_chat_template(
-                messages, tokenize=False, add_generation_prompt=True
-            )
-        except TemplateError:
+            rendered = self._apply(messages, tools)
+        except TemplateError as exc:
+            if not system:
+                raise InvalidRequestError(f"the chat template of {self.model_name!r} rejected the conversation: {exc}") from exc
             # Some templates refuse a system role: fold it into the first user turn instead.
-            if not messages or messages[0]["role"] != "system":
-                raise
-            system, rest = messages[0]["content"], messages[1:]
+            rest = [dict(m) for m in turns]
             if rest and rest[0]["role"] == "user":
-                rest[0] = {"role": "user", "content": f"{system}\n\n{rest[0]['content']}"}
+                rest[0]["content"] = f"{system}\n\n{rest[0]['content']}"
             else:
                 rest.insert(0, {"role": "user", "content": system})
-            rendered = self.tokenizer.apply_chat_template(
-                rest, tokenize=False, add_generation_prompt=True
-            )
+            try:
+                rendered = self._apply(rest, tools)
+            except TemplateError as exc2:
+                raise InvalidRequestError(
+                    f"the chat template of {self.model_name!r} rejected the conversation: {exc2}"
+                ) from exc2
         return rendered + prefill
 
     def tokens(self, request: GenerationRequest) -> list[int]:

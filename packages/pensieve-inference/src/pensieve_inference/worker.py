@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
@@ -19,6 +20,7 @@ from pensieve_core.errors import PensieveError
 from pensieve_model_support import LoadedModel
 
 from .stops import StopSequenceMatcher
+from .tool_calls import ToolCallSplitter
 
 log = structlog.get_logger("pensieve.inference")
 
@@ -34,7 +36,11 @@ class GenerationJob:
         request_id: str,
         loop: asyncio.AbstractEventLoop,
         events: asyncio.Queue[GenerationEvent],
+        tool_calls: ToolCallSplitter | None = None,
+        single_tool_call: bool = False,
     ) -> None:
+        self.tool_calls = tool_calls
+        self.single_tool_call = single_tool_call
         self.prompt = prompt
         self.max_tokens = max_tokens
         self.sampler_args = sampler_args
@@ -83,12 +89,22 @@ class GenerationWorker:
         self._inbox.put(None)
         self._thread.join(timeout=10)
 
+    def _emit_text(self, job: GenerationJob, text: str) -> None:
+        """Route visible text through the tool-call splitter, if the request offered tools."""
+        if job.tool_calls is None:
+            if text:
+                job.emit(TextDelta(text=text))
+            return
+        for event in job.tool_calls.feed(text) if text else []:
+            job.emit(event)
+
     def _generate(self, loaded: LoadedModel, job: GenerationJob) -> None:
         if job.cancelled.is_set():
             return
         stops = StopSequenceMatcher(job.stop_sequences)
         output_tokens = 0
         finish = None
+        started = time.perf_counter()
         try:
             responses = stream_generate(
                 loaded.model,
@@ -100,10 +116,11 @@ class GenerationWorker:
             for response in responses:
                 output_tokens = response.generation_tokens
                 finish = response.finish_reason
-                text = stops.feed(response.text)
-                if text:
-                    job.emit(TextDelta(text=text))
+                self._emit_text(job, stops.feed(response.text))
                 if stops.matched is not None or job.cancelled.is_set():
+                    break
+                if job.single_tool_call and job.tool_calls is not None and job.tool_calls.calls:
+                    finish = "tool_call"
                     break
             responses.close()
         except PensieveError as exc:
@@ -113,10 +130,25 @@ class GenerationWorker:
             log.exception("generation_failed", request_id=job.request_id)
             job.emit(Failed(error_type="api_error", message=f"generation failed: {exc}"))
             return
+        if stops.matched is None:
+            self._emit_text(job, stops.flush())
+        if job.tool_calls is not None:
+            for event in job.tool_calls.finish():
+                job.emit(event)
+        called = job.tool_calls is not None and job.tool_calls.calls > 0
         if stops.matched is not None:
-            job.emit(Finished(stop_reason="stop_sequence", output_tokens=output_tokens, stop_sequence=stops.matched))
-            return
-        if tail := stops.flush():
-            job.emit(TextDelta(text=tail))
-        reason = "max_tokens" if finish == "length" else "end_turn"
-        job.emit(Finished(stop_reason=reason, output_tokens=output_tokens))
+            reason, sequence = "stop_sequence", stops.matched
+        elif finish == "length":
+            reason, sequence = "max_tokens", None
+        else:
+            reason, sequence = ("tool_use" if called else "end_turn"), None
+        elapsed = time.perf_counter() - started
+        log.info(
+            "generation",
+            request_id=job.request_id,
+            prompt_tokens=len(job.prompt),
+            output_tokens=output_tokens,
+            stop_reason=reason,
+            seconds=round(elapsed, 3),
+        )
+        job.emit(Finished(stop_reason=reason, output_tokens=output_tokens, stop_sequence=sequence))

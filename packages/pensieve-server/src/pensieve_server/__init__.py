@@ -1,7 +1,8 @@
 """The HTTP server: the Messages API on Starlette and Hypercorn."""
 
 from .app import create_app
-from .serve import run_server, serve_engine
-from .startup import open_engine
+from .models import ServedModels
+from .serve import run_server, serve_models
+from .startup import open_engine, open_models
 
-__all__ = ["create_app", "open_engine", "run_server", "serve_engine"]
+__all__ = ["ServedModels", "create_app", "open_engine", "open_models", "run_server", "serve_models"]

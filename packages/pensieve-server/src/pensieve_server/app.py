@@ -12,23 +12,36 @@ from pensieve_core import Engine, Settings
 
 from .errors import EXCEPTION_HANDLERS
 from .middleware import ApiKeyMiddleware, RequestIdMiddleware
+from .models import ServedModels
 from .routes.health import health, root
 from .routes.messages import count_tokens, create_message
+from .routes.models import get_model, list_models
+
+# A ping goes out whenever the model is silent this long (long prefills), so clients wait.
+KEEPALIVE_SECONDS = 10.0
 
 
-def create_app(engine: Engine, settings: Settings) -> Starlette:
+def create_app(
+    models: ServedModels | Engine, settings: Settings, *, keepalive_seconds: float = KEEPALIVE_SECONDS
+) -> Starlette:
+    if not isinstance(models, ServedModels):
+        models = ServedModels(models, strict=settings.strict_model_names)
     routes = [
         Route("/", root, methods=["GET", "HEAD"]),
         Route("/health", health, methods=["GET", "HEAD"]),
         Route("/v1/messages", create_message, methods=["POST"]),
         Route("/v1/messages/count_tokens", count_tokens, methods=["POST"]),
+        Route("/v1/models", list_models, methods=["GET"]),
+        Route("/v1/models/{model_id:path}", get_model, methods=["GET"]),
     ]
     middleware = [
         Middleware(RequestIdMiddleware),
         Middleware(ApiKeyMiddleware, api_key=settings.api_key),
     ]
     app = Starlette(routes=routes, middleware=middleware, exception_handlers=EXCEPTION_HANDLERS)
-    app.state.engine = engine
+    app.state.models = models
     app.state.settings = settings
+    app.state.keepalive_seconds = keepalive_seconds
     app.state.started_at = time.monotonic()
+    app.state.started_wall = time.time()
     return app

@@ -10,6 +10,7 @@ from pensieve_api_models import (
     ContentBlockStop,
     ErrorDetail,
     ErrorEvent,
+    InputJsonDelta,
     MessageDelta,
     MessageDeltaBody,
     MessageDeltaUsage,
@@ -18,8 +19,12 @@ from pensieve_api_models import (
     StreamEvent,
     TextDeltaPayload,
 )
-from pensieve_claude_types import Message, TextBlock, Usage
-from pensieve_core import Failed, Finished, GenerationEvent, Started, TextDelta
+import msgspec
+
+from pensieve_claude_types import Message, TextBlock, ToolUseBlock, Usage
+from pensieve_core import Failed, Finished, GenerationEvent, Started, TextDelta, ToolCall
+
+_json = msgspec.json.Encoder()
 
 
 class MessageAssembler:
@@ -44,10 +49,16 @@ class MessageAssembler:
             assert isinstance(block, TextBlock)
             block.text += event.text
             yield ContentBlockDelta(index=self._open_index, delta=TextDeltaPayload(text=event.text))
+        elif isinstance(event, ToolCall):
+            yield from self._close_open_block()
+            self.message.content.append(ToolUseBlock(id=event.id, name=event.name, input=event.input))
+            index = len(self.message.content) - 1
+            yield ContentBlockStart(index=index, content_block=ToolUseBlock(id=event.id, name=event.name, input={}))
+            # The whole input at once: a complete JSON text is trivially a valid JSON prefix.
+            yield ContentBlockDelta(index=index, delta=InputJsonDelta(partial_json=_json.encode(event.input).decode()))
+            yield ContentBlockStop(index=index)
         elif isinstance(event, Finished):
-            if self._open_index is not None:
-                yield ContentBlockStop(index=self._open_index)
-                self._open_index = None
+            yield from self._close_open_block()
             self.message.stop_reason = event.stop_reason
             self.message.stop_sequence = event.stop_sequence
             self.message.usage.output_tokens = event.output_tokens
@@ -65,6 +76,11 @@ class MessageAssembler:
         elif isinstance(event, Failed):
             self.failed = event
             yield ErrorEvent(error=ErrorDetail(type=event.error_type, message=event.message))
+
+    def _close_open_block(self) -> Iterator[StreamEvent]:
+        if self._open_index is not None:
+            yield ContentBlockStop(index=self._open_index)
+            self._open_index = None
 
     def _snapshot(self) -> Message:
         u = self.message.usage

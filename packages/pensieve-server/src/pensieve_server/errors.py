@@ -45,17 +45,15 @@ async def handle_pensieve_error(request: Request, exc: Exception) -> Response:
 
 async def handle_http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
+    if request.method == "HEAD" and exc.status_code in (404, 405):
+        # Clients probe with HEAD (`HEAD /`, `HEAD /api/hello`) before talking: answer them all.
+        return Response(status_code=200)
     error_type = _HTTP_ERROR_TYPES.get(exc.status_code, "api_error")
     message = exc.detail if exc.status_code != 404 else f"no such route: {request.method} {request.url.path}"
     return error_response(exc.status_code, error_type, str(message), request_id_of(request))
 
 
-async def handle_unexpected(request: Request, exc: Exception) -> Response:
-    return error_response(500, "api_error", "internal server error", request_id_of(request))
-
-
 EXCEPTION_HANDLERS = {
     PensieveError: handle_pensieve_error,
     HTTPException: handle_http_exception,
-    Exception: handle_unexpected,
 }

@@ -18,6 +18,8 @@ from .ids import request_id
 log = structlog.get_logger("pensieve.server")
 
 PUBLIC_PATHS = frozenset({"/health"})
+# Reachability probes (`HEAD /`) carry no data either way.
+PUBLIC_HEAD_PATHS = frozenset({"/", "/health"})
 
 
 class RequestIdMiddleware:
@@ -45,6 +47,13 @@ class RequestIdMiddleware:
         with structlog.contextvars.bound_contextvars(request_id=rid):
             try:
                 await self.app(scope, receive, send_with_id)
+            except Exception:
+                # Anything not mapped by the error handlers: a 500 envelope if nothing was sent yet.
+                log.exception("unhandled_error", path=scope["path"])
+                if status == 0:
+                    status = 500
+                    body = encode_envelope(error_envelope("api_error", "internal server error", rid))
+                    await send_json_response(send, 500, body, rid)
             finally:
                 log.info(
                     "request",
@@ -74,7 +83,11 @@ class ApiKeyMiddleware:
         return key is not None and hmac.compare_digest(key.encode(), self._key)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
+        if (
+            scope["type"] != "http"
+            or scope["path"] in PUBLIC_PATHS
+            or (scope["method"] == "HEAD" and scope["path"] in PUBLIC_HEAD_PATHS)
+        ):
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
@@ -88,11 +101,12 @@ class ApiKeyMiddleware:
         )
         rid: Any = scope.get("state", {}).get("request_id")
         body = encode_envelope(error_envelope("authentication_error", message, rid))
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 401,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await send_json_response(send, 401, body)
+
+
+async def send_json_response(send: Send, status: int, body: bytes, request_id: str | None = None) -> None:
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if request_id:
+        headers.append((b"request-id", request_id.encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

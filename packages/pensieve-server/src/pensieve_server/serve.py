@@ -10,10 +10,11 @@ import structlog
 from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config
 
-from pensieve_core import Engine, Settings
+from pensieve_core import Settings
 
 from .app import create_app
-from .startup import open_engine
+from .models import ServedModels
+from .startup import open_models
 
 log = structlog.get_logger("pensieve.server")
 
@@ -28,15 +29,15 @@ def hypercorn_config(settings: Settings) -> Config:
     return config
 
 
-async def serve_engine(
-    engine: Engine,
+async def serve_models(
+    models: ServedModels,
     settings: Settings,
     *,
     on_ready: Callable[[], None] | None = None,
     shutdown: asyncio.Event | None = None,
 ) -> None:
     """Serve until SIGINT/SIGTERM, or until `shutdown` is set when one is given."""
-    app = create_app(engine, settings)
+    app = create_app(models, settings)
     stop = shutdown or asyncio.Event()
     if shutdown is None:
         loop = asyncio.get_running_loop()
@@ -46,15 +47,15 @@ async def serve_engine(
     log.info(
         "serving",
         url=f"http://{settings.host}:{settings.port}",
-        model=engine.model.id,
-        context_length=engine.model.context_length,
+        models=models.served_ids(),
+        context_length=models.main.model.context_length,
     )
     if on_ready:
         on_ready()
     try:
         await hypercorn_serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
     finally:
-        await engine.aclose()
+        await models.aclose()
 
 
 async def run_server(
@@ -63,7 +64,7 @@ async def run_server(
     on_ready: Callable[[], None] | None = None,
     on_note: Callable[[str], None] | None = None,
 ) -> None:
-    engine = await open_engine(settings)
-    if engine.model.note and on_note:
-        on_note(engine.model.note)
-    await serve_engine(engine, settings, on_ready=on_ready)
+    models = await open_models(settings)
+    if models.main.model.note and on_note:
+        on_note(models.main.model.note)
+    await serve_models(models, settings, on_ready=on_ready)

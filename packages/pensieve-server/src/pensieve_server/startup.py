@@ -1,5 +1,5 @@
-"""Choose and load the model to serve: the configured one, or the bundled model when the
-configured one is neither cached nor downloadable (and say so)."""
+"""Choose and load the models to serve: the configured main model (or the bundled model when
+it is neither cached nor downloadable, saying so), and any distinct tier models."""
 
 from __future__ import annotations
 
@@ -11,29 +11,29 @@ from pensieve_model_support import (
     Hub,
     HubUnavailableError,
     HuggingFaceHub,
-    ModelRef,
     resolve_reference,
 )
 from pensieve_model_support.loading import local_path
 
+from .models import TIERS, ServedModels
+
 log = structlog.get_logger("pensieve.startup")
 
 
-def _card(ref: ModelRef, context_length: int, fallback_from: str | None = None, note: str | None = None) -> ModelCard:
-    return ModelCard(
-        id=ref.name, source=ref.kind, context_length=context_length, fallback_from=fallback_from, note=note
+async def _load(reference: str, settings: Settings, hub: Hub, worker=None) -> MLXEngine:
+    ref = resolve_reference(reference)
+    if ref.kind == "hub":
+        # Download (with a progress bar) before loading, so loading never touches the network.
+        local_path(ref, hub)
+    return await MLXEngine.load(
+        ref, hub, download=False, worker=worker, max_output_tokens=settings.max_output_tokens
     )
 
 
 async def open_engine(settings: Settings, hub: Hub | None = None) -> MLXEngine:
     hub = hub or HuggingFaceHub()
-    ref = resolve_reference(settings.model)
     try:
-        if ref.kind == "hub":
-            # Downloads (with a progress bar) before loading, so loading never touches the network.
-            local_path(ref, hub)
-        engine = await MLXEngine.load(ref, hub, download=False)
-        return engine
+        return await _load(settings.model, settings, hub)
     except HubUnavailableError as exc:
         fallback = resolve_reference(settings.fallback_model)
         note = (
@@ -41,9 +41,26 @@ async def open_engine(settings: Settings, hub: Hub | None = None) -> MLXEngine:
             f"serving the bundled {fallback.name} instead"
         )
         log.warning("model_fallback", requested=settings.model, served=fallback.name, reason=exc.message)
-        engine = await MLXEngine.load(fallback, hub, download=False)
+        engine = await _load(settings.fallback_model, settings, hub)
+        card = engine.model
         engine.set_card(
-            _card(fallback, engine.loaded.context_length, fallback_from=settings.model, note=note)
+            ModelCard(
+                id=card.id, source=card.source, context_length=card.context_length,
+                fallback_from=settings.model, note=note,
+            )
         )
         return engine
 
+
+async def open_models(settings: Settings, hub: Hub | None = None) -> ServedModels:
+    hub = hub or HuggingFaceHub()
+    main = await open_engine(settings, hub)
+    names = {settings.model: main}
+    tiers: dict[str, MLXEngine] = {}
+    for tier in TIERS:
+        reference = settings.tier_model(tier)
+        if reference not in names:
+            # Tier models share the main model's worker: all MLX work stays on one thread.
+            names[reference] = await _load(reference, settings, hub, worker=main.worker)
+        tiers[tier] = names[reference]
+    return ServedModels(main, names=names, tiers=tiers, strict=settings.strict_model_names)

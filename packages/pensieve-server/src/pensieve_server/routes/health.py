@@ -8,7 +8,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from pensieve_core import Engine, ModelCard
+from pensieve_core import ModelCard
 from pensieve_metal import DeviceInfo, MemorySnapshot, device_info, memory_snapshot
 
 _encoder = msgspec.json.Encoder()
@@ -17,16 +17,18 @@ _encoder = msgspec.json.Encoder()
 class Health(msgspec.Struct, kw_only=True):
     status: str
     model: ModelCard
+    models: list[ModelCard]
     device: DeviceInfo
     memory: MemorySnapshot
     uptime_s: float
 
 
 async def health(request: Request) -> Response:
-    engine: Engine = request.app.state.engine
+    served = request.app.state.models
     body = Health(
         status="ok",
-        model=engine.model,
+        model=served.main.model,
+        models=[e.model for e in served.engines()],
         device=device_info(),
         memory=memory_snapshot(),
         uptime_s=round(time.monotonic() - request.app.state.started_at, 1),

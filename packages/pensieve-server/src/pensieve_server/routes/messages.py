@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import msgspec
+import structlog
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
@@ -16,21 +17,22 @@ from pensieve_api_models import (
     decode_messages_request,
     encode_event,
 )
-from pensieve_core import Engine, GenerationEvent
+from pensieve_api_models import ErrorDetail, ErrorEvent
+from pensieve_core import GenerationEvent
 from pensieve_core.errors import GenerationError
 
 from ..assembly import MessageAssembler
 from ..errors import request_id_of
 from ..ids import message_id
+from ..models import ServedModels
 
-# A ping goes out whenever the model is silent this long (long prefills), so clients wait.
-KEEPALIVE_SECONDS = 10.0
+log = structlog.get_logger("pensieve.server")
 
 _encoder = msgspec.json.Encoder()
 
 
-def _engine(request: Request) -> Engine:
-    return request.app.state.engine
+def _models(request: Request) -> ServedModels:
+    return request.app.state.models
 
 
 def _json(payload: object, status: int = 200) -> Response:
@@ -40,13 +42,14 @@ def _json(payload: object, status: int = 200) -> Response:
 async def create_message(request: Request) -> Response:
     body = decode_messages_request(await request.body())
     rid = request_id_of(request) or ""
-    events = _engine(request).generate(body.to_generation(rid)).__aiter__()
+    engine = _models(request).select(body.model)
+    events = engine.generate(body.to_generation(rid)).__aiter__()
     # The first event comes after validation and templating: errors before it are still 4xx.
     first = await anext(events)
     assembler = MessageAssembler(message_id(), body.model)
     if body.stream:
         return StreamingResponse(
-            _sse(assembler, first, events),
+            _sse(assembler, first, events, request.app.state.keepalive_seconds),
             media_type="text/event-stream",
             headers={"cache-control": "no-cache"},
         )
@@ -68,8 +71,13 @@ async def _drain(
 
 
 async def _sse(
-    assembler: MessageAssembler, first: GenerationEvent, events: AsyncIterator[GenerationEvent]
+    assembler: MessageAssembler,
+    first: GenerationEvent,
+    events: AsyncIterator[GenerationEvent],
+    keepalive_seconds: float,
 ) -> AsyncIterator[bytes]:
+    """SSE bytes; a ping goes out whenever the model is silent for keepalive_seconds (long
+    prefills), and a failure after the 200 becomes one error event, then nothing."""
     for out in assembler.feed(first):
         yield encode_event(out)
     yield encode_event(Ping())
@@ -77,13 +85,17 @@ async def _sse(
     try:
         while True:
             pending = pending or asyncio.ensure_future(anext(events))
-            done, _ = await asyncio.wait({pending}, timeout=KEEPALIVE_SECONDS)
+            done, _ = await asyncio.wait({pending}, timeout=keepalive_seconds)
             if not done:
                 yield encode_event(Ping())
                 continue
             try:
                 event = pending.result()
             except StopAsyncIteration:
+                return
+            except Exception as exc:  # noqa: BLE001 — the 200 is sent: report in-band
+                log.exception("stream_failed")
+                yield encode_event(ErrorEvent(error=ErrorDetail(type="api_error", message=f"generation failed: {exc}")))
                 return
             pending = None
             for out in assembler.feed(event):
@@ -98,5 +110,5 @@ async def _sse(
 
 async def count_tokens(request: Request) -> Response:
     body = decode_count_tokens_request(await request.body())
-    tokens = await _engine(request).count_tokens(body.to_generation(request_id_of(request) or ""))
+    tokens = await _models(request).select(body.model).count_tokens(body.to_generation(request_id_of(request) or ""))
     return _json(CountTokensResponse(input_tokens=tokens))

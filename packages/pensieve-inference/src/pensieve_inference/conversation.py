@@ -1,0 +1,146 @@
+"""Turn a Messages request into chat-template messages.
+
+Two shapes, chosen by the template: templates that know tools get OpenAI-style `tool_calls`
+and `tool` turns; others get calls and results written as tagged text (the generic
+convention in `tool_prompt`).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pensieve_claude_types import (
+    DocumentBlockParam,
+    ImageBlockParam,
+    MessageParam,
+    TextBlockParam,
+    ToolReferenceBlockParam,
+    ToolResultBlockParam,
+    ToolUseBlockParam,
+)
+from pensieve_core import GenerationRequest
+from pensieve_core.errors import InvalidRequestError
+
+from .tool_prompt import TOOL_CALL_END, TOOL_CALL_START
+
+# Claude Code's first system block changes per conversation and means nothing to a local model.
+BILLING_PREFIX = "x-anthropic-billing-header:"
+
+ChatMessage = dict[str, Any]
+
+
+def system_text(system: str | list[TextBlockParam] | None) -> str:
+    if system is None:
+        return ""
+    blocks = [system] if isinstance(system, str) else [b.text for b in system]
+    return "\n\n".join(b for b in blocks if b and not b.lstrip().startswith(BILLING_PREFIX))
+
+
+def _unsupported(kind: str, model_name: str) -> InvalidRequestError:
+    return InvalidRequestError(f"model {model_name!r} is text-only and cannot read {kind} blocks")
+
+
+def tool_result_text(block: ToolResultBlockParam, model_name: str) -> str:
+    if isinstance(block.content, str):
+        return block.content
+    parts = []
+    for item in block.content:
+        if isinstance(item, TextBlockParam):
+            parts.append(item.text)
+        elif isinstance(item, ToolReferenceBlockParam):
+            parts.append(f"Tool {item.tool_name} is now available.")
+        elif isinstance(item, ImageBlockParam):
+            raise _unsupported("image", model_name)
+        elif isinstance(item, DocumentBlockParam):
+            raise _unsupported("document", model_name)
+        else:
+            parts.append("\n".join(t.text for t in getattr(item, "content", [])))
+    return "\n".join(parts)
+
+
+def tool_call_text(block: ToolUseBlockParam) -> str:
+    call = json.dumps({"name": block.name, "arguments": block.input}, ensure_ascii=False)
+    return f"{TOOL_CALL_START}\n{call}\n{TOOL_CALL_END}"
+
+
+class ConversationBuilder:
+    def __init__(self, model_name: str, native_tools: bool) -> None:
+        self.model_name = model_name
+        self.native_tools = native_tools
+        self.turns: list[ChatMessage] = []
+
+    def _append(self, role: str, text: str, **extra: Any) -> None:
+        last = self.turns[-1] if self.turns else None
+        if last is not None and last["role"] == role and role != "tool" and not extra and "tool_calls" not in last:
+            last["content"] = f"{last['content']}\n\n{text}" if last["content"] and text else last["content"] + text
+        else:
+            self.turns.append({"role": role, "content": text, **extra})
+
+    def add_system_note(self, text: str) -> None:
+        """A system message after the conversation began: kept in place, as user-turn context,
+        so the rendered prefix before it stays the same from turn to turn."""
+        if text:
+            self._append("user", f"<system-reminder>\n{text}\n</system-reminder>")
+
+    def add(self, message: MessageParam) -> None:
+        if isinstance(message.content, str):
+            self._append(message.role, message.content)
+            return
+        texts: list[str] = []
+        calls: list[ChatMessage] = []
+        for block in message.content:
+            if isinstance(block, TextBlockParam):
+                texts.append(block.text)
+            elif isinstance(block, ImageBlockParam):
+                raise _unsupported("image", self.model_name)
+            elif isinstance(block, DocumentBlockParam):
+                raise _unsupported("document", self.model_name)
+            elif isinstance(block, ToolUseBlockParam):
+                if self.native_tools:
+                    calls.append({"id": block.id, "type": "function", "function": {"name": block.name, "arguments": block.input}})
+                else:
+                    texts.append(tool_call_text(block))
+            elif isinstance(block, ToolResultBlockParam):
+                result = tool_result_text(block, self.model_name)
+                if block.is_error:
+                    result = f"Error: {result}"
+                if self.native_tools:
+                    self._flush_text(message.role, texts)
+                    self.turns.append({"role": "tool", "tool_call_id": block.tool_use_id, "content": result})
+                else:
+                    texts.append(f"<tool_result>\n{result}\n</tool_result>")
+            # thinking, redacted_thinking and server-tool blocks are not replayed to the model
+        if calls:
+            self.turns.append({"role": "assistant", "content": "\n\n".join(texts), "tool_calls": calls})
+        else:
+            self._flush_text(message.role, texts)
+
+    def _flush_text(self, role: str, texts: list[str]) -> None:
+        if texts:
+            self._append(role, "\n\n".join(t for t in texts if t))
+            texts.clear()
+
+
+def build_conversation(
+    request: GenerationRequest, model_name: str, *, native_tools: bool
+) -> tuple[str, list[ChatMessage], str]:
+    """(system text, turns, prefill): a final assistant turn is returned as text to continue."""
+    system_parts = [system_text(request.system)]
+    builder = ConversationBuilder(model_name, native_tools)
+    for message in request.messages:
+        if message.role == "system":
+            text = system_text(message.content if isinstance(message.content, str) else [
+                b for b in message.content if isinstance(b, TextBlockParam)
+            ])
+            if builder.turns:
+                builder.add_system_note(text)
+            else:
+                system_parts.append(text)
+        else:
+            builder.add(message)
+    turns = builder.turns
+    prefill = ""
+    if turns and turns[-1]["role"] == "assistant" and "tool_calls" not in turns[-1]:
+        prefill = turns.pop()["content"]
+    return "\n\n".join(p for p in system_parts if p), turns, prefill
