@@ -53,7 +53,7 @@ def small_context_engine(tmp_path_factory):
 
 def test_max_tokens_is_clamped_to_what_the_context_leaves(small_context_engine):
     events = asyncio.run(collect(small_context_engine, req(max_tokens=10_000_000)))
-    assert events[-1].stop_reason == "max_tokens"
+    assert events[-1].stop_reason == "model_context_window_exceeded"
     assert events[0].prompt_tokens + events[-1].output_tokens == 64
 
 
@@ -106,3 +106,12 @@ def test_failures_inside_generation_become_failed_events(engine, monkeypatch):
     events = asyncio.run(collect(engine, req()))
     assert isinstance(events[-1], Failed) and "kernel exploded" in events[-1].message
     assert msgspec.structs.asdict(events[-1])["error_type"] == "api_error"
+
+
+def test_server_cap_limits_output_and_reports_max_tokens(engine):
+    engine.max_output_tokens = 3
+    try:
+        events = asyncio.run(collect(engine, req(max_tokens=50)))
+    finally:
+        engine.max_output_tokens = None
+    assert (events[-1].stop_reason, events[-1].output_tokens) == ("max_tokens", 3)

@@ -37,6 +37,8 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     opus_model: str | None = None
     sonnet_model: str | None = None
     haiku_model: str | None = None
+    # A ping goes out on a stream whenever the model is silent this long (long prefills).
+    keepalive_seconds: float = 10.0
     # Refuse model names that no served model answers to, instead of using the main model.
     strict_model_names: bool = False
 

@@ -17,7 +17,7 @@ from pensieve_core import (
 from pensieve_core.errors import InvalidRequestError, PromptTooLongError
 from pensieve_model_support import Hub, LoadedModel, ModelRef, load_model
 
-from pensieve_claude_types import ToolChoiceAny, ToolChoiceAuto, ToolChoiceTool
+from pensieve_claude_types import StopReason, ToolChoiceAny, ToolChoiceAuto, ToolChoiceTool
 
 from .prompt import PromptRenderer, offered_tools
 from .tool_calls import ToolCallSplitter
@@ -123,11 +123,13 @@ class MLXEngine:
             )
         return ToolCallSplitter(start=TOOL_CALL_START, end=TOOL_CALL_END, tool_names=names)
 
-    def max_new_tokens(self, requested: int, prompt_tokens: int) -> int:
-        """What the answer may use: the request's max_tokens, capped by the server's limit and
-        by what the context leaves after the prompt."""
-        limit = min(requested, self._card.context_length - prompt_tokens)
-        return min(limit, self.max_output_tokens) if self.max_output_tokens else limit
+    def output_budget(self, requested: int, prompt_tokens: int) -> tuple[int, StopReason]:
+        """What the answer may use, and the stop reason when it is used up: the request's
+        max_tokens, capped by the server's limit, and by what the context leaves after the
+        prompt (then `model_context_window_exceeded`, as the API says)."""
+        budget = min(requested, self.max_output_tokens or requested)
+        room = self._card.context_length - prompt_tokens
+        return (room, "model_context_window_exceeded") if room < budget else (budget, "max_tokens")
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationEvent]:
         args = sampler_args(request)
@@ -139,9 +141,11 @@ class MLXEngine:
         single = isinstance(choice, (ToolChoiceAuto, ToolChoiceAny, ToolChoiceTool)) and choice.disable_parallel_tool_use
         loop = asyncio.get_running_loop()
         events: asyncio.Queue[GenerationEvent] = asyncio.Queue()
+        budget, exhausted = self.output_budget(request.max_tokens, len(prompt))
         job = GenerationJob(
             prompt=prompt,
-            max_tokens=self.max_new_tokens(request.max_tokens, len(prompt)),
+            max_tokens=budget,
+            exhausted_reason=exhausted,
             sampler_args=args,
             stop_sequences=request.stop_sequences,
             request_id=request.request_id,

@@ -15,6 +15,7 @@ import structlog
 from mlx_lm.generate import stream_generate
 from mlx_lm.sample_utils import make_sampler
 
+from pensieve_claude_types import StopReason
 from pensieve_core import Failed, Finished, GenerationEvent, TextDelta
 from pensieve_core.errors import PensieveError
 from pensieve_model_support import LoadedModel
@@ -38,7 +39,9 @@ class GenerationJob:
         events: asyncio.Queue[GenerationEvent],
         tool_calls: ToolCallSplitter | None = None,
         single_tool_call: bool = False,
+        exhausted_reason: StopReason = "max_tokens",
     ) -> None:
+        self.exhausted_reason = exhausted_reason
         self.tool_calls = tool_calls
         self.single_tool_call = single_tool_call
         self.prompt = prompt
@@ -139,7 +142,7 @@ class GenerationWorker:
         if stops.matched is not None:
             reason, sequence = "stop_sequence", stops.matched
         elif finish == "length":
-            reason, sequence = "max_tokens", None
+            reason, sequence = job.exhausted_reason, None
         else:
             reason, sequence = ("tool_use" if called else "end_turn"), None
         elapsed = time.perf_counter() - started

@@ -28,6 +28,29 @@ CHATML_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 
+# Qwen2.5-style: tools in the system turn, calls as JSON in <tool_call> tags (which mlx-lm
+# recognises as its json_tools dialect), results in <tool_response> user turns.
+TOOL_CHATML_TEMPLATE = (
+    "{% if tools %}<|im_start|>system\n"
+    "{% if messages[0].role == 'system' %}{{ messages[0].content }}\n\n{% endif %}"
+    "# Tools\n<tools>\n{% for tool in tools %}{{ tool | tojson }}\n{% endfor %}</tools>\n"
+    "For each function call, return a json object within <tool_call></tool_call> tags.<|im_end|>\n"
+    "{% elif messages[0].role == 'system' %}<|im_start|>system\n{{ messages[0].content }}<|im_end|>\n"
+    "{% endif %}"
+    "{% for message in messages %}"
+    "{% if message.role == 'system' %}"
+    "{% elif message.role == 'tool' %}<|im_start|>user\n<tool_response>\n{{ message.content }}\n</tool_response><|im_end|>\n"
+    "{% elif message.tool_calls %}<|im_start|>assistant\n{{ message.content }}"
+    "{% for tool_call in message.tool_calls %}{% set tool_call = tool_call.function %}"
+    '<tool_call>\n{"name": "{{ tool_call.name }}", "arguments": {{ tool_call.arguments | tojson }}}\n</tool_call>'
+    "{% endfor %}<|im_end|>\n"
+    "{% else %}<|im_start|>{{ message.role }}\n{{ message.content }}<|im_end|>\n"
+    "{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+TOOL_TOKENS = ["<tool_call>", "</tool_call>"]
+
 
 @functools.lru_cache(maxsize=1)
 def _bundled_tokenizer_metadata() -> dict[str, Any]:
@@ -43,12 +66,23 @@ def build_tiny_model(
     num_layers: int = 2,
     chat_template: str | None = CHATML_TEMPLATE,
     seed: int = 0,
+    reply: str | None = None,
+    tool_tokens: bool = False,
 ) -> Path:
-    """Write an MLX model directory (config, safetensors, tokenizer) with random weights."""
+    """Write an MLX model directory (config, safetensors, tokenizer) with random weights.
+
+    With `reply`, the weights are crafted instead: a bigram model that, after the newline
+    that opens the assistant turn, says `reply` and ends its turn (the reply's tokens must
+    repeat with a different successor). Real loading, templating and generation; a predictable,
+    finite answer. `tool_tokens` adds <tool_call> and </tool_call> as special tokens, as
+    Qwen2.5's tokenizer has them.
+    """
     path.mkdir(parents=True, exist_ok=True)
     meta = dict(_bundled_tokenizer_metadata())
     tokenizer = build_tokenizer(meta)
     tokenizer.chat_template = chat_template
+    if tool_tokens:
+        tokenizer.add_special_tokens({"additional_special_tokens": TOOL_TOKENS})
     tokenizer.save_pretrained(str(path))
 
     config = {
@@ -59,18 +93,21 @@ def build_tiny_model(
         "num_attention_heads": 4,
         "num_key_value_heads": 2,
         "rms_norm_eps": 1e-5,
-        "vocab_size": len(meta["tokenizer.ggml.tokens"]),
+        "vocab_size": len(tokenizer),
         "max_position_embeddings": context_length,
         "rope_theta": 10000.0,
-        "tie_word_embeddings": True,
+        "tie_word_embeddings": reply is None,
         "eos_token_id": meta["tokenizer.ggml.eos_token_id"],
         "bos_token_id": meta["tokenizer.ggml.bos_token_id"],
     }
     mx.random.seed(seed)
     model_class, args_class = _get_classes(config)
     model = model_class(args_class.from_dict(config))
-    # Larger-than-default weights make random logits peaked, so greedy output varies by prompt.
-    weights = {k: v * 4 for k, v in tree_flatten(model.parameters())}
+    if reply is None:
+        # Larger-than-default weights make random logits peaked, so greedy output varies by prompt.
+        weights = {k: v * 4 for k, v in tree_flatten(model.parameters())}
+    else:
+        weights = _scripted_weights(model, tokenizer, reply, config)
     mx.save_safetensors(str(path / "model.safetensors"), weights, metadata={"format": "mlx"})
     (path / "config.json").write_text(json.dumps(config, indent=2))
     return path
@@ -103,3 +140,31 @@ class FakeHub:
         self.downloads.append(repo_id)
         shutil.copytree(self.repos[repo_id], self._snapshot(repo_id))
         return self._snapshot(repo_id)
+
+
+def _scripted_weights(model: Any, tokenizer: Any, reply: str, config: dict[str, Any]) -> dict[str, mx.array]:
+    """Embeddings = a shared direction u + per-token noise; attention and MLP outputs ~0, so the
+    last hidden state is the current token's embedding. lm_head maps each chain token's noise
+    onto its successor (logit ≈ 3 |noise|²) and u onto end-of-turn (≈ |u|² = 1.5 dim), so chain
+    tokens continue the reply and every other token ends the turn."""
+    dim, vocab = config["hidden_size"], config["vocab_size"]
+    chain = tokenizer.encode("\n", add_special_tokens=False) + tokenizer.encode(reply, add_special_tokens=False)
+    successors: dict[int, int] = {}
+    for current, following in zip(chain, chain[1:]):
+        if successors.setdefault(current, following) != following:
+            raise ValueError(f"reply {reply!r}: token {current} has two successors; a bigram cannot say it")
+    weights = {k: v * 0.001 for k, v in tree_flatten(model.parameters())}
+    for name in weights:
+        if name.endswith("norm.weight"):
+            weights[name] = mx.ones((dim,))
+    u = mx.random.normal((dim,))
+    u = u / mx.linalg.norm(u) * (1.5 * dim) ** 0.5
+    noise = mx.random.normal((vocab, dim))
+    noise = noise - (noise @ u)[:, None] * u[None, :] / (u @ u)
+    weights["model.embed_tokens.weight"] = noise + u[None, :]
+    head = mx.zeros((vocab, dim))
+    head[config["eos_token_id"]] = u
+    for current, following in successors.items():
+        head[following] = head[following] + noise[current] * 3
+    weights["lm_head.weight"] = head
+    return weights

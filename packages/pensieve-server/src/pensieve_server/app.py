@@ -17,13 +17,7 @@ from .routes.health import health, root
 from .routes.messages import count_tokens, create_message
 from .routes.models import get_model, list_models
 
-# A ping goes out whenever the model is silent this long (long prefills), so clients wait.
-KEEPALIVE_SECONDS = 10.0
-
-
-def create_app(
-    models: ServedModels | Engine, settings: Settings, *, keepalive_seconds: float = KEEPALIVE_SECONDS
-) -> Starlette:
+def create_app(models: ServedModels | Engine, settings: Settings) -> Starlette:
     if not isinstance(models, ServedModels):
         models = ServedModels(models, strict=settings.strict_model_names)
     routes = [
@@ -41,7 +35,7 @@ def create_app(
     app = Starlette(routes=routes, middleware=middleware, exception_handlers=EXCEPTION_HANDLERS)
     app.state.models = models
     app.state.settings = settings
-    app.state.keepalive_seconds = keepalive_seconds
+    app.state.keepalive_seconds = settings.keepalive_seconds
     app.state.started_at = time.monotonic()
     app.state.started_wall = time.time()
     return app
