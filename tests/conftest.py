@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 from server_process import ServerProcess, free_port, isolated_env
 
-from pensieve_model_support.testing import build_tiny_model
+from pensieve_model_support.testing import TOOL_CHATML_TEMPLATE, build_tiny_model
+
+# A reply the scripted tiny model says and then ends its turn.
+CHAT_REPLY = "Hello! How can I help?"
+# A tool call in the generic JSON dialect whose tokens a bigram model can say.
+TOOL_REPLY = '<tool_call>{ "name":"get_weather","arguments":{"days" :3}}</tool_call>'
 
 
 @pytest.fixture(scope="session")
@@ -13,13 +18,39 @@ def tiny_model_dir(tmp_path_factory):
     return build_tiny_model(tmp_path_factory.mktemp("tiny"))
 
 
+def _serve(tmp_path_factory, model_dir, name, **env):
+    home = tmp_path_factory.mktemp(f"{name}-home")
+    port = free_port()
+    environ = isolated_env(home)
+    environ.update({f"PENSIEVE_{k.upper()}": str(v) for k, v in env.items()})
+    proc = ServerProcess(["--model", str(model_dir), "--port", str(port)], environ, port, home / "server.log")
+    proc.wait_ready()
+    return proc
+
+
 @pytest.fixture(scope="session")
 def server(tiny_model_dir, tmp_path_factory):
-    home = tmp_path_factory.mktemp("server-home")
-    port = free_port()
-    proc = ServerProcess(
-        ["--model", str(tiny_model_dir), "--port", str(port)], isolated_env(home), port, home / "server.log"
+    """Random weights, 4,096-token context; pings every 0.3 s of silence."""
+    proc = _serve(tmp_path_factory, tiny_model_dir, "random", keepalive_seconds=0.3)
+    yield proc
+    assert proc.stop() == 0, proc.output()
+
+
+@pytest.fixture(scope="session")
+def chat_server(tmp_path_factory):
+    """Says CHAT_REPLY and ends its turn; 32,768-token context (room for Claude Code's prompt)."""
+    path = build_tiny_model(tmp_path_factory.mktemp("chat"), context_length=32768, reply=CHAT_REPLY)
+    proc = _serve(tmp_path_factory, path, "chat")
+    yield proc
+    assert proc.stop() == 0, proc.output()
+
+
+@pytest.fixture(scope="session")
+def tool_server(tmp_path_factory):
+    """A Qwen-style tool template and tokens; answers every turn with TOOL_REPLY."""
+    path = build_tiny_model(
+        tmp_path_factory.mktemp("tools"), reply=TOOL_REPLY, tool_tokens=True, chat_template=TOOL_CHATML_TEMPLATE
     )
-    proc.wait_ready()
+    proc = _serve(tmp_path_factory, path, "tools")
     yield proc
     assert proc.stop() == 0, proc.output()

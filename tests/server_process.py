@@ -57,3 +57,23 @@ def isolated_env(home: Path) -> dict[str, str]:
     # A fresh pensieve home and an empty Hugging Face cache: nothing leaks in from the machine.
     env.update(PENSIEVE_HOME=str(home / "pensieve"), HF_HOME=str(home / "hf"), HOME=str(home))
     return env
+
+
+def sse_events(raw: str) -> list[dict]:
+    """Parse an SSE body; asserts each `event:` line names the same type as its data."""
+    import json
+
+    events = []
+    for chunk in raw.replace("\r\n", "\n").strip().split("\n\n"):
+        fields = {}
+        for line in chunk.splitlines():
+            if line.startswith(":"):
+                continue
+            name, _, value = line.partition(": ")
+            fields[name] = value
+        if not fields:
+            continue
+        data = json.loads(fields["data"])
+        assert data["type"] == fields["event"], chunk
+        events.append(data)
+    return events

@@ -50,6 +50,7 @@ class MessagesRequest(msgspec.Struct, kw_only=True):
             max_tokens=self.max_tokens,
             system=self.system,
             tools=self.tools,
+            tool_choice=self.tool_choice,
             temperature=self.temperature,
             top_p=self.top_p,
             top_k=self.top_k,
@@ -75,7 +76,7 @@ class CountTokensRequest(msgspec.Struct, kw_only=True):
     def to_generation(self, request_id: str = "") -> GenerationRequest:
         return GenerationRequest(
             messages=self.messages, max_tokens=1, system=self.system, tools=self.tools,
-            request_id=request_id,
+            tool_choice=self.tool_choice, request_id=request_id,
         )
 
 

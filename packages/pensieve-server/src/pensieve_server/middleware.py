@@ -18,8 +18,6 @@ from .ids import request_id
 log = structlog.get_logger("pensieve.server")
 
 PUBLIC_PATHS = frozenset({"/health"})
-# Reachability probes (`HEAD /`) carry no data either way.
-PUBLIC_HEAD_PATHS = frozenset({"/", "/health"})
 
 
 class RequestIdMiddleware:
@@ -86,7 +84,8 @@ class ApiKeyMiddleware:
         if (
             scope["type"] != "http"
             or scope["path"] in PUBLIC_PATHS
-            or (scope["method"] == "HEAD" and scope["path"] in PUBLIC_HEAD_PATHS)
+            # Reachability probes (`HEAD /`, `HEAD /api/hello`) carry no data either way.
+            or scope["method"] == "HEAD"
         ):
             await self.app(scope, receive, send)
             return
