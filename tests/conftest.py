@@ -3,14 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from server_process import ServerProcess, free_port, isolated_env
+from server_process import CHAT_REPLY, TOOL_REPLY, ServerProcess, free_port, isolated_env
 
 from pensieve_model_support.testing import TOOL_CHATML_TEMPLATE, build_tiny_model
-
-# A reply the scripted tiny model says and then ends its turn.
-CHAT_REPLY = "Hello! How can I help?"
-# A tool call in the generic JSON dialect whose tokens a bigram model can say.
-TOOL_REPLY = '<tool_call>{ "name":"get_weather","arguments":{"days" :3}}</tool_call>'
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,11 @@ from pathlib import Path
 
 import httpx2 as httpx
 
+# A reply the scripted tiny model says and then ends its turn.
+CHAT_REPLY = "Hello! How can I help?"
+# A tool call in the generic JSON dialect whose tokens a bigram model can say.
+TOOL_REPLY = '<tool_call>{ "name":"get_weather","arguments":{"days" :3}}</tool_call>'
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -41,7 +46,8 @@ class ServerProcess:
         raise AssertionError(f"server not ready in {timeout}s:\n{self.output()}")
 
     def output(self) -> str:
-        self._out.flush()
+        if not self._out.closed:
+            self._out.flush()
         return self.log.read_text(errors="replace")
 
     def stop(self) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -55,3 +56,8 @@ def start(**flags: Any) -> None:
         sys.exit(1)
     except KeyboardInterrupt:
         pass
+    # Everything is closed; skip native static destructors, which MLX's stream threads can
+    # race at interpreter exit ("terminate called without an active exception", seen in CI runs).
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
+import mlx.core as mx
 import structlog
 from mlx_lm.generate import stream_generate
 from mlx_lm.sample_utils import make_sampler
@@ -69,6 +70,7 @@ class GenerationWorker:
     def _run(self) -> None:
         while (task := self._inbox.get()) is not None:
             task()
+        mx.synchronize()  # leave no queued MLX work behind this thread
 
     def call(self, fn: Callable[[], Any]) -> Future[Any]:
         """Run fn on the worker thread (for loading and other MLX work)."""
@@ -116,16 +118,19 @@ class GenerationWorker:
                 max_tokens=job.max_tokens,
                 sampler=make_sampler(**job.sampler_args),
             )
-            for response in responses:
-                output_tokens = response.generation_tokens
-                finish = response.finish_reason
-                self._emit_text(job, stops.feed(response.text))
-                if stops.matched is not None or job.cancelled.is_set():
-                    break
-                if job.single_tool_call and job.tool_calls is not None and job.tool_calls.calls:
-                    finish = "tool_call"
-                    break
-            responses.close()
+            try:
+                for response in responses:
+                    output_tokens = response.generation_tokens
+                    finish = response.finish_reason
+                    self._emit_text(job, stops.feed(response.text))
+                    if stops.matched is not None or job.cancelled.is_set():
+                        break
+                    if job.single_tool_call and job.tool_calls is not None and job.tool_calls.calls:
+                        finish = "tool_call"
+                        break
+            finally:
+                # MLX stream contexts must be closed on the thread that opened them.
+                responses.close()
         except PensieveError as exc:
             job.emit(Failed(error_type=exc.error_type, message=exc.message))
             return

@@ -1,0 +1,83 @@
+import msgspec
+import pytest
+from starlette.testclient import TestClient
+
+from pensieve_core import Settings
+from pensieve_core.errors import ModelNotFoundError
+from pensieve_server import ServedModels, create_app
+
+AUTH = {"x-api-key": "test-key"}
+BODY = {"model": "tiny", "max_tokens": 6, "temperature": 0, "messages": [{"role": "user", "content": "Hi"}]}
+
+
+def events_of(text):
+    out = []
+    for chunk in text.strip().split("\n\n"):
+        lines = dict(line.split(": ", 1) for line in chunk.splitlines())
+        out.append((lines["event"], msgspec.json.decode(lines["data"])))
+    return out
+
+
+@pytest.fixture
+def failing_midway(monkeypatch):
+    """Fault injection: real generation that breaks after its first token."""
+    import pensieve_inference.worker as worker
+
+    real = worker.stream_generate
+
+    def breaks_after_one(*args, **kwargs):
+        gen = real(*args, **kwargs)
+        try:
+            yield next(gen)
+        finally:
+            gen.close()
+        raise RuntimeError("device lost")
+
+    monkeypatch.setattr(worker, "stream_generate", breaks_after_one)
+
+
+def test_failure_after_the_200_is_one_error_event_then_nothing(client, failing_midway):
+    r = client.post("/v1/messages", json={**BODY, "stream": True}, headers=AUTH)
+    assert r.status_code == 200
+    events = events_of(r.text)
+    names = [name for name, _ in events]
+    assert names[0] == "message_start" and names[-1] == "error"
+    assert names.count("error") == 1 and "message_stop" not in names
+    assert events[-1][1]["error"] == {"type": "api_error", "message": "generation failed: device lost"}
+
+
+def test_failure_before_a_non_streamed_answer_is_a_500_envelope(client, failing_midway):
+    r = client.post("/v1/messages", json=BODY, headers=AUTH)
+    assert r.status_code == 500
+    assert r.json()["error"]["type"] == "api_error" and r.headers["request-id"].startswith("req_")
+
+
+def test_strict_names_refuse_unknown_models(engine):
+    with TestClient(create_app(engine, Settings(api_key="test-key", strict_model_names=True))) as c:
+        r = c.post("/v1/messages", json={**BODY, "model": "gpt-5"}, headers=AUTH)
+        assert r.status_code == 404 and engine.model.id in r.json()["error"]["message"]
+        assert c.post("/v1/messages", json={**BODY, "model": engine.model.id}, headers=AUTH).status_code == 200
+        assert c.post("/v1/messages", json={**BODY, "model": "claude-haiku-4-5"}, headers=AUTH).status_code == 200
+
+
+@pytest.fixture(scope="module")
+def small_engine(engine, tmp_path_factory):
+    from pensieve_inference import MLXEngine
+    from pensieve_model_support import HuggingFaceHub, resolve_reference
+    from pensieve_model_support.testing import build_tiny_model
+
+    path = build_tiny_model(tmp_path_factory.mktemp("small"), num_layers=1)
+    return MLXEngine.load_sync(resolve_reference(str(path)), HuggingFaceHub(), worker=engine.worker)
+
+
+def test_tier_names_select_tier_models(engine, small_engine):
+    main, small = engine, small_engine
+    served = ServedModels(main, names={"phi-3-mini": main, "smol": small}, tiers={"opus": main, "sonnet": main, "haiku": small})
+    assert served.select("claude-haiku-4-5-20251001") is small
+    assert served.select("claude-opus-5-5") is main
+    assert served.select("claude-unknown") is main
+    assert served.select("smol") is small and served.select("phi-3-mini") is main
+    assert served.select("llama3") is main
+    for name in ("org/model", "./x", "~/m", "m.gguf", "C:\\models"):
+        with pytest.raises(ModelNotFoundError, match=f"served models: {main.model.id}, {small.model.id}"):
+            served.select(name)
