@@ -50,6 +50,12 @@ class ServerProcess:
             self._out.flush()
         return self.log.read_text(errors="replace")
 
+    def wait_exit(self, timeout: float = 60) -> int:
+        try:
+            return self.proc.wait(timeout=timeout)
+        finally:
+            self._out.close()
+
     def stop(self) -> int:
         self.proc.terminate()
         try:

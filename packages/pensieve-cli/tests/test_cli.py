@@ -28,3 +28,21 @@ def test_unknown_model_is_one_clear_line(tmp_path):
     assert result.exit_code == 1
     assert "neither a GGUF file nor an MLX model directory" in result.output
     assert "Traceback" not in result.output
+
+
+def test_logs_escape_line_breaks_and_are_json_off_a_terminal(capsys):
+    import json
+
+    import structlog
+
+    from pensieve_cli.logging import configure_logging
+
+    configure_logging("info", json_lines=True)
+    structlog.get_logger("t").info("request", path="/v1/x\r\nINJECTED: yes")
+    line = capsys.readouterr().err.strip()
+    assert "\n" not in line and json.loads(line)["path"] == "/v1/x\\r\\nINJECTED: yes"
+    configure_logging("info", json_lines=False)
+    structlog.get_logger("t").info("request", path="/a\nb")
+    out = capsys.readouterr().err
+    assert out.count("\n") == 1 and "/a\\nb" in out
+    structlog.reset_defaults()

@@ -25,5 +25,5 @@ def client(engine):
     from pensieve_core import Settings
     from pensieve_server import create_app
 
-    with TestClient(create_app(engine, Settings(api_key="test-key"))) as c:
+    with TestClient(create_app(engine, Settings(api_key="test-key")), base_url="http://localhost") as c:
         yield c

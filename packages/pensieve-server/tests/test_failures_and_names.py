@@ -53,7 +53,7 @@ def test_failure_before_a_non_streamed_answer_is_a_500_envelope(client, failing_
 
 
 def test_strict_names_refuse_unknown_models(engine):
-    with TestClient(create_app(engine, Settings(api_key="test-key", strict_model_names=True))) as c:
+    with TestClient(create_app(engine, Settings(api_key="test-key", strict_model_names=True)), base_url="http://localhost") as c:
         r = c.post("/v1/messages", json={**BODY, "model": "gpt-5"}, headers=AUTH)
         assert r.status_code == 404 and engine.model.id in r.json()["error"]["message"]
         assert c.post("/v1/messages", json={**BODY, "model": engine.model.id}, headers=AUTH).status_code == 200

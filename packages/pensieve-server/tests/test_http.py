@@ -92,7 +92,7 @@ def test_count_tokens_matches_the_prompt_tokens_of_generation(client):
 
 
 def test_official_client_non_streamed_and_streamed(client):
-    sdk = anthropic.Anthropic(base_url="http://testserver", api_key="test-key", http_client=client, max_retries=0)
+    sdk = anthropic.Anthropic(base_url="http://localhost", api_key="test-key", http_client=client, max_retries=0)
     msg = sdk.messages.create(model="tiny-model", max_tokens=5, messages=[{"role": "user", "content": "Hi"}])
     assert msg.content[0].text and msg.usage.output_tokens == 5
     with sdk.messages.stream(model="tiny-model", max_tokens=5, messages=[{"role": "user", "content": "Hi"}]) as stream:

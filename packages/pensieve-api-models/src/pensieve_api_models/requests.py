@@ -100,6 +100,8 @@ def _decode(decoder: msgspec.json.Decoder[Any], body: bytes) -> Any:
         raise InvalidRequestError(str(exc)) from exc
     except msgspec.DecodeError as exc:
         raise InvalidRequestError(f"request body is not valid JSON: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise InvalidRequestError(f"request body is not valid UTF-8: {exc.reason} at byte {exc.start}") from exc
 
 
 def decode_messages_request(body: bytes) -> MessagesRequest:

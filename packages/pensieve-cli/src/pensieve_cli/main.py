@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 from pathlib import Path
@@ -10,15 +11,19 @@ from typing import Any
 
 import click
 
-from pensieve_core import load_settings
-from pensieve_core.errors import PensieveError
+from pensieve_core import Settings, load_settings
 
+from . import daemon
+from .claude_cmd import claude
+from .config_cmd import config
+from .errors import fail
 from .logging import configure_logging
+from .models_cmd import models, pull, rm, validate
 
 
-def _settings(**flags: Any) -> Any:
-    config = flags.pop("config", None)
-    return load_settings(flags, config_file=Path(config) if config else None)
+def _settings(**flags: Any) -> Settings:
+    config_file = flags.pop("config", None)
+    return load_settings(flags, config_file=Path(config_file) if config_file else None)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -27,37 +32,130 @@ def cli() -> None:
     """Pensieve: a local LLM server that speaks the Anthropic Messages API."""
 
 
+def _server_options(fn: Any) -> Any:
+    for option in reversed([
+        click.option("--model", help="Alias, Hugging Face repo id, MLX model directory or .gguf file."),
+        click.option("--host", help="Address to bind (default 127.0.0.1)."),
+        click.option("--port", type=int, help="Port to listen on (default 7777)."),
+        click.option("--api-key", help="Key clients must send (default pensieve-local-key)."),
+        click.option("--home", type=click.Path(file_okay=False), help="Pensieve's home directory."),
+        click.option("--config", type=click.Path(dir_okay=False), help="JSON config file."),
+        click.option("--max-output-tokens", type=click.IntRange(min=1), help="Cap on tokens generated per request."),
+        click.option("--certfile", type=click.Path(dir_okay=False, exists=True), help="TLS certificate (PEM)."),
+        click.option("--keyfile", type=click.Path(dir_okay=False, exists=True), help="TLS private key (PEM)."),
+    ]):
+        fn = option(fn)
+    return fn
+
+
 @cli.command()
-@click.option("--model", help="Alias, Hugging Face repo id, MLX model directory or .gguf file.")
-@click.option("--host", help="Address to bind (default 127.0.0.1).")
-@click.option("--port", type=int, help="Port to listen on (default 7777).")
-@click.option("--api-key", help="Key clients must send (default pensieve-local-key).")
-@click.option("--home", type=click.Path(file_okay=False), help="Pensieve's home directory.")
-@click.option("--config", type=click.Path(dir_okay=False), help="JSON config file.")
-@click.option("--max-output-tokens", type=click.IntRange(min=1), help="Cap on tokens generated per request.")
-def start(**flags: Any) -> None:
-    """Serve the Messages API in the foreground until interrupted."""
+@_server_options
+@click.option("--daemon", is_flag=True, help="Run in the background (pid and log files under the home).")
+def start(daemon: bool, **flags: Any) -> None:
+    """Serve the Messages API (in the foreground unless --daemon)."""
     from pensieve_server import run_server
 
-    try:
+    with fail():
         settings = _settings(**flags)
+        if daemon:
+            _start_daemon(settings, flags)
+            return
         configure_logging(settings.log_level)
+        scheme = "https" if settings.certfile else "http"
 
         def ready() -> None:
-            click.echo(f"pensieve listening on http://{settings.host}:{settings.port}", err=True)
+            click.echo(f"pensieve listening on {scheme}://{settings.host}:{settings.port}", err=True)
 
         def note(text: str) -> None:
             click.secho(f"pensieve: {text}", err=True, fg="yellow")
 
         click.echo(f"pensieve: loading {settings.model}", err=True)
-        asyncio.run(run_server(settings, on_ready=ready, on_note=note))
-    except PensieveError as exc:
-        click.echo(f"pensieve: {exc.message}", err=True)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        pass
+        try:
+            asyncio.run(run_server(settings, on_ready=ready, on_note=note))
+        except KeyboardInterrupt:
+            pass
     # Everything is closed; skip native static destructors, which MLX's stream threads can
     # race at interpreter exit ("terminate called without an active exception", seen in CI runs).
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
+
+
+def _start_daemon(settings: Settings, flags: dict[str, Any]) -> None:
+    if (pid := daemon.running_pid(settings)) is not None:
+        raise RuntimeError(f"pensieve is already running (pid {pid}, {daemon.base_url(settings)})")
+    settings.home_path.mkdir(parents=True, exist_ok=True)
+    argv = [arg for key, value in flags.items() if value is not None
+            for arg in (f"--{key.replace('_', '-')}", str(value))]
+    if "--home" not in argv:
+        argv += ["--home", str(settings.home_path)]
+    click.echo(f"pensieve: starting in the background (log: {daemon.log_path(settings)})", err=True)
+    pid = daemon.spawn(settings, argv)
+    click.echo(f"pensieve running (pid {pid}) on {daemon.base_url(settings)}")
+
+
+@cli.command()
+@click.option("--home", type=click.Path(file_okay=False), help="Pensieve's home directory.")
+@click.option("--timeout", default=60.0, show_default=True, help="Seconds to let requests finish.")
+def stop(home: str | None, timeout: float) -> None:
+    """Stop the background server gracefully (in-flight requests finish)."""
+    with fail():
+        settings = _settings(home=home)
+        pid = daemon.stop(settings, timeout_s=timeout)
+        if pid is None:
+            click.echo("pensieve is not running")
+            return
+        click.echo(f"pensieve stopped (pid {pid})")
+
+
+@cli.command()
+@click.option("--home", type=click.Path(file_okay=False), help="Pensieve's home directory.")
+@click.option("--port", type=int, help="Server port (default: configured).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def status(home: str | None, port: int | None, as_json: bool) -> None:
+    """Is the server running: pid, URL, model, device, memory, uptime, requests, speed."""
+    with fail():
+        settings = _settings(home=home, port=port)
+        info = _status(settings)
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+    elif not info["running"]:
+        click.echo(f"pensieve is not running ({info['url']})")
+    else:
+        click.echo(f"pensieve is running on {info['url']} (pid {info['pid'] or 'unknown'})")
+        for key in ("model", "device", "memory_gb", "uptime_s", "requests", "tokens_per_s", "cache_hit_rate"):
+            click.echo(f"  {key:<15} {info[key]}")
+    if not info["running"]:
+        sys.exit(3)
+
+
+def _status(settings: Settings) -> dict[str, Any]:
+    pid = daemon.running_pid(settings)
+    health = daemon.health(settings)
+    info: dict[str, Any] = {"running": health is not None, "pid": pid, "url": daemon.base_url(settings)}
+    if health is None:
+        return info
+    metrics: dict[str, float] = {}
+    try:
+        metrics = daemon.parse_metrics(daemon.fetch(settings, "/metrics").decode())
+    except OSError:
+        pass
+    decode_sum = metrics.get("pensieve_decode_tokens_per_second_sum", 0.0)
+    decode_n = metrics.get("pensieve_decode_tokens_per_second_count", 0.0)
+    inputs = metrics.get("pensieve_input_tokens_total", 0.0)
+    cached = metrics.get("pensieve_cache_read_tokens_total", 0.0)
+    info.update(
+        model=health["model"]["id"],
+        fallback_from=health["model"].get("fallback_from"),
+        device=f"{health['device']['kind']} ({health['device']['name']})",
+        memory_gb=round(health["memory"]["active_bytes"] / 1e9, 2),
+        uptime_s=health["uptime_s"],
+        requests=int(metrics.get("pensieve_requests_total", 0)),
+        tokens_per_s=round(decode_sum / decode_n, 1) if decode_n else None,
+        cache_hit_rate=round(cached / inputs, 3) if inputs else None,
+    )
+    return info
+
+
+for command in (config, pull, models, rm, validate, claude):
+    cli.add_command(command)

@@ -41,6 +41,15 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     keepalive_seconds: float = 10.0
     # Refuse model names that no served model answers to, instead of using the main model.
     strict_model_names: bool = False
+    # Host headers accepted besides loopback names (DNS-rebinding defence) and the bind host.
+    allowed_hosts: list[str] = []
+    # Browser origins allowed to call the API (CORS); none by default.
+    allowed_origins: list[str] = []
+    max_body_bytes: int = 32 * 1024 * 1024
+    certfile: str | None = None
+    keyfile: str | None = None
+    # On SIGTERM: how long in-flight requests may run before the server exits anyway.
+    shutdown_timeout: float = 30.0
 
     def __post_init__(self) -> None:
         if not self.home:
@@ -49,6 +58,8 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
             raise ConfigError(f"port must be between 1 and 65535, got {self.port}")
         if not self.api_key:
             raise ConfigError("api_key must not be empty")
+        if (self.certfile is None) != (self.keyfile is None):
+            raise ConfigError("TLS needs both certfile and keyfile")
         if self.max_output_tokens is not None and self.max_output_tokens < 1:
             raise ConfigError(f"max_output_tokens must be at least 1, got {self.max_output_tokens}")
 
@@ -65,11 +76,18 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 FIELDS: tuple[str, ...] = Settings.__struct_fields__
+LIST_FIELDS = frozenset({"allowed_hosts", "allowed_origins"})
+
+
+def _env_value(name: str, raw: str) -> Any:
+    if name in LIST_FIELDS:
+        return [item.strip() for item in raw.split(",") if item.strip()]
+    return raw
 
 
 def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
     return {
-        name: environ[ENV_PREFIX + name.upper()]
+        name: _env_value(name, environ[ENV_PREFIX + name.upper()])
         for name in FIELDS
         if ENV_PREFIX + name.upper() in environ
     }

@@ -2,7 +2,7 @@
 GGUF files, and the bundled SmolLM2."""
 
 from .bundled import BUNDLED_ALIAS, bundled_gguf_path
-from .hub import Hub, HubUnavailableError, HuggingFaceHub
+from .hub import Hub, HubUnavailableError, HuggingFaceHub, hf_cache_dir
 from .loading import LoadedModel, load_model, local_path
 from .references import ALIASES, ModelRef, looks_like_repo_id, resolve_reference
 
@@ -15,6 +15,7 @@ __all__ = [
     "LoadedModel",
     "ModelRef",
     "bundled_gguf_path",
+    "hf_cache_dir",
     "load_model",
     "local_path",
     "looks_like_repo_id",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Protocol
 
@@ -9,6 +10,16 @@ from pensieve_core.errors import PensieveError
 
 # Only what loading needs; weights only as safetensors (never pickles).
 ALLOW_PATTERNS = ["*.json", "*.safetensors", "*.jinja", "tokenizer.model", "*.tiktoken", "*.txt"]
+
+
+def hf_cache_dir() -> Path:
+    """The standard Hugging Face cache, read from the environment at call time."""
+    if cache := os.environ.get("HF_HUB_CACHE"):
+        return Path(cache)
+    home = os.environ.get("HF_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "huggingface"
+    )
+    return Path(home) / "hub"
 
 
 class HubUnavailableError(PensieveError):
@@ -30,7 +41,7 @@ class Hub(Protocol):
 
 class HuggingFaceHub:
     def __init__(self, cache_dir: Path | None = None) -> None:
-        self.cache_dir = cache_dir
+        self.cache_dir = cache_dir or hf_cache_dir()
 
     def cached(self, repo_id: str) -> Path | None:
         from huggingface_hub import snapshot_download

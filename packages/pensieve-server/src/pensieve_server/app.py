@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import time
+from types import SimpleNamespace
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
 from pensieve_core import Engine, Settings
+from pensieve_metal import memory_snapshot
 
 from .errors import EXCEPTION_HANDLERS
+from .hardening import (
+    BodyGuardMiddleware,
+    DrainMiddleware,
+    HostGuardMiddleware,
+    OriginGuardMiddleware,
+)
 from .middleware import ApiKeyMiddleware, RequestIdMiddleware
+from .metrics import Metrics
 from .models import ServedModels
+from .routes.health import metrics_endpoint
 from .routes.health import health, root
 from .routes.messages import count_tokens, create_message
 from .routes.models import get_model, list_models
@@ -26,13 +36,24 @@ def create_app(models: ServedModels | Engine, settings: Settings) -> Starlette:
         Route("/v1/messages", create_message, methods=["POST"]),
         Route("/v1/messages/count_tokens", count_tokens, methods=["POST"]),
         Route("/v1/models", list_models, methods=["GET"]),
+        Route("/metrics", metrics_endpoint, methods=["GET"]),
         Route("/v1/models/{model_id:path}", get_model, methods=["GET"]),
     ]
+    state = SimpleNamespace(draining=False)
+    metrics = Metrics()
+    metrics.gauges["pensieve_memory_active_bytes"] = lambda: memory_snapshot().active_bytes
+    metrics.gauges["pensieve_memory_peak_bytes"] = lambda: memory_snapshot().peak_bytes
     middleware = [
-        Middleware(RequestIdMiddleware),
+        Middleware(RequestIdMiddleware, metrics=metrics),
+        Middleware(HostGuardMiddleware, bind_host=settings.host, allowed=settings.allowed_hosts),
+        Middleware(OriginGuardMiddleware, allowed=settings.allowed_origins),
+        Middleware(DrainMiddleware, state=state),
         Middleware(ApiKeyMiddleware, api_key=settings.api_key),
+        Middleware(BodyGuardMiddleware, max_bytes=settings.max_body_bytes),
     ]
     app = Starlette(routes=routes, middleware=middleware, exception_handlers=EXCEPTION_HANDLERS)
+    app.state.lifecycle = state
+    app.state.metrics = metrics
     app.state.models = models
     app.state.settings = settings
     app.state.keepalive_seconds = settings.keepalive_seconds

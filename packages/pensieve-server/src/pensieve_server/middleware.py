@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from pensieve_api_models import encode_envelope, error_envelope
 
 from .ids import request_id
+from .metrics import Metrics, path_label
 
 log = structlog.get_logger("pensieve.server")
 
@@ -23,8 +24,9 @@ PUBLIC_PATHS = frozenset({"/health"})
 class RequestIdMiddleware:
     """Give every request an id, put it on every response, and log one line per request."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics | None = None) -> None:
         self.app = app
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -53,6 +55,8 @@ class RequestIdMiddleware:
                     body = encode_envelope(error_envelope("api_error", "internal server error", rid))
                     await send_json_response(send, 500, body, rid)
             finally:
+                if self.metrics is not None:
+                    self.metrics.request_done(path_label(scope["path"]), status)
                 log.info(
                     "request",
                     method=scope["method"],

@@ -10,9 +10,11 @@ import structlog
 from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config
 
-from pensieve_core import Settings
+from pensieve_core import DEFAULT_API_KEY, Settings
+from pensieve_core.errors import ConfigError
 
 from .app import create_app
+from .hardening import is_loopback
 from .models import ServedModels
 from .startup import open_models
 
@@ -25,8 +27,19 @@ def hypercorn_config(settings: Settings) -> Config:
     config.bind = [f"{host}:{settings.port}"]
     config.accesslog = None  # our own middleware logs each request with its id
     config.errorlog = None
-    config.graceful_timeout = 30.0
+    config.graceful_timeout = settings.shutdown_timeout
+    if settings.certfile and settings.keyfile:
+        config.certfile, config.keyfile = settings.certfile, settings.keyfile
     return config
+
+
+def check_exposure(settings: Settings) -> None:
+    """The well-known default key is fine on loopback, never on an address others can reach."""
+    if not is_loopback(settings.host) and settings.api_key == DEFAULT_API_KEY:
+        raise ConfigError(
+            f"refusing to listen on {settings.host} with the default API key: "
+            "set api_key (PENSIEVE_API_KEY or --api-key) first"
+        )
 
 
 async def serve_models(
@@ -39,14 +52,22 @@ async def serve_models(
     """Serve until SIGINT/SIGTERM, or until `shutdown` is set when one is given."""
     app = create_app(models, settings)
     stop = shutdown or asyncio.Event()
+
+    def begin_shutdown() -> None:
+        # New requests get 503 from now on; in-flight ones may finish within shutdown_timeout.
+        app.state.lifecycle.draining = True
+        log.info("shutting_down", timeout_s=settings.shutdown_timeout)
+        stop.set()
+
     if shutdown is None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, begin_shutdown)
     config = hypercorn_config(settings)
+    scheme = "https" if config.certfile else "http"
     log.info(
         "serving",
-        url=f"http://{settings.host}:{settings.port}",
+        url=f"{scheme}://{settings.host}:{settings.port}",
         models=models.served_ids(),
         context_length=models.main.model.context_length,
     )
@@ -64,6 +85,7 @@ async def run_server(
     on_ready: Callable[[], None] | None = None,
     on_note: Callable[[str], None] | None = None,
 ) -> None:
+    check_exposure(settings)
     models = await open_models(settings)
     if models.main.model.note and on_note:
         on_note(models.main.model.note)

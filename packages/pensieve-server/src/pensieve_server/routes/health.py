@@ -38,3 +38,8 @@ async def health(request: Request) -> Response:
 
 async def root(request: Request) -> Response:
     return Response("pensieve is running\n", media_type="text/plain")
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    text = request.app.state.metrics.render()
+    return Response(text, media_type="text/plain; version=0.0.4")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import msgspec
@@ -18,7 +19,7 @@ from pensieve_api_models import (
     encode_event,
 )
 from pensieve_api_models import ErrorDetail, ErrorEvent
-from pensieve_core import GenerationEvent
+from pensieve_core import Finished, GenerationEvent, Started, TextDelta, ToolCall
 from pensieve_core.errors import GenerationError
 
 from ..assembly import MessageAssembler
@@ -43,7 +44,7 @@ async def create_message(request: Request) -> Response:
     body = decode_messages_request(await request.body())
     rid = request_id_of(request) or ""
     engine = _models(request).select(body.model)
-    events = engine.generate(body.to_generation(rid)).__aiter__()
+    events = _measured(request, engine.generate(body.to_generation(rid)))
     # The first event comes after validation and templating: errors before it are still 4xx.
     first = await anext(events)
     assembler = MessageAssembler(message_id(), body.model)
@@ -58,6 +59,34 @@ async def create_message(request: Request) -> Response:
     if assembler.failed is not None:
         raise GenerationError(assembler.failed.message)
     return _json(assembler.message)
+
+
+async def _measured(request: Request, events: AsyncIterator[GenerationEvent]) -> AsyncIterator[GenerationEvent]:
+    """Pass events through, recording tokens, time to first token and decode rate."""
+    metrics = request.app.state.metrics
+    started = time.perf_counter()
+    first_token: float | None = None
+    prompt_tokens = 0
+    metrics.in_flight += 1
+    try:
+        async for event in events:
+            if isinstance(event, Started):
+                prompt_tokens = event.prompt_tokens
+            elif first_token is None and isinstance(event, (TextDelta, ToolCall)):
+                first_token = time.perf_counter()
+            elif isinstance(event, Finished):
+                now = time.perf_counter()
+                decode_s = now - first_token if first_token else 0.0
+                metrics.generation_done(
+                    input_tokens=prompt_tokens,
+                    output_tokens=event.output_tokens,
+                    ttft_s=(first_token or now) - started,
+                    decode_tps=(event.output_tokens - 1) / decode_s if decode_s > 0 and event.output_tokens > 1 else None,
+                )
+            yield event
+    finally:
+        metrics.in_flight -= 1
+        await events.aclose()
 
 
 async def _drain(

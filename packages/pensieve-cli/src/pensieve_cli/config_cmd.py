@@ -1,0 +1,107 @@
+"""`pensieve config`: show, get, set, unset, path."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+import msgspec
+
+from pensieve_core import Settings, load_settings
+from pensieve_core.config import FIELDS, LIST_FIELDS
+from pensieve_core.errors import ConfigError
+
+from .errors import fail
+
+
+def _file(ctx: click.Context) -> Any:
+    settings = load_settings({"home": ctx.obj.get("home")})
+    return settings.config_path()
+
+
+def _read(path: Any) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+
+
+def _check_key(key: str) -> None:
+    if key not in FIELDS:
+        raise ConfigError(f"unknown setting {key!r}; settings: {', '.join(FIELDS)}")
+
+
+@click.group("config")
+@click.option("--home", type=click.Path(file_okay=False), help="Pensieve's home directory.")
+@click.pass_context
+def config(ctx: click.Context, home: str | None) -> None:
+    """Read and change settings in <home>/config.json."""
+    ctx.ensure_object(dict)["home"] = home
+
+
+@config.command("path")
+@click.pass_context
+def config_path(ctx: click.Context) -> None:
+    """Print the config file's path."""
+    click.echo(str(_file(ctx)))
+
+
+@config.command("show")
+@click.pass_context
+def config_show(ctx: click.Context) -> None:
+    """Print the effective settings (defaults < file < environment), as JSON."""
+    with fail():
+        settings = load_settings({"home": ctx.obj.get("home")})
+        data = msgspec.to_builtins(settings)
+        data["api_key"] = "(default)" if settings.api_key == "pensieve-local-key" else "(set)"
+        click.echo(json.dumps(data, indent=2))
+
+
+@config.command("get")
+@click.argument("key")
+@click.pass_context
+def config_get(ctx: click.Context, key: str) -> None:
+    """Print one effective setting."""
+    with fail():
+        _check_key(key)
+        value = getattr(load_settings({"home": ctx.obj.get("home")}), key)
+        click.echo(json.dumps(value) if not isinstance(value, str) else value)
+
+
+@config.command("set")
+@click.argument("key")
+@click.argument("value")
+@click.pass_context
+def config_set(ctx: click.Context, key: str, value: str) -> None:
+    """Set KEY to VALUE in the config file (validated before it is written)."""
+    with fail():
+        _check_key(key)
+        path = _file(ctx)
+        data = _read(path)
+        parsed: Any = [v.strip() for v in value.split(",") if v.strip()] if key in LIST_FIELDS else value
+        candidate = {**data, key: parsed}
+        try:
+            typed = msgspec.convert(candidate, Settings, strict=False)
+        except msgspec.ValidationError as exc:
+            raise ConfigError(f"invalid value for {key}: {exc}") from exc
+        data[key] = msgspec.to_builtins(getattr(typed, key))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        click.echo(f"{key} = {json.dumps(data[key])}")
+
+
+@config.command("unset")
+@click.argument("key")
+@click.pass_context
+def config_unset(ctx: click.Context, key: str) -> None:
+    """Remove KEY from the config file."""
+    with fail():
+        _check_key(key)
+        path = _file(ctx)
+        data = _read(path)
+        if data.pop(key, None) is not None:
+            path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        click.echo(f"{key} unset")

@@ -1,0 +1,123 @@
+"""Running pensieve in the background: pid file, log file, start, stop, and asking it how it is."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from pensieve_core import Settings
+
+
+def pid_path(settings: Settings) -> Path:
+    return settings.home_path / "pensieve.pid"
+
+
+def log_path(settings: Settings) -> Path:
+    return settings.home_path / "logs" / "pensieve.log"
+
+
+def base_url(settings: Settings) -> str:
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+    host = f"[{host}]" if ":" in host else host
+    return f"{'https' if settings.certfile else 'http'}://{host}:{settings.port}"
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def running_pid(settings: Settings) -> int | None:
+    path = pid_path(settings)
+    try:
+        pid = int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    if alive(pid):
+        return pid
+    path.unlink(missing_ok=True)  # stale: the process is gone
+    return None
+
+
+def fetch(settings: Settings, path: str, *, key: bool = True, timeout: float = 3.0) -> bytes:
+    request = urllib.request.Request(base_url(settings) + path)
+    if key:
+        request.add_header("x-api-key", settings.api_key)
+    # Certificates for a local TLS server are often self-signed: status only reads our own server.
+    context = None
+    if settings.certfile:
+        import ssl
+
+        context = ssl.create_default_context(cafile=settings.certfile)
+    with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
+        return response.read()
+
+
+def health(settings: Settings) -> dict[str, Any] | None:
+    try:
+        return json.loads(fetch(settings, "/health", key=False))
+    except (OSError, urllib.error.URLError, ValueError):
+        return None
+
+
+def spawn(settings: Settings, argv: list[str], *, wait_s: float = 600) -> int:
+    """Start `pensieve start` detached; return its pid once /health answers."""
+    log = log_path(settings)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pensieve_cli", "start", *argv],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+    pid_path(settings).write_text(str(proc.pid))
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pid_path(settings).unlink(missing_ok=True)
+            tail = log.read_text(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
+            raise RuntimeError(f"the server exited during start-up: {tail[0]} (log: {log})")
+        if health(settings) is not None:
+            return proc.pid
+        time.sleep(0.3)
+    raise RuntimeError(f"the server did not answer within {wait_s:.0f}s (log: {log})")
+
+
+def stop(settings: Settings, *, timeout_s: float) -> int | None:
+    pid = running_pid(settings)
+    if pid is None:
+        return None
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if alive(pid):
+        os.kill(pid, signal.SIGKILL)
+    pid_path(settings).unlink(missing_ok=True)
+    return pid
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    values: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        name, _, value = line.rpartition(" ")
+        base = name.split("{", 1)[0]
+        if base == "pensieve_requests_total":
+            values[base] = values.get(base, 0.0) + float(value)
+        else:
+            values[name] = float(value)
+    return values

@@ -1,0 +1,179 @@
+"""`pensieve pull | models | rm | validate`: models on this machine."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from pensieve_core import Settings, load_settings
+from pensieve_core.errors import ConfigError, ModelLoadError, ModelNotFoundError
+
+from .errors import fail
+
+
+def _settings(home: str | None, model: str | None = None) -> Settings:
+    return load_settings({"home": home, "model": model})
+
+
+@click.command()
+@click.argument("model")
+def pull(model: str) -> None:
+    """Download MODEL (alias or Hugging Face repo id) into the Hugging Face cache."""
+    from pensieve_model_support import HuggingFaceHub, resolve_reference
+
+    with fail():
+        ref = resolve_reference(model)
+        if ref.kind != "hub":
+            click.echo(f"{model} is local ({ref.path}); nothing to pull")
+            return
+        assert ref.repo_id is not None
+        path = HuggingFaceHub().download(ref.repo_id)
+        click.echo(f"{ref.repo_id} is in {path}")
+
+
+def _mlx_entry(name: str, snapshot: Path, size: int) -> dict[str, Any]:
+    try:
+        config = json.loads((snapshot / "config.json").read_text())
+    except (OSError, ValueError):
+        config = {}
+    quant = config.get("quantization") or config.get("quantization_config") or {}
+    bits = quant.get("bits")
+    return {
+        "name": name,
+        "size_bytes": size,
+        "format": "mlx",
+        "context_length": config.get("max_position_embeddings") or config.get("text_config", {}).get("max_position_embeddings"),
+        "quantization": f"{bits}-bit" if bits else "none",
+        "path": str(snapshot),
+    }
+
+
+def _gguf_entry(name: str, path: Path) -> dict[str, Any]:
+    from gguf import GGUFReader
+
+    reader = GGUFReader(str(path))
+    arch = reader.fields["general.architecture"].contents()
+    context = reader.fields.get(f"{arch}.context_length")
+    kinds = {t.tensor_type.name for t in reader.tensors}
+    main = max(kinds, key=lambda k: sum(t.tensor_type.name == k for t in reader.tensors))
+    return {
+        "name": name,
+        "size_bytes": path.stat().st_size,
+        "format": "gguf",
+        "context_length": int(context.contents()) if context else None,
+        "quantization": main,
+        "path": str(path),
+    }
+
+
+def cached_models() -> list[dict[str, Any]]:
+    from huggingface_hub import scan_cache_dir
+    from huggingface_hub.errors import CacheNotFound
+
+    from pensieve_model_support import BUNDLED_ALIAS, bundled_gguf_path, hf_cache_dir
+
+    entries = [_gguf_entry(BUNDLED_ALIAS, bundled_gguf_path())]
+    try:
+        repos = scan_cache_dir(hf_cache_dir()).repos
+    except CacheNotFound:
+        repos = frozenset()
+    for repo in sorted(repos, key=lambda r: r.repo_id):
+        if repo.repo_type != "model":
+            continue
+        for revision in repo.revisions:
+            if (revision.snapshot_path / "config.json").exists():
+                entries.append(_mlx_entry(repo.repo_id, revision.snapshot_path, repo.size_on_disk))
+                break
+            ggufs = sorted(revision.snapshot_path.glob("*.gguf"))
+            if ggufs:
+                entries.append(_gguf_entry(repo.repo_id, ggufs[0]))
+                break
+    return entries
+
+
+def _human(size: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1000:
+            return f"{size:.0f} {unit}"
+        size /= 1000
+    return f"{size:.1f} TB"
+
+
+@click.command("models")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def models(as_json: bool) -> None:
+    """List models on this machine: the bundled one and the Hugging Face cache."""
+    with fail():
+        entries = cached_models()
+    if as_json:
+        click.echo(json.dumps(entries, indent=2))
+        return
+    click.echo(f"{'NAME':<48} {'SIZE':>9} {'FORMAT':<6} {'CONTEXT':>8} QUANTIZATION")
+    for e in entries:
+        click.echo(f"{e['name']:<48} {_human(e['size_bytes']):>9} {e['format']:<6} {e['context_length'] or '?':>8} {e['quantization']}")
+
+
+@click.command("rm")
+@click.argument("model")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+def rm(model: str, yes: bool) -> None:
+    """Delete a downloaded model from the Hugging Face cache."""
+    from huggingface_hub import scan_cache_dir
+    from huggingface_hub.errors import CacheNotFound
+
+    from pensieve_model_support import hf_cache_dir, resolve_reference
+
+    with fail():
+        ref = resolve_reference(model)
+        if ref.kind != "hub":
+            raise ConfigError(f"{model} is not a downloaded model ({ref.kind}); pensieve only removes what it downloaded")
+        try:
+            cache = scan_cache_dir(hf_cache_dir())
+        except CacheNotFound as exc:
+            raise ModelNotFoundError(f"{ref.repo_id} is not in the Hugging Face cache") from exc
+        repo = {r.repo_id: r for r in cache.repos}.get(ref.repo_id or "")
+        if repo is None:
+            raise ModelNotFoundError(f"{ref.repo_id} is not in the Hugging Face cache")
+        if not yes:
+            click.confirm(f"Delete {ref.repo_id} ({_human(repo.size_on_disk)})?", abort=True)
+        strategy = cache.delete_revisions(*(r.commit_hash for r in repo.revisions))
+        strategy.execute()
+        click.echo(f"deleted {ref.repo_id} ({strategy.expected_freed_size_str})")
+
+
+@click.command()
+@click.option("--model", help="Model reference to check (default: the configured model).")
+@click.option("--home", type=click.Path(file_okay=False), help="Pensieve's home directory.")
+def validate(model: str | None, home: str | None) -> None:
+    """Check config, model files, chat template and memory; exit non-zero on a problem."""
+    from pensieve_metal import device_info
+    from pensieve_model_support import HuggingFaceHub, load_model, resolve_reference
+    from pensieve_model_support.loading import local_path
+
+    with fail():
+        settings = _settings(home, model)
+        click.echo(f"ok   config ({settings.config_path()})")
+        ref = resolve_reference(settings.model)
+        path = local_path(ref, HuggingFaceHub(), download=False)
+        files = [path] if path.is_file() else list(path.glob("*.safetensors")) + list(path.glob("*.gguf"))
+        if not files:
+            raise ModelLoadError(f"{path} holds no safetensors or GGUF weights")
+        size = sum(f.stat().st_size for f in files)
+        click.echo(f"ok   model files: {settings.model} ({size / 1e9:.2f} GB in {path})")
+        device = device_info()
+        if size > device.recommended_working_set_bytes * 0.9:
+            raise ModelLoadError(
+                f"{settings.model} needs about {size / 1e9:.1f} GB; this {device.kind} device has "
+                f"{device.recommended_working_set_bytes / 1e9:.1f} GB for models"
+            )
+        click.echo(f"ok   fits memory ({device.recommended_working_set_bytes / 1e9:.1f} GB on {device.kind})")
+        loaded = load_model(ref, HuggingFaceHub(), download=False)
+        text = loaded.tokenizer.apply_chat_template(
+            [{"role": "system", "content": "s"}, {"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True
+        )
+        if "hi" not in text:
+            raise ModelLoadError("the chat template dropped the user's message")
+        click.echo(f"ok   chat template renders; context {loaded.context_length} tokens")

@@ -1,0 +1,126 @@
+import json
+import shutil
+
+import pytest
+from click.testing import CliRunner
+
+from pensieve_cli import cli
+from pensieve_model_support.testing import build_tiny_model
+
+
+@pytest.fixture
+def run(tmp_path, monkeypatch):
+    monkeypatch.setenv("PENSIEVE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    for var in ("PENSIEVE_MODEL", "PENSIEVE_PORT", "PENSIEVE_API_KEY"):
+        monkeypatch.delenv(var, raising=False)
+
+    def invoke(*args, input=None):
+        return CliRunner().invoke(cli, list(args), input=input)
+
+    return invoke
+
+
+def test_config_set_get_show_unset_path(run, tmp_path):
+    assert run("config", "path").output.strip() == str(tmp_path / "home" / "config.json")
+    assert run("config", "set", "port", "8080").exit_code == 0
+    assert run("config", "get", "port").output.strip() == "8080"
+    assert json.loads((tmp_path / "home" / "config.json").read_text()) == {"port": 8080}
+    assert run("config", "set", "allowed_origins", "https://a.example, https://b.example").exit_code == 0
+    shown = json.loads(run("config", "show").output)
+    assert shown["port"] == 8080 and shown["allowed_origins"] == ["https://a.example", "https://b.example"]
+    assert shown["api_key"] == "(default)"
+    assert run("config", "unset", "port").exit_code == 0
+    assert run("config", "get", "port").output.strip() == "7777"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("config", "set", "port", "high"), "invalid value for port"),
+        (("config", "set", "colour", "red"), "unknown setting 'colour'"),
+        (("config", "get", "colour"), "unknown setting"),
+    ],
+)
+def test_config_errors_are_one_line(run, args, message):
+    result = run(*args)
+    assert result.exit_code == 1 and message in result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_models_lists_the_bundled_model(run):
+    result = run("models", "--json")
+    assert result.exit_code == 0, result.output
+    (bundled,) = [m for m in json.loads(result.output) if m["name"] == "smollm2-135m"]
+    assert bundled["format"] == "gguf" and bundled["context_length"] == 8192
+    assert bundled["quantization"] == "Q4_1" and bundled["size_bytes"] > 50_000_000
+    table = run("models").output
+    assert "smollm2-135m" in table and "Q4_1" in table
+
+
+def test_models_lists_and_rm_deletes_a_cached_hub_model(run, tmp_path):
+    # The standard Hugging Face cache layout, written by hand (no hub needed).
+    snapshot = tmp_path / "hf" / "hub" / "models--someone--tiny" / "snapshots" / "abc"
+    build_tiny_model(snapshot, context_length=2048)
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("abc")
+    listed = {m["name"]: m for m in json.loads(run("models", "--json").output)}
+    assert listed["someone/tiny"]["context_length"] == 2048 and listed["someone/tiny"]["format"] == "mlx"
+    result = run("rm", "someone/tiny", "--yes")
+    assert result.exit_code == 0, result.output
+    assert "someone/tiny" not in {m["name"] for m in json.loads(run("models", "--json").output)}
+    assert run("rm", "someone/tiny", "--yes").exit_code == 1
+
+
+def test_rm_refuses_the_bundled_model(run):
+    result = run("rm", "smollm2-135m", "--yes")
+    assert result.exit_code == 1 and "only removes what it downloaded" in result.output
+
+
+def test_pull_of_a_local_model_is_a_no_op_and_offline_hub_is_one_line(run, tmp_path):
+    local = build_tiny_model(tmp_path / "local")
+    assert "nothing to pull" in run("pull", str(local)).output
+    result = run("pull", "someone/not-here")
+    assert result.exit_code == 1 and "cannot download someone/not-here" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_validate_passes_for_a_good_model_and_fails_clearly(run, tmp_path):
+    good = build_tiny_model(tmp_path / "good")
+    result = run("validate", "--model", str(good))
+    assert result.exit_code == 0, result.output
+    assert "chat template renders" in result.output
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "config.json").write_text("{}")
+    bad = run("validate", "--model", str(empty))
+    assert bad.exit_code == 1 and "no safetensors or GGUF weights" in bad.output
+    missing = run("validate", "--model", "someone/never-downloaded")
+    assert missing.exit_code == 1 and "not in the Hugging Face cache" in missing.output
+
+
+def test_claude_print_env(run):
+    result = run("claude", "--print-env", "--port", "7800")
+    assert result.exit_code == 0
+    lines = dict(line.removeprefix("export ").split("=", 1) for line in result.output.strip().splitlines())
+    assert lines["ANTHROPIC_BASE_URL"] == "http://127.0.0.1:7800"
+    assert lines["ANTHROPIC_AUTH_TOKEN"] == "pensieve-local-key"
+    assert lines["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] == "1"
+
+
+def test_claude_without_claude_code_installed_is_one_line(run, monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    result = run("claude", "--", "-p", "hi")
+    assert result.exit_code == 1 and "Claude Code is not installed" in result.output
+
+
+def test_status_and_stop_when_not_running(run):
+    result = run("status", "--json", "--port", "1")
+    assert result.exit_code == 3 and json.loads(result.output)["running"] is False
+    assert run("stop").output.strip() == "pensieve is not running"
+
+
+def test_default_key_is_refused_on_a_public_address(run):
+    result = run("start", "--host", "0.0.0.0")
+    assert result.exit_code == 1
+    assert "refusing to listen on 0.0.0.0 with the default API key" in result.output
