@@ -64,6 +64,8 @@ class GenerationJob:
 class GenerationWorker:
     def __init__(self, name: str = "pensieve-mlx") -> None:
         self._inbox: queue.Queue[Callable[[], None] | None] = queue.Queue()
+        # Generations running now (0 or 1 until batching): a gauge for "idle again?".
+        self.active_generations = 0
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -106,6 +108,13 @@ class GenerationWorker:
     def _generate(self, loaded: LoadedModel, job: GenerationJob) -> None:
         if job.cancelled.is_set():
             return
+        self.active_generations += 1
+        try:
+            self._run_job(loaded, job)
+        finally:
+            self.active_generations -= 1
+
+    def _run_job(self, loaded: LoadedModel, job: GenerationJob) -> None:
         stops = StopSequenceMatcher(job.stop_sequences)
         output_tokens = 0
         finish = None

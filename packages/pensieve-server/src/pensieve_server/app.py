@@ -43,6 +43,8 @@ def create_app(models: ServedModels | Engine, settings: Settings) -> Starlette:
     metrics = Metrics()
     metrics.gauges["pensieve_memory_active_bytes"] = lambda: memory_snapshot().active_bytes
     metrics.gauges["pensieve_memory_peak_bytes"] = lambda: memory_snapshot().peak_bytes
+    workers = {id(w): w for e in models.engines() if (w := getattr(e, "worker", None)) is not None}
+    metrics.gauges["pensieve_active_generations"] = lambda: sum(w.active_generations for w in workers.values())
     middleware = [
         Middleware(RequestIdMiddleware, metrics=metrics),
         Middleware(HostGuardMiddleware, bind_host=settings.host, allowed=settings.allowed_hosts),

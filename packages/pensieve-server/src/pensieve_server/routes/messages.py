@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import msgspec
 import structlog
@@ -54,8 +55,7 @@ async def create_message(request: Request) -> Response:
             media_type="text/event-stream",
             headers={"cache-control": "no-cache"},
         )
-    async for _ in _drain(assembler, first, events):
-        pass
+    await _until_done_or_disconnected(request, _collect(assembler, first, events))
     if assembler.failed is not None:
         raise GenerationError(assembler.failed.message)
     return _json(assembler.message)
@@ -87,6 +87,32 @@ async def _measured(request: Request, events: AsyncIterator[GenerationEvent]) ->
     finally:
         metrics.in_flight -= 1
         await events.aclose()
+
+
+async def _collect(
+    assembler: MessageAssembler, first: GenerationEvent, events: AsyncIterator[GenerationEvent]
+) -> None:
+    async for _ in _drain(assembler, first, events):
+        pass
+
+
+async def _until_done_or_disconnected(request: Request, work: Any) -> None:
+    """Run a non-streamed generation, cancelling it if the client goes away: nothing keeps
+    computing for nobody."""
+    task = asyncio.ensure_future(work)
+
+    async def watch() -> None:
+        while True:
+            message = await request.receive()
+            if message["type"] == "http.disconnect":
+                task.cancel()
+                return
+
+    watcher = asyncio.ensure_future(watch())
+    try:
+        await task
+    finally:
+        watcher.cancel()
 
 
 async def _drain(

@@ -1,0 +1,42 @@
+"""A client that goes away stops its generation: the engine is idle again at once and the
+next request is served."""
+
+import time
+
+import httpx2 as httpx
+import pytest
+
+KEY = {"x-api-key": "pensieve-local-key"}
+LONG = {"model": "tiny", "max_tokens": 3000, "temperature": 0, "messages": [{"role": "user", "content": "Go on"}]}
+
+
+def gauge(server, name) -> float:
+    text = httpx.get(server.url + "/metrics", headers=KEY, timeout=10).text
+    return float(next(line for line in text.splitlines() if line.startswith(name + " ")).split()[1])
+
+
+def abandon(server, stream):
+    with httpx.Client(timeout=httpx.Timeout(10, read=1.0)) as client:
+        if stream:
+            with client.stream("POST", server.url + "/v1/messages", headers=KEY, json={**LONG, "stream": True}) as r:
+                for chunk in r.iter_bytes():
+                    if b"content_block_delta" in chunk:
+                        return  # leaving the block closes the connection mid-stream
+        else:
+            with pytest.raises(httpx.ReadTimeout):
+                client.post(server.url + "/v1/messages", headers=KEY, json=LONG)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_abandoned_request_stops_generating(server, stream):
+    abandon(server, stream)
+    left = time.monotonic()
+    while gauge(server, "pensieve_active_generations") and time.monotonic() - left < 5:
+        time.sleep(0.05)
+    # 3,000 tokens would take ~40 s here; the engine is idle about as soon as the client left.
+    assert gauge(server, "pensieve_active_generations") == 0
+    assert time.monotonic() - left < 1.5
+    assert gauge(server, "pensieve_requests_in_flight") == 0
+    started = time.monotonic()
+    r = httpx.post(server.url + "/v1/messages", headers=KEY, json={**LONG, "max_tokens": 2}, timeout=30)
+    assert r.status_code == 200 and time.monotonic() - started < 5
