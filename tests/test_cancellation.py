@@ -40,3 +40,29 @@ def test_abandoned_request_stops_generating(server, stream):
     started = time.monotonic()
     r = httpx.post(server.url + "/v1/messages", headers=KEY, json={**LONG, "max_tokens": 2}, timeout=30)
     assert r.status_code == 200 and time.monotonic() - started < 5
+
+
+def test_full_queue_answers_529_with_retry_after(tiny_model_dir, tmp_path):
+    import threading
+
+    from server_process import ServerProcess, free_port, isolated_env
+
+    env = isolated_env(tmp_path)
+    env["PENSIEVE_MAX_QUEUED_REQUESTS"] = "1"
+    port = free_port()
+    proc = ServerProcess(["--model", str(tiny_model_dir), "--port", str(port)], env, port, tmp_path / "log")
+    proc.wait_ready()
+    try:
+        busy = threading.Thread(target=lambda: httpx.post(
+            proc.url + "/v1/messages", headers=KEY, json={**LONG, "max_tokens": 300}, timeout=60))
+        busy.start()
+        deadline = time.monotonic() + 10
+        while not gauge(proc, "pensieve_requests_in_flight") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        r = httpx.post(proc.url + "/v1/messages", headers=KEY, json={**LONG, "max_tokens": 2}, timeout=10)
+        assert r.status_code == 529 and r.json()["error"]["type"] == "overloaded_error"
+        assert r.headers["retry-after"] == "1" and r.headers["retry-after-ms"] == "1000"
+        busy.join()
+        assert httpx.post(proc.url + "/v1/messages", headers=KEY, json={**LONG, "max_tokens": 2}, timeout=30).status_code == 200
+    finally:
+        assert proc.stop() == 0, proc.output()

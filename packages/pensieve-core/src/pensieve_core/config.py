@@ -48,6 +48,8 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     max_body_bytes: int = 32 * 1024 * 1024
     certfile: str | None = None
     keyfile: str | None = None
+    # Generation requests running or waiting at once; past this, 529 overloaded_error.
+    max_queued_requests: int = 64
     # On SIGTERM: how long in-flight requests may run before the server exits anyway.
     shutdown_timeout: float = 30.0
 

@@ -93,6 +93,10 @@ class OverloadedError(PensieveError):
     error_type = "overloaded_error"
     status = 529
 
+    def __init__(self, message: str, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
 
 class ConfigError(PensieveError):
     """Bad configuration: reported by the CLI as one line, never over HTTP."""

@@ -7,7 +7,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from pensieve_api_models import encode_envelope, envelope_for, error_envelope
-from pensieve_core.errors import PensieveError
+from pensieve_core.errors import OverloadedError, PensieveError
 
 _HTTP_ERROR_TYPES = {
     400: "invalid_request_error",
@@ -31,10 +31,15 @@ def error_response(status: int, error_type: str, message: str, request_id: str |
 
 
 def pensieve_error_response(exc: PensieveError, request_id: str | None) -> Response:
+    headers = {}
+    if isinstance(exc, OverloadedError):
+        # SDKs and Claude Code back off by these before retrying.
+        headers = {"retry-after": str(exc.retry_after_s), "retry-after-ms": str(exc.retry_after_s * 1000)}
     return Response(
         encode_envelope(envelope_for(exc, request_id)),
         status_code=exc.status,
         media_type="application/json",
+        headers=headers,
     )
 
 

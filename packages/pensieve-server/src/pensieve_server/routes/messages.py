@@ -21,7 +21,7 @@ from pensieve_api_models import (
 )
 from pensieve_api_models import ErrorDetail, ErrorEvent
 from pensieve_core import Finished, GenerationEvent, Started, TextDelta, ToolCall
-from pensieve_core.errors import GenerationError
+from pensieve_core.errors import GenerationError, OverloadedError
 
 from ..assembly import MessageAssembler
 from ..errors import request_id_of
@@ -64,6 +64,9 @@ async def create_message(request: Request) -> Response:
 async def _measured(request: Request, events: AsyncIterator[GenerationEvent]) -> AsyncIterator[GenerationEvent]:
     """Pass events through, recording tokens, time to first token and decode rate."""
     metrics = request.app.state.metrics
+    # Checked and counted with no await between, so concurrent requests cannot both slip in.
+    if metrics.in_flight >= request.app.state.settings.max_queued_requests:
+        raise OverloadedError(f"{metrics.in_flight} requests are already running or queued; retry shortly")
     started = time.perf_counter()
     first_token: float | None = None
     prompt_tokens = 0
