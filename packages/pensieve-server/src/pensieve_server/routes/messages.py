@@ -14,12 +14,13 @@ from starlette.responses import Response, StreamingResponse
 
 from pensieve_api_models import (
     CountTokensResponse,
+    ErrorDetail,
+    ErrorEvent,
     Ping,
     decode_count_tokens_request,
     decode_messages_request,
     encode_event,
 )
-from pensieve_api_models import ErrorDetail, ErrorEvent
 from pensieve_core import Finished, GenerationEvent, Started, TextDelta, ToolCall
 from pensieve_core.errors import GenerationError, OverloadedError
 
