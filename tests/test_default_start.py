@@ -1,6 +1,9 @@
 """`pensieve start` with no flags on a machine that cannot reach the hub: the bundled model
 is served on 127.0.0.1:7777 and says so."""
 
+import sys
+from pathlib import Path
+
 import httpx2 as httpx
 import pytest
 
@@ -9,7 +12,9 @@ from server_process import ServerProcess, isolated_env
 
 @pytest.mark.slow
 def test_offline_default_start_serves_the_bundled_model(tmp_path):
-    proc = ServerProcess([], isolated_env(tmp_path), 7777, tmp_path / "server.log")
+    # The installed `pensieve` console script, exactly as `uv run pensieve start` runs it.
+    script = Path(sys.executable).parent / "pensieve"
+    proc = ServerProcess([], isolated_env(tmp_path), 7777, tmp_path / "server.log", command=[str(script)])
     try:
         health = proc.wait_ready(timeout=180)
         assert health["model"]["id"] == "smollm2-135m"
