@@ -28,3 +28,11 @@ def test_apply_memory_limits_sets_mlx_limits():
 def test_bad_fraction_is_refused():
     with pytest.raises(ValueError, match="memory_fraction"):
         metal.apply_memory_limits(memory_fraction=1.5)
+
+
+def test_check_fits_names_need_and_budget():
+    from pensieve_core.errors import ModelLoadError
+
+    metal.check_fits("small", 10, budget_bytes=100)
+    with pytest.raises(ModelLoadError, match="big needs about 2.0 GB for its weights; this .* has 1.0 GB"):
+        metal.check_fits("big", 2_000_000_000, budget_bytes=1_000_000_000)

@@ -47,3 +47,19 @@ def test_real_hub_client_finds_a_snapshot_in_the_standard_cache_layout(tmp_path)
     hub = HuggingFaceHub(cache_dir=tmp_path)
     assert hub.cached("owner/name") == snapshot
     assert hub.cached("owner/other") is None
+
+
+def test_a_model_that_cannot_fit_is_refused_before_loading(tiny_model_dir):
+    from pensieve_core.errors import ModelLoadError
+
+    with pytest.raises(ModelLoadError, match=r"needs about 0\.\d GB for its weights; this \w+ device has 0\.0 GB"):
+        load_model(resolve_reference(str(tiny_model_dir)), HuggingFaceHub(), memory_budget_bytes=1000)
+
+
+def test_a_directory_without_weights_is_a_load_error(tmp_path):
+    from pensieve_core.errors import ModelLoadError
+
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "pytorch_model.bin").write_bytes(b"pickle")
+    with pytest.raises(ModelLoadError, match="no safetensors or GGUF weights"):
+        load_model(resolve_reference(str(tmp_path)), HuggingFaceHub())

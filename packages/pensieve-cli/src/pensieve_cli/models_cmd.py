@@ -149,26 +149,22 @@ def rm(model: str, yes: bool) -> None:
 @click.option("--home", type=click.Path(file_okay=False), help="Pensieve's home directory.")
 def validate(model: str | None, home: str | None) -> None:
     """Check config, model files, chat template and memory; exit non-zero on a problem."""
-    from pensieve_metal import device_info
+    from pensieve_metal import check_fits, device_info
     from pensieve_model_support import HuggingFaceHub, load_model, resolve_reference
-    from pensieve_model_support.loading import local_path
+    from pensieve_model_support.loading import local_path, weight_files
 
     with fail():
         settings = _settings(home, model)
         click.echo(f"ok   config ({settings.config_path()})")
         ref = resolve_reference(settings.model)
         path = local_path(ref, HuggingFaceHub(), download=False)
-        files = [path] if path.is_file() else list(path.glob("*.safetensors")) + list(path.glob("*.gguf"))
+        files = weight_files(path)
         if not files:
             raise ModelLoadError(f"{path} holds no safetensors or GGUF weights")
         size = sum(f.stat().st_size for f in files)
         click.echo(f"ok   model files: {settings.model} ({size / 1e9:.2f} GB in {path})")
+        check_fits(settings.model, size)
         device = device_info()
-        if size > device.recommended_working_set_bytes * 0.9:
-            raise ModelLoadError(
-                f"{settings.model} needs about {size / 1e9:.1f} GB; this {device.kind} device has "
-                f"{device.recommended_working_set_bytes / 1e9:.1f} GB for models"
-            )
         click.echo(f"ok   fits memory ({device.recommended_working_set_bytes / 1e9:.1f} GB on {device.kind})")
         loaded = load_model(ref, HuggingFaceHub(), download=False)
         text = loaded.tokenizer.apply_chat_template(

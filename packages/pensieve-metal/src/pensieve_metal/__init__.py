@@ -1,7 +1,7 @@
 """Device queries and memory limits for MLX."""
 
 from .device import DeviceInfo, DeviceKind, MemorySnapshot, device_info, device_kind, memory_snapshot
-from .limits import AppliedLimits, apply_memory_limits
+from .limits import AppliedLimits, apply_memory_limits, check_fits
 
 __all__ = [
     "AppliedLimits",
@@ -9,6 +9,7 @@ __all__ = [
     "DeviceKind",
     "MemorySnapshot",
     "apply_memory_limits",
+    "check_fits",
     "device_info",
     "device_kind",
     "memory_snapshot",

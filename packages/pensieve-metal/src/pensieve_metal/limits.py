@@ -5,7 +5,12 @@ from __future__ import annotations
 import mlx.core as mx
 import msgspec
 
+from pensieve_core.errors import ModelLoadError
+
 from .device import device_info
+
+# Room left for the KV cache, activations and the rest of the process.
+HEADROOM = 0.9
 
 
 class AppliedLimits(msgspec.Struct, kw_only=True):
@@ -36,3 +41,14 @@ def apply_memory_limits(
         wired = min(wire_bytes, info.recommended_working_set_bytes)
         mx.set_wired_limit(wired)
     return AppliedLimits(memory_limit_bytes=limit, cache_limit_bytes=cache, wired_limit_bytes=wired)
+
+
+def check_fits(name: str, needed_bytes: int, *, budget_bytes: int | None = None) -> None:
+    """Refuse a model whose weights cannot fit: better a clear error than a swapping machine."""
+    info = device_info()
+    budget = budget_bytes if budget_bytes is not None else int(info.recommended_working_set_bytes * HEADROOM)
+    if needed_bytes > budget:
+        raise ModelLoadError(
+            f"{name} needs about {needed_bytes / 1e9:.1f} GB for its weights; this {info.kind} "
+            f"device has {budget / 1e9:.1f} GB for models"
+        )

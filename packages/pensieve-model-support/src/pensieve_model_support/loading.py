@@ -10,6 +10,7 @@ import msgspec
 from mlx_lm.tokenizer_utils import TokenizerWrapper
 
 from pensieve_core.errors import ModelLoadError
+from pensieve_metal import check_fits
 
 from .gguf import load_gguf
 from .hub import Hub, HubUnavailableError
@@ -59,8 +60,18 @@ def local_path(ref: ModelRef, hub: Hub, *, download: bool = True) -> Path:
     return hub.download(ref.repo_id)
 
 
-def load_model(ref: ModelRef, hub: Hub, *, download: bool = True) -> LoadedModel:
+def weight_files(path: Path) -> list[Path]:
+    return [path] if path.is_file() else sorted(path.glob("*.safetensors")) + sorted(path.glob("*.gguf"))
+
+
+def load_model(
+    ref: ModelRef, hub: Hub, *, download: bool = True, memory_budget_bytes: int | None = None
+) -> LoadedModel:
     path = local_path(ref, hub, download=download)
+    files = weight_files(path)
+    if not files:
+        raise ModelLoadError(f"{path} holds no safetensors or GGUF weights")
+    check_fits(ref.name, sum(f.stat().st_size for f in files), budget_bytes=memory_budget_bytes)
     if ref.kind in ("bundled", "gguf_file"):
         model, tokenizer, config = load_gguf(path)
     else:
