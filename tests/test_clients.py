@@ -17,7 +17,9 @@ def test_non_streamed_message(sdk):
     assert msg.type == "message" and msg.role == "assistant" and msg.model == "tiny"
     assert msg.content[0].type == "text" and msg.content[0].text
     assert msg.stop_reason in ("end_turn", "max_tokens")
-    assert msg.usage.input_tokens > 0 and 0 < msg.usage.output_tokens <= 8
+    u = msg.usage
+    assert u.input_tokens + u.cache_creation_input_tokens + u.cache_read_input_tokens > 0
+    assert 0 < u.output_tokens <= 8
 
 
 def test_streamed_message_final(sdk):

@@ -66,7 +66,8 @@ def test_official_client_models_and_count_tokens(server):
     assert len(ids) == 1
     counted = sdk.messages.count_tokens(model="tiny", messages=[{"role": "user", "content": "Hi"}])
     created = sdk.messages.create(model="tiny", max_tokens=2, messages=[{"role": "user", "content": "Hi"}])
-    assert counted.input_tokens == created.usage.input_tokens > 0
+    u = created.usage
+    assert counted.input_tokens == u.input_tokens + u.cache_creation_input_tokens + u.cache_read_input_tokens > 0
 
 
 def test_count_tokens_is_exact_with_system_tools_and_messages(server):
@@ -83,6 +84,8 @@ def test_count_tokens_is_exact_with_system_tools_and_messages(server):
     counted = httpx.post(server.url + "/v1/messages/count_tokens", headers=KEY, json=body, timeout=30)
     assert list(counted.json()) == ["input_tokens"]
     made = httpx.post(server.url + "/v1/messages", headers=KEY, json={**body, "max_tokens": 1}, timeout=60).json()
-    assert counted.json()["input_tokens"] == made["usage"]["input_tokens"]
+    u = made["usage"]
+    # Total input = input_tokens + cache_creation_input_tokens + cache_read_input_tokens.
+    assert counted.json()["input_tokens"] == u["input_tokens"] + u["cache_creation_input_tokens"] + u["cache_read_input_tokens"]
     bare = httpx.post(server.url + "/v1/messages/count_tokens", headers=KEY, json={"model": "tiny", "messages": body["messages"]}, timeout=30)
     assert bare.json()["input_tokens"] < counted.json()["input_tokens"]  # system and tools count

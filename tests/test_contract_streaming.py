@@ -19,6 +19,10 @@ def stream(server, body):
     return sse_events(r.text)
 
 
+def total_input(usage):
+    return usage["input_tokens"] + usage["cache_creation_input_tokens"] + usage["cache_read_input_tokens"]
+
+
 def check_invariants(events):
     types = [e["type"] for e in events]
     assert types[0] == "message_start" and types.count("message_start") == 1
@@ -46,7 +50,9 @@ def test_event_order_indices_ping_and_usage(server):
     assert events[1]["type"] == "ping"
     start, delta = events[0]["message"], events[-2]
     assert start["content"] == [] and start["stop_reason"] is None
-    assert delta["usage"]["input_tokens"] == start["usage"]["input_tokens"] > 0
+    assert total_input(start["usage"]) > 0
+    for field in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"):
+        assert delta["usage"][field] == start["usage"][field]
     assert delta["usage"]["output_tokens"] == 5 and delta["delta"]["stop_reason"] == "max_tokens"
 
 
@@ -90,7 +96,7 @@ def test_max_tokens_is_clamped_to_what_the_context_leaves(server):
     m = r.json()
     assert r.status_code == 200, r.text
     assert m["stop_reason"] == "model_context_window_exceeded"
-    assert m["usage"]["input_tokens"] + m["usage"]["output_tokens"] == 4096
+    assert total_input(m["usage"]) + m["usage"]["output_tokens"] == 4096
 
 
 @pytest.mark.parametrize("streamed", [False, True])

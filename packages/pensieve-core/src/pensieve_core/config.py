@@ -48,6 +48,9 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     max_body_bytes: int = 32 * 1024 * 1024
     certfile: str | None = None
     keyfile: str | None = None
+    # Prefix KV cache across requests, in bytes (0 turns it off) and entries.
+    prefix_cache_bytes: int = 2 * 1024**3
+    prefix_cache_entries: int = 8
     # Generation requests running or waiting at once; past this, 529 overloaded_error.
     max_queued_requests: int = 64
     # On SIGTERM: how long in-flight requests may run before the server exits anyway.

@@ -25,9 +25,12 @@ class GenerationRequest(msgspec.Struct, kw_only=True):
 
 
 class Started(msgspec.Struct, tag=True):
-    """Prefill is done; the prompt's token count is known."""
+    """The job is on the worker and about to prefill: the prompt's size is known, and how much
+    of it comes from the prefix cache (read) or is being added to it (creation)."""
 
     prompt_tokens: int
+    cache_read_tokens: int = 0
+    cache_creation_tokens: int = 0
 
 
 class TextDelta(msgspec.Struct, tag=True):

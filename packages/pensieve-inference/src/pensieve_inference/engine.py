@@ -12,13 +12,13 @@ from pensieve_core import (
     GenerationEvent,
     GenerationRequest,
     ModelCard,
-    Started,
 )
 from pensieve_core.errors import InvalidRequestError, PromptTooLongError
 from pensieve_model_support import Hub, LoadedModel, ModelRef, load_model
 
 from pensieve_claude_types import StopReason, ToolChoiceAny, ToolChoiceAuto, ToolChoiceTool
 
+from .prefix_cache import PrefixCache
 from .prompt import PromptRenderer, offered_tools
 from .tool_calls import ToolCallSplitter
 from .tool_prompt import TOOL_CALL_END, TOOL_CALL_START, function_spec
@@ -50,6 +50,8 @@ class MLXEngine:
         *,
         owns_worker: bool = True,
         max_output_tokens: int | None = None,
+        prefix_cache_bytes: int = 0,
+        prefix_cache_entries: int = 8,
     ) -> None:
         self._loaded = loaded
         self._worker = worker
@@ -57,6 +59,7 @@ class MLXEngine:
         self._card = card
         self._renderer = PromptRenderer(loaded.tokenizer, card.id)
         self.max_output_tokens = max_output_tokens
+        self.prefix_cache = PrefixCache(prefix_cache_bytes, prefix_cache_entries) if prefix_cache_bytes > 0 else None
 
     @classmethod
     async def load(
@@ -67,6 +70,8 @@ class MLXEngine:
         download: bool = True,
         worker: GenerationWorker | None = None,
         max_output_tokens: int | None = None,
+        prefix_cache_bytes: int = 0,
+        prefix_cache_entries: int = 8,
     ) -> MLXEngine:
         """Load on the worker thread; several engines may share one worker (one MLX thread)."""
         owns = worker is None
@@ -78,7 +83,10 @@ class MLXEngine:
                 worker.stop()
             raise
         card = ModelCard(id=ref.name, source=ref.kind, context_length=loaded.context_length)
-        return cls(loaded, worker, card, owns_worker=owns, max_output_tokens=max_output_tokens)
+        return cls(
+            loaded, worker, card, owns_worker=owns, max_output_tokens=max_output_tokens,
+            prefix_cache_bytes=prefix_cache_bytes, prefix_cache_entries=prefix_cache_entries,
+        )
 
     @classmethod
     def load_sync(cls, ref: ModelRef, hub: Hub, **kwargs: Any) -> MLXEngine:
@@ -153,8 +161,9 @@ class MLXEngine:
             events=events,
             tool_calls=self._tool_splitter(request),
             single_tool_call=single,
+            prefix_cache=self.prefix_cache,
+            cache_key=self._card.id,
         )
-        yield Started(prompt_tokens=len(prompt))
         self._worker.submit(self._loaded, job)
         try:
             while True:

@@ -17,10 +17,11 @@ from mlx_lm.generate import stream_generate
 from mlx_lm.sample_utils import make_sampler
 
 from pensieve_claude_types import StopReason
-from pensieve_core import Failed, Finished, GenerationEvent, TextDelta
+from pensieve_core import Failed, Finished, GenerationEvent, Started, TextDelta
 from pensieve_core.errors import PensieveError
 from pensieve_model_support import LoadedModel
 
+from .prefix_cache import PrefixCache
 from .stops import StopSequenceMatcher
 from .tool_calls import ToolCallSplitter
 
@@ -41,7 +42,11 @@ class GenerationJob:
         tool_calls: ToolCallSplitter | None = None,
         single_tool_call: bool = False,
         exhausted_reason: StopReason = "max_tokens",
+        prefix_cache: PrefixCache | None = None,
+        cache_key: str = "",
     ) -> None:
+        self.prefix_cache = prefix_cache
+        self.cache_key = cache_key
         self.exhausted_reason = exhausted_reason
         self.tool_calls = tool_calls
         self.single_tool_call = single_tool_call
@@ -120,15 +125,28 @@ class GenerationWorker:
         finish = None
         started = time.perf_counter()
         try:
+            cache: list[Any] | None = None
+            rest = job.prompt
+            if job.prefix_cache is not None:
+                cache, rest = job.prefix_cache.take(job.cache_key, loaded.model, job.prompt)
+            reused = len(job.prompt) - len(rest)
+            job.emit(Started(
+                prompt_tokens=len(job.prompt),
+                cache_read_tokens=reused,
+                cache_creation_tokens=len(rest) if cache is not None else 0,
+            ))
+            generated: list[int] = []
             responses = stream_generate(
                 loaded.model,
                 loaded.tokenizer,
-                job.prompt,
+                rest,
                 max_tokens=job.max_tokens,
                 sampler=make_sampler(**job.sampler_args),
+                prompt_cache=cache,
             )
             try:
                 for response in responses:
+                    generated.append(response.token)
                     output_tokens = response.generation_tokens
                     finish = response.finish_reason
                     self._emit_text(job, stops.feed(response.text))
@@ -140,6 +158,8 @@ class GenerationWorker:
             finally:
                 # MLX stream contexts must be closed on the thread that opened them.
                 responses.close()
+            if job.prefix_cache is not None and cache is not None:
+                job.prefix_cache.put(job.cache_key, job.prompt + generated, cache)
         except PensieveError as exc:
             job.emit(Failed(error_type=exc.error_type, message=exc.message))
             return

@@ -38,7 +38,10 @@ class MessageAssembler:
 
     def feed(self, event: GenerationEvent) -> Iterator[StreamEvent]:
         if isinstance(event, Started):
-            self.message.usage.input_tokens = event.prompt_tokens
+            usage = self.message.usage
+            usage.cache_read_input_tokens = event.cache_read_tokens
+            usage.cache_creation_input_tokens = event.cache_creation_tokens
+            usage.input_tokens = event.prompt_tokens - event.cache_read_tokens - event.cache_creation_tokens
             yield MessageStart(message=self._snapshot())
         elif isinstance(event, TextDelta):
             if self._open_index is None:

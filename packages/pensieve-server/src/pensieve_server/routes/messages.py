@@ -21,7 +21,7 @@ from pensieve_api_models import (
     decode_messages_request,
     encode_event,
 )
-from pensieve_core import Finished, GenerationEvent, Started, TextDelta, ToolCall
+from pensieve_core import Failed, Finished, GenerationEvent, Started, TextDelta, ToolCall
 from pensieve_core.errors import GenerationError, OverloadedError
 
 from ..assembly import MessageAssembler
@@ -49,6 +49,8 @@ async def create_message(request: Request) -> Response:
     events = _measured(request, engine.generate(body.to_generation(rid)))
     # The first event comes after validation and templating: errors before it are still 4xx.
     first = await anext(events)
+    if isinstance(first, Failed):  # nothing was sent yet: an ordinary error response
+        raise GenerationError(first.message)
     assembler = MessageAssembler(message_id(), body.model)
     if body.stream:
         return StreamingResponse(
@@ -76,6 +78,7 @@ async def _measured(request: Request, events: AsyncIterator[GenerationEvent]) ->
         async for event in events:
             if isinstance(event, Started):
                 prompt_tokens = event.prompt_tokens
+                metrics.cache_read_tokens += event.cache_read_tokens
             elif first_token is None and isinstance(event, (TextDelta, ToolCall)):
                 first_token = time.perf_counter()
             elif isinstance(event, Finished):
