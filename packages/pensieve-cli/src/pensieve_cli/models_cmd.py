@@ -8,14 +8,10 @@ from typing import Any
 
 import click
 
-from pensieve_core import Settings, load_settings
+from pensieve_core import load_settings
 from pensieve_core.errors import ConfigError, ModelLoadError, ModelNotFoundError
 
 from .errors import fail
-
-
-def _settings(home: str | None, model: str | None = None) -> Settings:
-    return load_settings({"home": home, "model": model})
 
 
 @click.command()
@@ -154,7 +150,7 @@ def validate(model: str | None, home: str | None) -> None:
     from pensieve_model_support.loading import local_path, weight_files
 
     with fail():
-        settings = _settings(home, model)
+        settings = load_settings({"home": home, "model": model})
         click.echo(f"ok   config ({settings.config_path()})")
         ref = resolve_reference(settings.model)
         path = local_path(ref, HuggingFaceHub(), download=False)

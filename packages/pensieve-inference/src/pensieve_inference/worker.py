@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
+from dataclasses import dataclass, field
 from typing import Any
 
 import mlx.core as mx
@@ -28,40 +29,27 @@ from .tool_calls import ToolCallSplitter
 log = structlog.get_logger("pensieve.inference")
 
 
+@dataclass(kw_only=True)
 class GenerationJob:
-    def __init__(
-        self,
-        *,
-        prompt: list[int],
-        max_tokens: int,
-        sampler_args: dict[str, Any],
-        stop_sequences: list[str] | None,
-        request_id: str,
-        loop: asyncio.AbstractEventLoop,
-        events: asyncio.Queue[GenerationEvent],
-        tool_calls: ToolCallSplitter | None = None,
-        single_tool_call: bool = False,
-        exhausted_reason: StopReason = "max_tokens",
-        prefix_cache: PrefixCache | None = None,
-        cache_key: str = "",
-    ) -> None:
-        self.prefix_cache = prefix_cache
-        self.cache_key = cache_key
-        self.exhausted_reason = exhausted_reason
-        self.tool_calls = tool_calls
-        self.single_tool_call = single_tool_call
-        self.prompt = prompt
-        self.max_tokens = max_tokens
-        self.sampler_args = sampler_args
-        self.stop_sequences = stop_sequences
-        self.request_id = request_id
-        self._loop = loop
-        self._events = events
-        self.cancelled = threading.Event()
+    """One request's work for the worker, and the way its events get back to the loop."""
+
+    prompt: list[int]
+    max_tokens: int
+    sampler_args: dict[str, Any]
+    stop_sequences: list[str] | None
+    request_id: str
+    loop: asyncio.AbstractEventLoop
+    events: asyncio.Queue[GenerationEvent]
+    tool_calls: ToolCallSplitter | None = None
+    single_tool_call: bool = False
+    exhausted_reason: StopReason = "max_tokens"
+    prefix_cache: PrefixCache | None = None
+    cache_key: str = ""
+    cancelled: threading.Event = field(default_factory=threading.Event)
 
     def emit(self, event: GenerationEvent) -> None:
         try:
-            self._loop.call_soon_threadsafe(self._events.put_nowait, event)
+            self.loop.call_soon_threadsafe(self.events.put_nowait, event)
         except RuntimeError:  # the loop is gone: nobody is listening
             self.cancelled.set()
 

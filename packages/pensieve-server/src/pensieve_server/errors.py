@@ -5,6 +5,7 @@ from __future__ import annotations
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Scope, Send
 
 from pensieve_api_models import encode_envelope, envelope_for, error_envelope
 from pensieve_core.errors import OverloadedError, PensieveError
@@ -62,3 +63,12 @@ EXCEPTION_HANDLERS = {
     PensieveError: handle_pensieve_error,
     HTTPException: handle_http_exception,
 }
+
+
+async def send_error(scope: Scope, send: Send, status: int, error_type: str, message: str) -> None:
+    """The envelope from pure ASGI middleware, before (or instead of) the app."""
+    rid = scope.get("state", {}).get("request_id")
+    body = encode_envelope(error_envelope(error_type, message, rid))
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

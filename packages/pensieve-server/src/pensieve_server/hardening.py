@@ -9,9 +9,7 @@ from collections.abc import Iterable
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pensieve_api_models import encode_envelope, error_envelope
-
-LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
+from .errors import send_error
 
 
 def is_loopback(host: str) -> bool:
@@ -28,14 +26,6 @@ def _host_name(header: str) -> str:
     if header.startswith("["):
         return header[: header.find("]") + 1].lower()
     return header.rsplit(":", 1)[0].lower() if header.count(":") == 1 else header.lower()
-
-
-async def send_error(scope: Scope, send: Send, status: int, error_type: str, message: str) -> None:
-    rid = scope.get("state", {}).get("request_id")
-    body = encode_envelope(error_envelope(error_type, message, rid))
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
 
 
 class HostGuardMiddleware:
@@ -125,15 +115,13 @@ class BodyGuardMiddleware:
             await send_error(scope, send, 413, "request_too_large", too_large)
             return
         received = 0
-        overflow = False
 
         async def limited_receive() -> Message:
-            nonlocal received, overflow
+            nonlocal received
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    overflow = True
                     raise BodyTooLarge
             return message
 

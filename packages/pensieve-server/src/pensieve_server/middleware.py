@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import hmac
 import time
-from typing import Any
 
 import structlog
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pensieve_api_models import encode_envelope, error_envelope
-
+from .errors import send_error
 from .ids import request_id
 from .metrics import Metrics, path_label
 
@@ -51,9 +49,7 @@ class RequestIdMiddleware:
                 # Anything not mapped by the error handlers: a 500 envelope if nothing was sent yet.
                 log.exception("unhandled_error", path=scope["path"])
                 if status == 0:
-                    status = 500
-                    body = encode_envelope(error_envelope("api_error", "internal server error", rid))
-                    await send_json_response(send, 500, body, rid)
+                    await send_error(scope, send_with_id, 500, "api_error", "internal server error")
             finally:
                 if self.metrics is not None:
                     self.metrics.request_done(path_label(scope["path"]), status)
@@ -102,14 +98,4 @@ class ApiKeyMiddleware:
             if presented_key(headers) is not None
             else "missing API key: send it in the x-api-key header or as Authorization: Bearer"
         )
-        rid: Any = scope.get("state", {}).get("request_id")
-        body = encode_envelope(error_envelope("authentication_error", message, rid))
-        await send_json_response(send, 401, body)
-
-
-async def send_json_response(send: Send, status: int, body: bytes, request_id: str | None = None) -> None:
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    if request_id:
-        headers.append((b"request-id", request_id.encode()))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+        await send_error(scope, send, 401, "authentication_error", message)

@@ -99,8 +99,11 @@ async def _measured(request: Request, events: AsyncIterator[GenerationEvent]) ->
 async def _collect(
     assembler: MessageAssembler, first: GenerationEvent, events: AsyncIterator[GenerationEvent]
 ) -> None:
-    async for _ in _drain(assembler, first, events):
+    for _ in assembler.feed(first):
         pass
+    async for event in events:
+        for _ in assembler.feed(event):
+            pass
 
 
 async def _until_done_or_disconnected(request: Request, work: Any) -> None:
@@ -120,16 +123,6 @@ async def _until_done_or_disconnected(request: Request, work: Any) -> None:
         await task
     finally:
         watcher.cancel()
-
-
-async def _drain(
-    assembler: MessageAssembler, first: GenerationEvent, events: AsyncIterator[GenerationEvent]
-) -> AsyncIterator[bytes]:
-    for out in assembler.feed(first):
-        yield encode_event(out)
-    async for event in events:
-        for out in assembler.feed(event):
-            yield encode_event(out)
 
 
 async def _sse(
