@@ -57,3 +57,14 @@ def test_error_envelope_shape():
         "error": {"type": "invalid_request_error", "message": "bad"},
         "request_id": "req_1",
     }
+
+
+def test_empty_content_is_refused_except_for_a_final_assistant_prefill():
+    with pytest.raises(InvalidRequestError, match=r"\$\.messages\[0\]\.content"):
+        api.decode_count_tokens_request(b'{"model":"m","messages":[{"role":"user","content":[]}]}')
+    with pytest.raises(InvalidRequestError, match=r"\$\.messages\[0\]\.content"):
+        api.decode_messages_request(b'{"model":"m","max_tokens":1,"messages":[{"role":"user","content":""},{"role":"user","content":"x"}]}')
+    ok = api.decode_messages_request(
+        b'{"model":"m","max_tokens":1,"messages":[{"role":"user","content":"x"},{"role":"assistant","content":""}]}'
+    )
+    assert ok.messages[-1].content == ""

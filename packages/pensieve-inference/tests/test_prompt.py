@@ -99,3 +99,9 @@ def test_tools_are_described_in_the_system_text_without_template_support(engine)
 
     none = renderer.text(request([{"role": "user", "content": "hi"}], system="S", tools=tools, tool_choice=ToolChoiceNone()))
     assert "get_weather" not in none
+
+
+def test_a_conversation_with_only_system_text_is_an_invalid_request(engine):
+    req = request([{"role": "system", "content": "only a system note"}])
+    with pytest.raises(InvalidRequestError, match="no user or assistant content"):
+        PromptRenderer(engine.loaded.tokenizer, "m").text(req)

@@ -87,6 +87,14 @@ class CountTokensResponse(msgspec.Struct):
 def _validate_messages(messages: list[MessageParam]) -> None:
     if not messages:
         raise InvalidRequestError("messages: at least one message is required - at `$.messages`")
+    for i, message in enumerate(messages):
+        last_assistant = i == len(messages) - 1 and message.role == "assistant"
+        if not message.content and not last_assistant:
+            # The API's rule: only a final assistant turn (a prefill) may be empty.
+            raise InvalidRequestError(
+                f"messages.{i}: all messages must have non-empty content except for the optional "
+                f"final assistant message - at `$.messages[{i}].content`"
+            )
 
 
 _messages_decoder = msgspec.json.Decoder(MessagesRequest)

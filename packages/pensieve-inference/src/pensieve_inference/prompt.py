@@ -44,6 +44,8 @@ class PromptRenderer:
         if tools and not self.native_tools:
             system = f"{system}\n\n{tools_system_text(tools)}" if system else tools_system_text(tools)
         messages = ([{"role": "system", "content": system}] if system else []) + turns
+        if not turns:
+            raise InvalidRequestError("messages: the conversation has no user or assistant content to answer")
         if not self.tokenizer.has_chat_template:
             body = "\n\n".join(f"{m['role']}: {m['content']}" for m in messages)
             return f"{body}\n\nassistant: {prefill}"
