@@ -97,15 +97,18 @@ def test_closing_the_stream_early_frees_the_worker(engine):
 
 
 def test_failures_inside_generation_become_failed_events(engine, monkeypatch):
-    import pensieve_inference.worker as worker
+    from mlx_lm.generate import BatchGenerator
 
     def broken(*args, **kwargs):
         raise RuntimeError("kernel exploded")
 
-    monkeypatch.setattr(worker, "stream_generate", broken)
-    events = asyncio.run(collect(engine, req()))
+    with monkeypatch.context() as patch:  # a fault injected into MLX's step, then healed
+        patch.setattr(BatchGenerator, "next", broken)
+        events = asyncio.run(collect(engine, req()))
     assert isinstance(events[-1], Failed) and "kernel exploded" in events[-1].message
     assert msgspec.structs.asdict(events[-1])["error_type"] == "api_error"
+    # The batch is usable again for the next request.
+    assert isinstance(asyncio.run(collect(engine, req()))[-1], Finished)
 
 
 def test_server_cap_limits_output_and_reports_max_tokens(engine):

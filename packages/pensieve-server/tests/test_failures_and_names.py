@@ -21,19 +21,19 @@ def events_of(text):
 @pytest.fixture
 def failing_midway(monkeypatch):
     """Fault injection: real generation that breaks after its first token."""
-    import pensieve_inference.worker as worker
+    from mlx_lm.generate import BatchGenerator
 
-    real = worker.stream_generate
+    real = BatchGenerator.next
+    generated = []
 
-    def breaks_after_one(*args, **kwargs):
-        gen = real(*args, **kwargs)
-        try:
-            yield next(gen)
-        finally:
-            gen.close()
-        raise RuntimeError("device lost")
+    def breaks_after_one(self):
+        if generated:
+            raise RuntimeError("device lost")
+        prompts, tokens = real(self)
+        generated.extend(tokens)
+        return prompts, tokens
 
-    monkeypatch.setattr(worker, "stream_generate", breaks_after_one)
+    monkeypatch.setattr(BatchGenerator, "next", breaks_after_one)
 
 
 def test_failure_after_the_200_is_one_error_event_then_nothing(client, failing_midway):

@@ -2,10 +2,11 @@
 
 from .conversation import BILLING_PREFIX, build_conversation
 from .engine import MLXEngine, sampler_args
-from .prompt import PromptRenderer, offered_tools
+from .prompt import PromptRenderer, RenderedPrompt, offered_tools
 from .stops import StopSequenceMatcher
 from .tool_calls import ToolCallSplitter
-from .worker import GenerationJob, GenerationWorker
+from .jobs import GenerationJob
+from .worker import GenerationWorker
 
 __all__ = [
     "BILLING_PREFIX",
@@ -13,6 +14,7 @@ __all__ = [
     "GenerationWorker",
     "MLXEngine",
     "PromptRenderer",
+    "RenderedPrompt",
     "StopSequenceMatcher",
     "ToolCallSplitter",
     "build_conversation",

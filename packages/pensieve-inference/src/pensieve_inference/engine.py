@@ -22,7 +22,8 @@ from .prefix_cache import PrefixCache
 from .prompt import PromptRenderer, offered_tools
 from .tool_calls import ToolCallSplitter
 from .tool_prompt import TOOL_CALL_END, TOOL_CALL_START, function_spec
-from .worker import GenerationJob, GenerationWorker
+from .jobs import GenerationJob
+from .worker import GenerationWorker
 
 # The API's default sampling temperature.
 DEFAULT_TEMPERATURE = 1.0
@@ -141,7 +142,8 @@ class MLXEngine:
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationEvent]:
         args = sampler_args(request)
-        prompt = await self._prompt(request)
+        rendered = await asyncio.to_thread(self._renderer.prompt, request)
+        prompt = rendered.tokens
         context = self._card.context_length
         if len(prompt) >= context:
             raise PromptTooLongError(len(prompt), context)
@@ -152,6 +154,7 @@ class MLXEngine:
         budget, exhausted = self.output_budget(request.max_tokens, len(prompt))
         job = GenerationJob(
             prompt=prompt,
+            boundaries=rendered.boundaries,
             max_tokens=budget,
             exhausted_reason=exhausted,
             sampler_args=args,

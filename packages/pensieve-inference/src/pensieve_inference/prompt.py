@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from jinja2 import TemplateError
 from mlx_lm.tokenizer_utils import TokenizerWrapper
 
@@ -26,19 +28,41 @@ def offered_tools(request: GenerationRequest) -> list[Tool]:
     return [t for t in request.tools if t.input_schema is not None or t.type in (None, "custom")]
 
 
+@dataclass(frozen=True)
+class RenderedPrompt:
+    """Token ids, and the offsets where message groups end (end of the system prompt and
+    tools; end of the conversation before its last message): the places worth caching."""
+
+    tokens: list[int]
+    boundaries: tuple[int, ...] = ()
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return n
+
+
 class PromptRenderer:
     def __init__(self, tokenizer: TokenizerWrapper, model_name: str) -> None:
         self.tokenizer = tokenizer
         self.model_name = model_name
         self.native_tools = template_knows_tools(tokenizer)
 
-    def _apply(self, messages: list[ChatMessage], tools: list[Tool]) -> str:
+    def _apply(self, messages: list[ChatMessage], tools: list[Tool], *, generation_prompt: bool = True) -> str:
         kwargs = {"tools": [function_spec(t) for t in tools]} if tools and self.native_tools else {}
         return self.tokenizer.apply_chat_template(
-            messages, tokenize=False, add_generation_prompt=True, **kwargs
+            messages, tokenize=False, add_generation_prompt=generation_prompt, **kwargs
         )
 
     def text(self, request: GenerationRequest) -> str:
+        return self._render(request)[0]
+
+    def _render(self, request: GenerationRequest) -> tuple[str, list[ChatMessage] | None, list[Tool]]:
+        """The prompt text, plus the chat messages and tools it came from when the template
+        took them as they are (so partial renders line up with it)."""
         tools = offered_tools(request)
         system, turns, prefill = build_conversation(request, self.model_name, native_tools=self.native_tools)
         if tools and not self.native_tools:
@@ -48,9 +72,9 @@ class PromptRenderer:
             raise InvalidRequestError("messages: the conversation has no user or assistant content to answer")
         if not self.tokenizer.has_chat_template:
             body = "\n\n".join(f"{m['role']}: {m['content']}" for m in messages)
-            return f"{body}\n\nassistant: {prefill}"
+            return f"{body}\n\nassistant: {prefill}", None, tools
         try:
-            rendered = self._apply(messages, tools)
+            return self._apply(messages, tools) + prefill, messages, tools
         except TemplateError as exc:
             if not system:
                 raise InvalidRequestError(f"the chat template of {self.model_name!r} rejected the conversation: {exc}") from exc
@@ -61,12 +85,37 @@ class PromptRenderer:
             else:
                 rest.insert(0, {"role": "user", "content": system})
             try:
-                rendered = self._apply(rest, tools)
+                return self._apply(rest, tools) + prefill, None, tools
             except TemplateError as exc2:
                 raise InvalidRequestError(
                     f"the chat template of {self.model_name!r} rejected the conversation: {exc2}"
                 ) from exc2
-        return rendered + prefill
 
     def tokens(self, request: GenerationRequest) -> list[int]:
-        return self.tokenizer.encode(self.text(request), add_special_tokens=False)
+        return self._encode(self.text(request))
+
+    def _encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False)
+
+    def prompt(self, request: GenerationRequest) -> RenderedPrompt:
+        text, messages, tools = self._render(request)
+        tokens = self._encode(text)
+        if not messages or len(messages) < 2:
+            return RenderedPrompt(tokens)
+        # Render the leading system message, and everything before the last message, alone;
+        # where their tokens agree with the full prompt's is a message boundary.
+        heads = []
+        if messages[0]["role"] == "system":
+            heads.append(messages[:1])
+        if len(messages) > 2 or not heads:
+            heads.append(messages[:-1])
+        boundaries = set()
+        for head in heads:
+            try:
+                partial = self._encode(self._apply(head, tools, generation_prompt=False))
+            except Exception:  # noqa: BLE001 — a template that needs more turns: no boundary there
+                continue
+            at = _common_prefix(partial, tokens)
+            if 0 < at < len(tokens):
+                boundaries.add(at)
+        return RenderedPrompt(tokens, tuple(sorted(boundaries)))

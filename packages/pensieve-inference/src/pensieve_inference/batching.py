@@ -1,0 +1,203 @@
+"""Continuous batching for one loaded model, on mlx-lm's BatchGenerator: requests join and
+leave between decode steps, so concurrent requests share each step's forward pass.
+Worker thread only."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from mlx_lm.generate import BatchGenerator
+from mlx_lm.sample_utils import make_sampler
+
+from pensieve_claude_types import StopReason
+from pensieve_core import Failed, Finished, Started
+from pensieve_core.errors import PensieveError
+from pensieve_model_support import LoadedModel
+
+from .jobs import GenerationJob
+from .stops import StopSequenceMatcher
+
+log = structlog.get_logger("pensieve.inference")
+
+# Default prefill chunk: long prompts are run this many tokens at a time, decode steps of
+# the other sequences in between, so one long prompt does not stall everyone's stream.
+PREFILL_STEP = 2048
+
+
+@dataclass
+class _Sequence:
+    """A job inside the batch and what its text needs on the way out."""
+
+    job: GenerationJob
+    detokenizer: Any
+    stops: StopSequenceMatcher
+    # Prompt lengths still to be reached where the cache is kept (message boundaries).
+    boundaries: list[int] = field(default_factory=list)
+    output_tokens: int = 0
+    started: float = field(default_factory=time.perf_counter)
+
+
+def _split(rest: list[int], reused: int, boundaries: tuple[int, ...]) -> list[list[int]]:
+    """The tokens still to run, cut at the message boundaries that lie ahead."""
+    segments, start = [], reused
+    for end in boundaries:
+        if start < end < reused + len(rest):
+            segments.append(rest[start - reused : end - reused])
+            start = end
+    segments.append(rest[start - reused :])
+    return segments
+
+
+class ModelBatch:
+    def __init__(self, loaded: LoadedModel, *, max_sequences: int = 8, prefill_step: int = PREFILL_STEP) -> None:
+        self.loaded = loaded
+        self._max_sequences = max_sequences
+        self._prefill_step = prefill_step
+        self._generator = self._new_generator()
+        self._running: dict[int, _Sequence] = {}
+
+    def _new_generator(self) -> BatchGenerator:
+        eos = sorted(self.loaded.tokenizer.eos_token_ids)
+        return BatchGenerator(
+            self.loaded.model,
+            stop_tokens=[[t] for t in eos],
+            completion_batch_size=self._max_sequences,
+            prefill_batch_size=min(self._max_sequences, 8),
+            prefill_step_size=self._prefill_step,
+        )
+
+    def __len__(self) -> int:
+        return len(self._running)
+
+    def admit(self, job: GenerationJob) -> None:
+        if job.cancelled.is_set():
+            return
+        cache, rest = None, job.prompt
+        if job.prefix_cache is not None:
+            cache, rest = job.prefix_cache.take(job.cache_key, self.loaded.model, job.prompt)
+        reused = len(job.prompt) - len(rest)
+        job.emit(Started(
+            prompt_tokens=len(job.prompt),
+            cache_read_tokens=reused,
+            cache_creation_tokens=len(rest) if job.prefix_cache is not None else 0,
+        ))
+        segments = _split(rest, reused, job.boundaries)
+        (uid,) = self._generator.insert_segments(
+            [segments],
+            max_tokens=[job.max_tokens],
+            caches=[cache] if cache is not None else None,
+            all_tokens=[job.prompt[:reused]],
+            samplers=[make_sampler(**job.sampler_args)],
+        )
+        ends = [b for b in job.boundaries if reused < b < len(job.prompt)]
+        self._running[uid] = _Sequence(
+            job=job,
+            detokenizer=self.loaded.tokenizer.detokenizer,
+            stops=StopSequenceMatcher(job.stop_sequences),
+            boundaries=ends,
+        )
+
+    def step(self) -> None:
+        """One decode step for every generating sequence (and a prefill chunk for new ones)."""
+        gone = [uid for uid, seq in self._running.items() if seq.job.cancelled.is_set()]
+        if gone:
+            self._generator.remove(gone)
+            for uid in gone:
+                del self._running[uid]
+        if not self._running:
+            return
+        try:
+            prompt_responses, responses = self._generator.next()
+        except Exception as exc:  # noqa: BLE001 — every sequence in the batch is lost; say so
+            self._fail_all(exc)
+            return
+        for r in prompt_responses:
+            self._keep_boundary(r)
+        for r in responses:
+            seq = self._running.get(r.uid)
+            if seq is not None:
+                self._on_token(r.uid, seq, r)
+
+    def _keep_boundary(self, r: Any) -> None:
+        seq = self._running.get(r.uid)
+        if seq is None or not r.end_of_segment or r.end_of_prompt or not seq.boundaries:
+            return
+        seq.boundaries.pop(0)
+        if seq.job.prefix_cache is None:
+            return
+        for cache, tokens in self._generator.extract_cache([r.uid]).values():
+            seq.job.prefix_cache.put(seq.job.cache_key, list(tokens), cache)
+
+    def _on_token(self, uid: int, seq: _Sequence, r: Any) -> None:
+        job = seq.job
+        seq.output_tokens += 1
+        if r.finish_reason != "stop":  # an end-of-turn token has no text
+            seq.detokenizer.add_token(r.token)
+        if r.finish_reason is not None:
+            seq.detokenizer.finalize()
+        job.emit_text(seq.stops.feed(seq.detokenizer.last_segment))
+        called_once = job.single_tool_call and job.tool_calls is not None and job.tool_calls.calls > 0
+        if r.finish_reason is None and seq.stops.matched is None and not called_once:
+            return
+        if r.finish_reason is None:
+            # Ended early (stop sequence, the one allowed tool call): leave the batch now.
+            self._generator.remove([uid], return_prompt_caches=False)
+        elif job.prefix_cache is not None and r.prompt_cache is not None:
+            job.prefix_cache.put(job.cache_key, list(r.all_tokens), r.prompt_cache)
+        del self._running[uid]
+        self._finish(seq, "length" if r.finish_reason == "length" else "stop")
+
+    def _finish(self, seq: _Sequence, finish: str) -> None:
+        job, stops = seq.job, seq.stops
+        if stops.matched is None:
+            job.emit_text(stops.flush())
+        if job.tool_calls is not None:
+            for event in job.tool_calls.finish():
+                job.emit(event)
+        called = job.tool_calls is not None and job.tool_calls.calls > 0
+        sequence = None
+        reason: StopReason
+        if stops.matched is not None:
+            reason, sequence = "stop_sequence", stops.matched
+        elif finish == "length":
+            reason = job.exhausted_reason
+        else:
+            reason = "tool_use" if called else "end_turn"
+        log.info(
+            "generation",
+            request_id=job.request_id,
+            prompt_tokens=len(job.prompt),
+            output_tokens=seq.output_tokens,
+            stop_reason=reason,
+            seconds=round(time.perf_counter() - seq.started, 3),
+        )
+        job.emit(Finished(stop_reason=reason, output_tokens=seq.output_tokens, stop_sequence=sequence))
+
+    def fail_one(self, job: GenerationJob, exc: Exception) -> None:
+        job.emit(self._failure(exc, [job.request_id]))
+
+    @staticmethod
+    def _failure(exc: Exception, request_ids: list[str]) -> Failed:
+        if isinstance(exc, PensieveError):
+            return Failed(error_type=exc.error_type, message=exc.message)
+        log.error("generation_failed", requests=request_ids, error=repr(exc), exc_info=exc)
+        return Failed(error_type="api_error", message=f"generation failed: {exc}")
+
+    def _fail_all(self, exc: Exception) -> None:
+        failed = self._failure(exc, [s.job.request_id for s in self._running.values()])
+        try:
+            self._generator.remove(list(self._running))
+        except Exception:  # noqa: BLE001 — a broken batch is dropped whole below
+            self._generator = self._new_generator()
+        for seq in self._running.values():
+            seq.job.emit(failed)
+        self._running.clear()
+
+    def close(self) -> None:
+        for seq in self._running.values():
+            seq.job.cancelled.set()
+        self._running.clear()
+        self._generator.close()

@@ -1,0 +1,49 @@
+"""One request's work for the worker, and the way its events get back to the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from pensieve_claude_types import StopReason
+from pensieve_core import GenerationEvent, TextDelta
+
+from .prefix_cache import PrefixCache
+from .tool_calls import ToolCallSplitter
+
+
+@dataclass(kw_only=True)
+class GenerationJob:
+    prompt: list[int]
+    max_tokens: int
+    sampler_args: dict[str, Any]
+    stop_sequences: list[str] | None
+    request_id: str
+    loop: asyncio.AbstractEventLoop
+    events: asyncio.Queue[GenerationEvent]
+    # Prompt offsets at message boundaries: the prefix cache keeps a copy there.
+    boundaries: tuple[int, ...] = ()
+    tool_calls: ToolCallSplitter | None = None
+    single_tool_call: bool = False
+    exhausted_reason: StopReason = "max_tokens"
+    prefix_cache: PrefixCache | None = None
+    cache_key: str = ""
+    cancelled: threading.Event = field(default_factory=threading.Event)
+
+    def emit(self, event: GenerationEvent) -> None:
+        try:
+            self.loop.call_soon_threadsafe(self.events.put_nowait, event)
+        except RuntimeError:  # the loop is gone: nobody is listening
+            self.cancelled.set()
+
+    def emit_text(self, text: str) -> None:
+        """Visible text, through the tool-call splitter if the request offered tools."""
+        if not text:
+            return
+        if self.tool_calls is None:
+            self.emit(TextDelta(text=text))
+            return
+        for event in self.tool_calls.feed(text):
+            self.emit(event)
