@@ -48,21 +48,25 @@ def test_full_queue_answers_529_with_retry_after(tiny_model_dir, tmp_path):
     from server_process import ServerProcess, free_port, isolated_env
 
     env = isolated_env(tmp_path)
+    env["PENSIEVE_MAX_CONCURRENT_SEQUENCES"] = "1"
     env["PENSIEVE_MAX_QUEUED_REQUESTS"] = "1"
     port = free_port()
     proc = ServerProcess(["--model", str(tiny_model_dir), "--port", str(port)], env, port, tmp_path / "log")
     proc.wait_ready()
     try:
-        busy = threading.Thread(target=lambda: httpx.post(
-            proc.url + "/v1/messages", headers=KEY, json={**LONG, "max_tokens": 300}, timeout=60))
-        busy.start()
+        # One request decoding, one waiting for its slot: the queue is full.
+        busy = [threading.Thread(target=lambda: httpx.post(
+            proc.url + "/v1/messages", headers=KEY, json={**LONG, "max_tokens": 200}, timeout=60)) for _ in range(2)]
+        for thread in busy:
+            thread.start()
         deadline = time.monotonic() + 10
-        while not gauge(proc, "pensieve_requests_in_flight") and time.monotonic() < deadline:
+        while gauge(proc, "pensieve_requests_in_flight") < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
         r = httpx.post(proc.url + "/v1/messages", headers=KEY, json={**LONG, "max_tokens": 2}, timeout=10)
         assert r.status_code == 529 and r.json()["error"]["type"] == "overloaded_error"
         assert r.headers["retry-after"] == "1" and r.headers["retry-after-ms"] == "1000"
-        busy.join()
+        for thread in busy:
+            thread.join()
         assert httpx.post(proc.url + "/v1/messages", headers=KEY, json={**LONG, "max_tokens": 2}, timeout=30).status_code == 200
     finally:
         assert proc.stop() == 0, proc.output()

@@ -51,7 +51,9 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     # Prefix KV cache across requests, in bytes (0 turns it off) and entries.
     prefix_cache_bytes: int = 2 * 1024**3
     prefix_cache_entries: int = 8
-    # Generation requests running or waiting at once; past this, 529 overloaded_error.
+    # Sequences decoded together in one batch (per model); more wait in the queue.
+    max_concurrent_sequences: int = 16
+    # Requests waiting beyond those decoding; past this, 529 overloaded_error.
     max_queued_requests: int = 64
     # On SIGTERM: how long in-flight requests may run before the server exits anyway.
     shutdown_timeout: float = 30.0
@@ -65,6 +67,8 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
             raise ConfigError("api_key must not be empty")
         if (self.certfile is None) != (self.keyfile is None):
             raise ConfigError("TLS needs both certfile and keyfile")
+        if self.max_concurrent_sequences < 1:
+            raise ConfigError(f"max_concurrent_sequences must be at least 1, got {self.max_concurrent_sequences}")
         if self.max_output_tokens is not None and self.max_output_tokens < 1:
             raise ConfigError(f"max_output_tokens must be at least 1, got {self.max_output_tokens}")
 

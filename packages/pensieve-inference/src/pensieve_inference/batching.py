@@ -75,6 +75,7 @@ class ModelBatch:
     def admit(self, job: GenerationJob) -> None:
         if job.cancelled.is_set():
             return
+        self._drop_cancelled()  # a retry of an abandoned request finds its prefill
         cache, rest = None, job.prompt
         if job.prefix_cache is not None:
             cache, rest = job.prefix_cache.take(job.cache_key, self.loaded.model, job.prompt)
@@ -102,11 +103,7 @@ class ModelBatch:
 
     def step(self) -> None:
         """One decode step for every generating sequence (and a prefill chunk for new ones)."""
-        gone = [uid for uid, seq in self._running.items() if seq.job.cancelled.is_set()]
-        if gone:
-            self._generator.remove(gone)
-            for uid in gone:
-                del self._running[uid]
+        self._drop_cancelled()
         if not self._running:
             return
         try:
@@ -120,6 +117,18 @@ class ModelBatch:
             seq = self._running.get(r.uid)
             if seq is not None:
                 self._on_token(r.uid, seq, r)
+
+    def _drop_cancelled(self) -> None:
+        gone = [uid for uid, seq in self._running.items() if seq.job.cancelled.is_set()]
+        if not gone:
+            return
+        # Keep what the abandoned requests prefilled: a client that retries starts there.
+        kept = self._generator.remove(gone, return_prompt_caches=True)
+        for uid in gone:
+            seq = self._running.pop(uid)
+            if seq.job.prefix_cache is not None and uid in kept:
+                cache, tokens = kept[uid]
+                seq.job.prefix_cache.put(seq.job.cache_key, list(tokens), cache)
 
     def _keep_boundary(self, r: Any) -> None:
         seq = self._running.get(r.uid)

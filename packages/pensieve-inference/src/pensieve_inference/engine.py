@@ -23,7 +23,7 @@ from .prompt import PromptRenderer, offered_tools
 from .tool_calls import ToolCallSplitter
 from .tool_prompt import TOOL_CALL_END, TOOL_CALL_START, function_spec
 from .jobs import GenerationJob
-from .worker import GenerationWorker
+from .worker import MAX_SEQUENCES, GenerationWorker
 
 # The API's default sampling temperature.
 DEFAULT_TEMPERATURE = 1.0
@@ -70,13 +70,14 @@ class MLXEngine:
         *,
         download: bool = True,
         worker: GenerationWorker | None = None,
+        max_sequences: int = MAX_SEQUENCES,
         max_output_tokens: int | None = None,
         prefix_cache_bytes: int = 0,
         prefix_cache_entries: int = 8,
     ) -> MLXEngine:
         """Load on the worker thread; several engines may share one worker (one MLX thread)."""
         owns = worker is None
-        worker = worker or GenerationWorker()
+        worker = worker or GenerationWorker(max_sequences=max_sequences)
         try:
             loaded = await asyncio.wrap_future(worker.call(lambda: load_model(ref, hub, download=download)))
         except BaseException:

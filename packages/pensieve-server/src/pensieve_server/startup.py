@@ -26,7 +26,8 @@ async def _load(reference: str, settings: Settings, hub: Hub, worker=None) -> ML
         # Download (with a progress bar) before loading, so loading never touches the network.
         local_path(ref, hub)
     return await MLXEngine.load(
-        ref, hub, download=False, worker=worker, max_output_tokens=settings.max_output_tokens,
+        ref, hub, download=False, worker=worker, max_sequences=settings.max_concurrent_sequences,
+        max_output_tokens=settings.max_output_tokens,
         prefix_cache_bytes=settings.prefix_cache_bytes, prefix_cache_entries=settings.prefix_cache_entries,
     )
 

@@ -68,7 +68,8 @@ async def _measured(request: Request, events: AsyncIterator[GenerationEvent]) ->
     """Pass events through, recording tokens, time to first token and decode rate."""
     metrics = request.app.state.metrics
     # Checked and counted with no await between, so concurrent requests cannot both slip in.
-    if metrics.in_flight >= request.app.state.settings.max_queued_requests:
+    settings = request.app.state.settings
+    if metrics.in_flight >= settings.max_concurrent_sequences + settings.max_queued_requests:
         raise OverloadedError(f"{metrics.in_flight} requests are already running or queued; retry shortly")
     started = time.perf_counter()
     first_token: float | None = None

@@ -1,0 +1,96 @@
+"""Continuous batching on one worker: concurrent requests decode together, give the same
+greedy text as alone, and keep their prefixes at message boundaries."""
+
+import asyncio
+
+import pytest
+
+from pensieve_claude_types import MessageParam
+from pensieve_core import Finished, GenerationRequest, Started, TextDelta
+
+
+@pytest.fixture(scope="module")
+def batch_engine(tiny_model_dir):
+    from pensieve_inference import MLXEngine
+    from pensieve_model_support import HuggingFaceHub, resolve_reference
+
+    engine = MLXEngine.load_sync(resolve_reference(str(tiny_model_dir)), HuggingFaceHub(), prefix_cache_bytes=1 << 30)
+    yield engine
+    engine.worker.stop()
+
+
+def request(text, *, system=None, max_tokens=24):
+    return GenerationRequest(
+        messages=[MessageParam(role="user", content=text)], system=system, max_tokens=max_tokens, temperature=0.0
+    )
+
+
+async def answer(engine, req, seen=None):
+    events = [e async for e in engine.generate(req)]
+    assert isinstance(events[0], Started) and isinstance(events[-1], Finished)
+    if seen is not None:
+        seen.append(engine.worker.active_generations)
+    return events
+
+
+def text_of(events):
+    return "".join(e.text for e in events if isinstance(e, TextDelta))
+
+
+def test_parallel_greedy_equals_one_by_one(batch_engine):
+    reqs = [request(f"Parallel request number {i}: {'word ' * i}") for i in range(8)]
+    alone = [text_of(asyncio.run(answer(batch_engine, r))) for r in reqs]
+
+    peak = []
+
+    async def together():
+        async def watch():
+            while True:
+                peak.append(batch_engine.worker.active_generations)
+                await asyncio.sleep(0.005)
+
+        watcher = asyncio.create_task(watch())
+        try:
+            return await asyncio.gather(*(answer(batch_engine, r) for r in reqs))
+        finally:
+            watcher.cancel()
+
+    batched = [text_of(events) for events in asyncio.run(together())]
+    assert batched == alone
+    assert all(alone) and len(set(alone)) > 1
+    assert max(peak) > 1  # they really were in the batch together
+
+
+def test_a_second_conversation_reads_the_shared_system_prompt_at_its_boundary(batch_engine):
+    system = "You are the boundary test. " + "Keep the shared instructions in mind. " * 20
+    first, second = request("First conversation", system=system, max_tokens=400), request("Another one", system=system)
+    boundary = batch_engine._renderer.prompt(second).boundaries[0]
+
+    async def overlapped():
+        # The second arrives while the first still decodes: only the boundary copy can serve it.
+        events = batch_engine.generate(first)
+        started = await anext(events)
+        await anext(events)
+        other = await answer(batch_engine, second)
+        await events.aclose()
+        return started, other[0]
+
+    started_first, started_second = asyncio.run(overlapped())
+    assert started_first.cache_read_tokens < 10
+    assert started_second.cache_read_tokens == boundary > 150
+
+
+def test_an_abandoned_request_leaves_its_prefill_for_a_retry(batch_engine):
+    req = request("A request abandoned after its first words " * 10, max_tokens=400)
+
+    async def abandon():
+        events = batch_engine.generate(req)
+        started = await anext(events)
+        await anext(events)
+        await events.aclose()
+        return started
+
+    first = asyncio.run(abandon())
+    retry = asyncio.run(answer(batch_engine, request(req.messages[0].content, max_tokens=2)))[0]
+    assert first.cache_read_tokens < 10
+    assert retry.cache_read_tokens == retry.prompt_tokens - 1
