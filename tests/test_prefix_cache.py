@@ -42,3 +42,47 @@ def test_cache_reads_show_in_metrics(chat_server):
     text = httpx.get(chat_server.url + "/metrics", headers=KEY, timeout=10).text
     line = next(l for l in text.splitlines() if l.startswith("pensieve_cache_read_tokens_total "))
     assert float(line.split()[1]) > 0
+
+
+def test_a_restarted_server_reads_the_system_prompt_from_disk(tmp_path):
+    """The persisted prefix, end to end: serve, stop, list it with the CLI, serve again from
+    the same home and read it back, clear it with the CLI."""
+    import json
+    import subprocess
+    import sys
+
+    from server_process import ServerProcess, free_port, isolated_env
+
+    from pensieve_model_support.testing import build_tiny_model
+
+    model = build_tiny_model(tmp_path / "model", reply=CHAT_REPLY)
+    env = isolated_env(tmp_path / "home")
+    system = "You are the restart test. " + "Follow the project's conventions. " * 40
+    messages = [{"role": "user", "content": "Same question before and after"}]
+
+    def serve_and_ask():
+        port = free_port()
+        proc = ServerProcess(["--model", str(model), "--port", str(port)], env, port, tmp_path / f"log{port}")
+        proc.wait_ready()
+        try:
+            r = httpx.post(proc.url + "/v1/messages", headers=KEY, timeout=120,
+                           json={"model": "m", "max_tokens": 50, "system": system, "messages": messages})
+            assert r.status_code == 200, r.text
+            return r.json()["usage"]
+        finally:
+            assert proc.stop() == 0, proc.output()
+
+    def cli(*args):
+        done = subprocess.run([sys.executable, "-m", "pensieve_cli", "cache", *args], env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    cold = serve_and_ask()
+    listed = json.loads(cli("list", "--json"))
+    assert len(listed) == 1 and listed[0]["model"] == model.name and listed[0]["tokens"] > 150
+    warm = serve_and_ask()
+    assert cold["cache_read_input_tokens"] == 0
+    assert warm["cache_read_input_tokens"] == listed[0]["tokens"]
+    assert "deleted 1 persisted prefixes" in cli("clear", "--yes")
+    assert json.loads(cli("list", "--json")) == []

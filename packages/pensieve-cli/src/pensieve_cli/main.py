@@ -14,6 +14,7 @@ import click
 from pensieve_core import Settings, load_settings
 
 from . import daemon
+from .cache_cmd import cache
 from .claude_cmd import claude
 from .config_cmd import config
 from .errors import fail
@@ -157,5 +158,5 @@ def _status(settings: Settings) -> dict[str, Any]:
     return info
 
 
-for command in (config, pull, models, rm, validate, claude):
+for command in (config, pull, models, rm, validate, claude, cache):
     cli.add_command(command)

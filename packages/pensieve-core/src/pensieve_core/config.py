@@ -48,9 +48,12 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     max_body_bytes: int = 32 * 1024 * 1024
     certfile: str | None = None
     keyfile: str | None = None
-    # Prefix KV cache across requests, in bytes (0 turns it off) and entries.
-    prefix_cache_bytes: int = 2 * 1024**3
+    # Prefix KV cache across requests, in bytes (0 turns it off; unset: a quarter of the
+    # memory the weights leave), and entries.
+    prefix_cache_bytes: int | None = None
     prefix_cache_entries: int = 8
+    # System prompts' caches kept on disk (under home/prefix-cache) for restarts; 0 turns it off.
+    prefix_cache_disk_bytes: int = 8 * 1024**3
     # Sequences decoded together in one batch (per model); more wait in the queue.
     max_concurrent_sequences: int = 16
     # Requests waiting beyond those decoding; past this, 529 overloaded_error.
@@ -82,6 +85,10 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
     def config_path(self) -> Path:
         return self.home_path / "config.json"
+
+    @property
+    def prefix_cache_dir(self) -> Path:
+        return self.home_path / "prefix-cache"
 
 
 FIELDS: tuple[str, ...] = Settings.__struct_fields__

@@ -134,11 +134,12 @@ class ModelBatch:
         seq = self._running.get(r.uid)
         if seq is None or not r.end_of_segment or r.end_of_prompt or not seq.boundaries:
             return
-        seq.boundaries.pop(0)
+        at = seq.boundaries.pop(0)
         if seq.job.prefix_cache is None:
             return
         for cache, tokens in self._generator.extract_cache([r.uid]).values():
-            seq.job.prefix_cache.put(seq.job.cache_key, list(tokens), cache)
+            persist = at == seq.job.system_end
+            seq.job.prefix_cache.put(seq.job.cache_key, list(tokens), cache, persist=persist)
 
     def _on_token(self, uid: int, seq: _Sequence, r: Any) -> None:
         job = seq.job

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from pensieve_core import (
@@ -14,10 +15,12 @@ from pensieve_core import (
     ModelCard,
 )
 from pensieve_core.errors import InvalidRequestError, PromptTooLongError
+from pensieve_metal import prefix_cache_budget
 from pensieve_model_support import Hub, LoadedModel, ModelRef, load_model
 
 from pensieve_claude_types import StopReason, ToolChoiceAny, ToolChoiceAuto, ToolChoiceTool
 
+from .disk_cache import DiskPrefixStore
 from .prefix_cache import PrefixCache
 from .prompt import PromptRenderer, offered_tools
 from .tool_calls import ToolCallSplitter
@@ -51,8 +54,10 @@ class MLXEngine:
         *,
         owns_worker: bool = True,
         max_output_tokens: int | None = None,
-        prefix_cache_bytes: int = 0,
+        prefix_cache_bytes: int | None = 0,
         prefix_cache_entries: int = 8,
+        prefix_cache_dir: Path | None = None,
+        prefix_cache_disk_bytes: int = 0,
     ) -> None:
         self._loaded = loaded
         self._worker = worker
@@ -60,7 +65,16 @@ class MLXEngine:
         self._card = card
         self._renderer = PromptRenderer(loaded.tokenizer, card.id)
         self.max_output_tokens = max_output_tokens
-        self.prefix_cache = PrefixCache(prefix_cache_bytes, prefix_cache_entries) if prefix_cache_bytes > 0 else None
+        if prefix_cache_bytes is None:  # not configured: a share of what the weights leave
+            prefix_cache_bytes = prefix_cache_budget(loaded.weights_bytes)
+        disk = None
+        if prefix_cache_dir is not None and prefix_cache_disk_bytes > 0 and prefix_cache_bytes > 0:
+            disk = DiskPrefixStore(
+                prefix_cache_dir, loaded.identity, prefix_cache_disk_bytes, model_name=card.id
+            )
+        self.prefix_cache = (
+            PrefixCache(prefix_cache_bytes, prefix_cache_entries, disk=disk) if prefix_cache_bytes > 0 else None
+        )
 
     @classmethod
     async def load(
@@ -72,8 +86,10 @@ class MLXEngine:
         worker: GenerationWorker | None = None,
         max_sequences: int = MAX_SEQUENCES,
         max_output_tokens: int | None = None,
-        prefix_cache_bytes: int = 0,
+        prefix_cache_bytes: int | None = 0,
         prefix_cache_entries: int = 8,
+        prefix_cache_dir: Path | None = None,
+        prefix_cache_disk_bytes: int = 0,
     ) -> MLXEngine:
         """Load on the worker thread; several engines may share one worker (one MLX thread)."""
         owns = worker is None
@@ -88,6 +104,7 @@ class MLXEngine:
         return cls(
             loaded, worker, card, owns_worker=owns, max_output_tokens=max_output_tokens,
             prefix_cache_bytes=prefix_cache_bytes, prefix_cache_entries=prefix_cache_entries,
+            prefix_cache_dir=prefix_cache_dir, prefix_cache_disk_bytes=prefix_cache_disk_bytes,
         )
 
     @classmethod
@@ -156,6 +173,7 @@ class MLXEngine:
         job = GenerationJob(
             prompt=prompt,
             boundaries=rendered.boundaries,
+            system_end=rendered.system_end,
             max_tokens=budget,
             exhausted_reason=exhausted,
             sampler_args=args,
@@ -179,5 +197,7 @@ class MLXEngine:
             job.cancelled.set()
 
     async def aclose(self) -> None:
+        if self.prefix_cache is not None and self.prefix_cache.disk is not None:
+            await asyncio.to_thread(self.prefix_cache.disk.wait)  # no half-written files at exit
         if self._owns_worker:
             await asyncio.to_thread(self._worker.stop)

@@ -25,6 +25,8 @@ class GenerationJob:
     events: asyncio.Queue[GenerationEvent]
     # Prompt offsets at message boundaries: the prefix cache keeps a copy there.
     boundaries: tuple[int, ...] = ()
+    # The boundary where the system prompt and tools end: that prefix is also kept on disk.
+    system_end: int = 0
     tool_calls: ToolCallSplitter | None = None
     single_tool_call: bool = False
     exhausted_reason: StopReason = "max_tokens"

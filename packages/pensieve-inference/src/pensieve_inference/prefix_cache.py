@@ -1,6 +1,7 @@
 """KV caches reused across requests: Claude Code resends the same system prompt, tools and
 conversation every turn, so only the new tail needs a prefill. Built on mlx-lm's
-LRUPromptCache (a token trie with LRU eviction, bounded by bytes). Worker thread only."""
+LRUPromptCache (a token trie with LRU eviction, bounded by bytes), with system prompts also
+kept on disk when a store is given. Worker thread only."""
 
 from __future__ import annotations
 
@@ -13,10 +14,13 @@ from mlx_lm.models.cache import (
     trim_prompt_cache,
 )
 
+from .disk_cache import DiskPrefixStore
+
 
 class PrefixCache:
-    def __init__(self, max_bytes: int, max_entries: int = 8) -> None:
+    def __init__(self, max_bytes: int, max_entries: int = 8, *, disk: DiskPrefixStore | None = None) -> None:
         self._lru = LRUPromptCache(max_size=max_entries, max_bytes=max_bytes)
+        self.disk = disk
 
     @property
     def nbytes(self) -> int:
@@ -25,6 +29,8 @@ class PrefixCache:
     def take(self, key: str, model: Any, prompt: list[int]) -> tuple[list[Any], list[int]]:
         """A cache holding the longest known prefix of `prompt`, and the tokens still to run."""
         cache, rest = self._lru.fetch_nearest_cache(key, prompt)
+        if self.disk is not None:
+            cache, rest = self._from_disk(key, prompt, cache, rest)
         if cache is None:
             return make_prompt_cache(model), prompt
         if not rest:
@@ -35,9 +41,26 @@ class PrefixCache:
             rest = prompt[-1:]
         return cache, rest
 
-    def put(self, key: str, fed_tokens: list[int], cache: list[Any]) -> None:
-        """Keep `cache` under the tokens whose keys and values it holds."""
+    def _from_disk(self, key: str, prompt: list[int], cache: Any, rest: list[int]) -> tuple[Any, list[int]]:
+        """A persisted prefix longer than what memory had: load it, keep it in memory too."""
+        assert self.disk is not None
+        found = self.disk.longest_prefix(prompt, longer_than=len(prompt) - len(rest))
+        if found is None:
+            return cache, rest
+        loaded = self.disk.load(*found)
+        if loaded is None:
+            return cache, rest
+        tokens = list(found[0])
+        self._lru.insert_cache(key, tokens, loaded, cache_type="system")
+        return self._lru.fetch_nearest_cache(key, prompt)
+
+    def put(self, key: str, fed_tokens: list[int], cache: list[Any], *, persist: bool = False) -> None:
+        """Keep `cache` under the tokens whose keys and values it holds (on disk too if
+        `persist`: the system prompt and tools, worth keeping across restarts)."""
         offset = getattr(cache[0], "offset", None) if cache else None
         if offset is None or offset > len(fed_tokens) or offset == 0:
             return  # cannot tell which tokens it holds: keep nothing rather than something wrong
-        self._lru.insert_cache(key, fed_tokens[:offset], cache)
+        tokens = fed_tokens[:offset]
+        if persist and self.disk is not None:
+            self.disk.save(tokens, cache)
+        self._lru.insert_cache(key, tokens, cache, cache_type="system" if persist else "assistant")

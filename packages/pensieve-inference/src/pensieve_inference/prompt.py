@@ -35,6 +35,8 @@ class RenderedPrompt:
 
     tokens: list[int]
     boundaries: tuple[int, ...] = ()
+    # Where the system prompt and tools end (0: no system prompt): the prefix worth persisting.
+    system_end: int = 0
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:
@@ -110,6 +112,7 @@ class PromptRenderer:
         if len(messages) > 2 or not heads:
             heads.append(messages[:-1])
         boundaries = set()
+        system_end = 0
         for head in heads:
             try:
                 partial = self._encode(self._apply(head, tools, generation_prompt=False))
@@ -118,4 +121,6 @@ class PromptRenderer:
             at = _common_prefix(partial, tokens)
             if 0 < at < len(tokens):
                 boundaries.add(at)
-        return RenderedPrompt(tokens, tuple(sorted(boundaries)))
+                if head[-1]["role"] == "system" and len(head) == 1:
+                    system_end = at
+        return RenderedPrompt(tokens, tuple(sorted(boundaries)), system_end)

@@ -1,7 +1,7 @@
 """Device queries and memory limits for MLX."""
 
 from .device import DeviceInfo, DeviceKind, MemorySnapshot, device_info, device_kind, memory_snapshot
-from .limits import AppliedLimits, apply_memory_limits, check_fits
+from .limits import AppliedLimits, apply_memory_limits, check_fits, prefix_cache_budget
 
 __all__ = [
     "AppliedLimits",
@@ -13,4 +13,5 @@ __all__ = [
     "device_info",
     "device_kind",
     "memory_snapshot",
+    "prefix_cache_budget",
 ]

@@ -43,6 +43,14 @@ def apply_memory_limits(
     return AppliedLimits(memory_limit_bytes=limit, cache_limit_bytes=cache, wired_limit_bytes=wired)
 
 
+def prefix_cache_budget(weights_bytes: int, *, fraction: float = 0.25) -> int:
+    """Bytes for cached prefixes: a share of what the device has left after the weights
+    (the rest is for the sequences being decoded and the activations)."""
+    info = device_info()
+    free = int(info.recommended_working_set_bytes * HEADROOM) - weights_bytes
+    return max(0, int(free * fraction))
+
+
 def check_fits(name: str, needed_bytes: int, *, budget_bytes: int | None = None) -> None:
     """Refuse a model whose weights cannot fit: better a clear error than a swapping machine."""
     info = device_info()

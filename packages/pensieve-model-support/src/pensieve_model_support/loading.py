@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,9 @@ class LoadedModel(msgspec.Struct, kw_only=True):
     tokenizer: TokenizerWrapper
     config: dict[str, Any]
     context_length: int
+    # Changes whenever the weights do: keys what is persisted about this model (prefix caches).
+    identity: str = ""
+    weights_bytes: int = 0
 
 
 def _context_length(config: dict[str, Any]) -> int:
@@ -64,6 +68,15 @@ def weight_files(path: Path) -> list[Path]:
     return [path] if path.is_file() else sorted(path.glob("*.safetensors")) + sorted(path.glob("*.gguf"))
 
 
+def weights_identity(name: str, files: list[Path]) -> str:
+    """A short digest of the model's name and its weight files' names, sizes and times."""
+    digest = hashlib.sha256(name.encode())
+    for f in files:
+        stat = f.stat()
+        digest.update(f"\0{f.name}\0{stat.st_size}\0{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:16]
+
+
 def load_model(
     ref: ModelRef, hub: Hub, *, download: bool = True, memory_budget_bytes: int | None = None
 ) -> LoadedModel:
@@ -71,7 +84,8 @@ def load_model(
     files = weight_files(path)
     if not files:
         raise ModelLoadError(f"{path} holds no safetensors or GGUF weights")
-    check_fits(ref.name, sum(f.stat().st_size for f in files), budget_bytes=memory_budget_bytes)
+    weights_bytes = sum(f.stat().st_size for f in files)
+    check_fits(ref.name, weights_bytes, budget_bytes=memory_budget_bytes)
     if ref.kind in ("bundled", "gguf_file"):
         model, tokenizer, config = load_gguf(path)
     else:
@@ -83,4 +97,6 @@ def load_model(
         tokenizer=tokenizer,
         config=config,
         context_length=_context_length(config),
+        identity=weights_identity(ref.name, files),
+        weights_bytes=weights_bytes,
     )

@@ -16,7 +16,7 @@ from pensieve_core.errors import ConfigError
 from .app import create_app
 from .hardening import is_loopback
 from .models import ServedModels
-from .startup import open_models
+from .startup import apply_limits, open_models
 
 log = structlog.get_logger("pensieve.server")
 
@@ -87,6 +87,7 @@ async def run_server(
 ) -> None:
     check_exposure(settings)
     models = await open_models(settings)
+    await apply_limits(models)
     if models.main.model.note and on_note:
         on_note(models.main.model.note)
     await serve_models(models, settings, on_ready=on_ready)

@@ -3,10 +3,14 @@ it is neither cached nor downloadable, saying so), and any distinct tier models.
 
 from __future__ import annotations
 
+import asyncio
+
+import msgspec
 import structlog
 
 from pensieve_core import ModelCard, Settings
 from pensieve_inference import MLXEngine
+from pensieve_metal import AppliedLimits, apply_memory_limits
 from pensieve_model_support import (
     Hub,
     HubUnavailableError,
@@ -29,6 +33,7 @@ async def _load(reference: str, settings: Settings, hub: Hub, worker=None) -> ML
         ref, hub, download=False, worker=worker, max_sequences=settings.max_concurrent_sequences,
         max_output_tokens=settings.max_output_tokens,
         prefix_cache_bytes=settings.prefix_cache_bytes, prefix_cache_entries=settings.prefix_cache_entries,
+        prefix_cache_dir=settings.prefix_cache_dir, prefix_cache_disk_bytes=settings.prefix_cache_disk_bytes,
     )
 
 
@@ -52,6 +57,15 @@ async def open_engine(settings: Settings, hub: Hub | None = None) -> MLXEngine:
             )
         )
         return engine
+
+
+async def apply_limits(models: ServedModels) -> AppliedLimits:
+    """MLX memory limits for what is loaded: a cap below device memory, a bounded buffer
+    cache, and (on macOS) the weights wired so they are never paged out."""
+    weights = sum(e.loaded.weights_bytes for e in models.engines())
+    limits = await asyncio.wrap_future(models.main.worker.call(lambda: apply_memory_limits(wire_bytes=weights)))
+    log.info("memory_limits", **msgspec.structs.asdict(limits))
+    return limits
 
 
 async def open_models(settings: Settings, hub: Hub | None = None) -> ServedModels:
