@@ -94,3 +94,49 @@ def test_an_abandoned_request_leaves_its_prefill_for_a_retry(batch_engine):
     retry = asyncio.run(answer(batch_engine, request(req.messages[0].content, max_tokens=2)))[0]
     assert first.cache_read_tokens < 10
     assert retry.cache_read_tokens == retry.prompt_tokens - 1
+
+
+@pytest.mark.parametrize("solo_steps", [0, 1, 5])
+def test_a_lone_sequence_rejoins_the_batch_when_company_arrives(batch_engine, solo_steps):
+    """Decoding alone uses generate_step; a second request sends it back into the batch, at
+    any point (even before its first solo step), and both texts match their solo runs."""
+    from dataclasses import dataclass, field
+
+    from pensieve_inference.batching import ModelBatch
+    from pensieve_inference.jobs import GenerationJob
+
+    @dataclass(kw_only=True)
+    class Collected(GenerationJob):
+        out: list = field(default_factory=list)
+
+        def emit(self, event):  # the events themselves, without an event loop
+            self.out.append(event)
+
+    def job(text):
+        tokens = batch_engine._renderer.prompt(request(text)).tokens
+        return Collected(prompt=tokens, max_tokens=16, sampler_args={"temp": 0.0, "top_p": 0.0, "top_k": 0},
+                         stop_sequences=None, request_id=text, loop=None, events=None)
+
+    def drain(batch):
+        while len(batch):
+            batch.step()
+
+    batch = ModelBatch(batch_engine.loaded)
+    alone = []
+    for text in ("The first of two", "The second of two"):
+        j = job(text)
+        batch.admit(j)
+        drain(batch)
+        alone.append(text_of(j.out))
+
+    first, second = job("The first of two"), job("The second of two")
+    batch.admit(first)
+    while batch._solo is None:
+        batch.step()
+    for _ in range(solo_steps):
+        batch.step()
+    batch.admit(second)
+    assert batch._solo is None  # back in the batch
+    drain(batch)
+    assert [text_of(first.out), text_of(second.out)] == alone
+    assert all(isinstance(j.out[-1], Finished) and j.out[-1].output_tokens == 16 for j in (first, second))

@@ -21,19 +21,19 @@ def events_of(text):
 @pytest.fixture
 def failing_midway(monkeypatch):
     """Fault injection: real generation that breaks after its first token."""
-    from mlx_lm.generate import BatchGenerator
+    import pensieve_inference.batching as batching
 
-    real = BatchGenerator.next
-    generated = []
+    real = batching.generate_step  # a lone request decodes with it
 
-    def breaks_after_one(self):
-        if generated:
-            raise RuntimeError("device lost")
-        prompts, tokens = real(self)
-        generated.extend(tokens)
-        return prompts, tokens
+    def breaks_after_one(*args, **kwargs):
+        steps = real(*args, **kwargs)
+        try:
+            yield next(steps)
+        finally:
+            steps.close()
+        raise RuntimeError("device lost")
 
-    monkeypatch.setattr(BatchGenerator, "next", breaks_after_one)
+    monkeypatch.setattr(batching, "generate_step", breaks_after_one)
 
 
 def test_failure_after_the_200_is_one_error_event_then_nothing(client, failing_midway):

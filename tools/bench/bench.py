@@ -1,0 +1,368 @@
+"""pensieve against mlx_lm.server on the same model directory, same machine, runs interleaved.
+
+    uv run python tools/bench/bench.py --model DIR --label NAME [--profile cpu|gpu]
+
+Measures TTFT and single-stream decode (and raw mlx-lm generate_step as the floor), an
+agentic replay (10 turns over a ~12K-token Claude-Code-shaped prefix whose billing line
+changes every turn; pensieve with its cache on and off, and mlx_lm.server), aggregate decode
+at 1/2/4/8/16 concurrent streams, pensieve's TTFT on a persisted prefix after a restart, and
+each server's peak memory. Writes NAME.json and NAME.md into --out (docs/performance).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parents[1] / "tests"))  # the Claude-Code-shaped bodies the tests use
+
+from clients import Timing, anthropic_stream, openai_stream, to_openai  # noqa: E402
+from claude_code_body import claude_code_body  # noqa: E402
+
+PROFILES = {
+    # CPU: a tiny model, short answers; GPU: longer answers, warm-up before each batch size.
+    "cpu": {"prompt_words": 350, "decode_tokens": 96, "reps": 3, "turn_tokens": 24, "concurrency_tokens": 48},
+    "gpu": {"prompt_words": 350, "decode_tokens": 256, "reps": 3, "turn_tokens": 48, "concurrency_tokens": 128},
+}
+CONCURRENCY = (1, 2, 4, 8, 16)
+TURNS = 10
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, name: str, cmd: list[str], env: dict[str, str], port: int, ready_path: str, log: Path) -> None:
+        self.name, self.label, self.port, self.log = name, name, port, log
+        self.proc = subprocess.Popen(cmd, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 900
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{name} exited: {log.read_text()[-2000:]}")
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}{ready_path}", timeout=2)
+                return
+            except OSError:
+                time.sleep(0.3)
+        raise RuntimeError(f"{name} not ready")
+
+    def peak_rss_bytes(self) -> int:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+        return 0
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(120)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+class GpuMemory:
+    """Peak GPU memory per process, sampled from nvidia-smi (absent on other machines)."""
+
+    def __init__(self) -> None:
+        self.peak: dict[int, int] = {}
+        self._stop = threading.Event()
+        self.available = subprocess.run(["which", "nvidia-smi"], capture_output=True).returncode == 0
+        if self.available:
+            threading.Thread(target=self._sample, daemon=True).start()
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.5):
+            out = subprocess.run(["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
+                                 capture_output=True, text=True).stdout
+            for line in out.splitlines():
+                try:
+                    pid, mib = (int(x) for x in line.split(","))
+                except ValueError:
+                    continue
+                self.peak[pid] = max(self.peak.get(pid, 0), mib * 2**20)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def start_pensieve(model: Path, home: Path, log_dir: Path, **settings: Any) -> Server:
+    env = {**os.environ, "PENSIEVE_HOME": str(home), "PENSIEVE_LOG_LEVEL": "warning", "HF_HUB_OFFLINE": "1"}
+    env.update({f"PENSIEVE_{k.upper()}": str(v) for k, v in settings.items()})
+    port = free_port()
+    cmd = [sys.executable, "-m", "pensieve_cli", "start", "--model", str(model), "--port", str(port)]
+    return Server("pensieve", cmd, env, port, "/health", log_dir / f"pensieve-{port}.log")
+
+
+def start_mlx_lm(model: Path, log_dir: Path) -> Server:
+    port = free_port()
+    cmd = [sys.executable, "-m", "mlx_lm", "server", "--model", str(model), "--port", str(port), "--log-level", "WARNING"]
+    return Server("mlx_lm.server", cmd, {**os.environ, "HF_HUB_OFFLINE": "1"}, port, "/v1/models", log_dir / f"mlx-{port}.log")
+
+
+def plain_body(rng: random.Random, words: int, max_tokens: int) -> dict[str, Any]:
+    # A nonce first, so no run reuses another's prefix beyond the template's first tokens.
+    text = f"[{rng.getrandbits(64):x}] " + " ".join(rng.choice(("alpha", "beta", "gamma", "delta", "omega")) for _ in range(words))
+    return {"model": "bench", "max_tokens": max_tokens, "temperature": 0.0, "messages": [{"role": "user", "content": text}]}
+
+
+NATIVE_TOOLS = False  # set in main from the model's chat template
+
+
+def ask(server: Server, body: dict[str, Any]) -> Timing:
+    if server.name == "pensieve":
+        return anthropic_stream(server.port, body)
+    return openai_stream(server.port, to_openai(body, native_tools=NATIVE_TOOLS))
+
+
+def raw_generate_step(model_dir: Path, prompt_tokens: int, tokens: int) -> dict[str, float]:
+    """The floor: mlx-lm's generate_step in this process, no server."""
+    import mlx.core as mx
+    from mlx_lm import load
+    from mlx_lm.generate import generate_step
+
+    model, _ = load(str(model_dir))
+    prompt = mx.array([(i * 7919) % 1000 + 10 for i in range(prompt_tokens)])
+    for _ in zip(range(8), generate_step(prompt, model)):  # warm-up: kernels, allocator
+        pass
+    started = time.perf_counter()
+    first = None
+    for n, _ in zip(range(tokens), generate_step(prompt, model)):
+        if n == 0:
+            first = time.perf_counter()
+    end = time.perf_counter()
+    del model
+    mx.clear_cache()
+    return {"ttft_s": first - started, "decode_tps": (tokens - 1) / (end - first)}
+
+
+def single_stream(servers: list[Server], p: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+    results: dict[str, list[Timing]] = {s.name: [] for s in servers}
+    for s in servers:  # warm-up
+        ask(s, plain_body(rng, 20, 8))
+    for _ in range(p["reps"]):
+        for s in servers:
+            results[s.name].append(ask(s, plain_body(rng, p["prompt_words"], p["decode_tokens"])))
+    return {
+        name: {
+            "ttft_s": statistics.median(t.ttft_s for t in runs),
+            "decode_tps": statistics.median(t.decode_tps or 0.0 for t in runs),
+            "output_tokens": [t.output_tokens for t in runs],
+        }
+        for name, runs in results.items()
+    }
+
+
+def concurrency(servers: list[Server], p: dict[str, Any], rng: random.Random) -> dict[str, dict[int, float]]:
+    out: dict[str, dict[int, float]] = {s.name: {} for s in servers}
+    for n in CONCURRENCY:
+        for s in servers:
+            bodies = [plain_body(rng, 30, 8) for _ in range(n)]
+            with ThreadPoolExecutor(n) as pool:  # warm-up at this batch size
+                list(pool.map(lambda b, s=s: ask(s, b), bodies))
+            bodies = [plain_body(rng, 30, p["concurrency_tokens"]) for _ in range(n)]
+            started = time.perf_counter()
+            with ThreadPoolExecutor(n) as pool:
+                timings = list(pool.map(lambda b, s=s: ask(s, b), bodies))
+            wall = time.perf_counter() - started
+            out[s.name][n] = sum(t.output_tokens for t in timings) / wall
+            print(f"  concurrency {n:2d} {s.name:<16} {out[s.name][n]:8.1f} tok/s", flush=True)
+    return out
+
+
+def agentic_turn_body(convo: list[dict[str, Any]], turn: int, max_tokens: int, rng: random.Random) -> dict[str, Any]:
+    """Turn `turn` of a Claude-Code-shaped session: the fixed prefix (billing line changed),
+    the conversation so far, the new user message, the environment system message last."""
+    body = claude_code_body(billing_suffix=f"{rng.getrandbits(12):03x}", prompt="Turn 1: look at the first file.")
+    first_user, env_message = body["messages"][0], body["messages"][-1]
+    asked = [{"role": "user", "content": f"Turn {turn}: now the next file, please."}] if turn > 1 else []
+    return {**body, "stream": True, "max_tokens": max_tokens, "temperature": 0.0,
+            "messages": [first_user, *convo, *asked, env_message]}
+
+
+def agentic(servers: list[Server], p: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+    convo: dict[str, list[dict[str, Any]]] = {s.label: [] for s in servers}
+    turns: dict[str, list[float]] = {s.label: [] for s in servers}
+    cached: dict[str, list[int | None]] = {s.label: [] for s in servers}
+    for turn in range(1, TURNS + 1):
+        seed = rng.getrandbits(32)  # the same billing line for every server in this turn
+        for s in servers:
+            body = agentic_turn_body(convo[s.label], turn, p["turn_tokens"], random.Random(seed))
+            started = time.perf_counter()
+            t = ask(s, body)
+            turns[s.label].append(time.perf_counter() - started)
+            cached[s.label].append(t.cached_tokens)
+            # Each server's own answer goes back to it, as a client's would.
+            convo[s.label] = body["messages"][1:-1] + [{"role": "assistant", "content": t.text or "(no text)"}]
+            print(f"  turn {turn:2d} {s.label:<22} {turns[s.label][-1]:7.2f} s (cached {t.cached_tokens})", flush=True)
+    return {label: {"total_s": sum(ts), "turns_s": ts, "cached_tokens": cached[label]} for label, ts in turns.items()}
+
+
+def restart_warm(model: Path, log_dir: Path, p: dict[str, Any], rng: random.Random) -> dict[str, float]:
+    home = Path(tempfile.mkdtemp(prefix="bench-restart-"))
+    body = agentic_turn_body([], 1, 8, rng)
+    server = start_pensieve(model, home, log_dir)
+    try:
+        ask(server, plain_body(rng, 20, 4))  # warm-up that shares no prefix with the body
+        cold = ask(server, body)
+    finally:
+        server.stop()  # the persisted prefix is written before the process exits
+    server = start_pensieve(model, home, log_dir)
+    try:
+        ask(server, plain_body(rng, 20, 4))
+        warm = ask(server, agentic_turn_body([], 1, 8, rng))
+    finally:
+        server.stop()
+    return {"cold_ttft_s": cold.ttft_s, "warm_ttft_s": warm.ttft_s, "warm_cached_tokens": warm.cached_tokens or 0}
+
+
+def machine() -> dict[str, Any]:
+    import mlx.core as mx
+
+    info: dict[str, Any] = {"platform": platform.platform(), "python": platform.python_version(),
+                            "cpus": os.cpu_count(), "mlx": mx.__version__, "device": str(mx.default_device())}
+    try:
+        info["gpu"] = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+                                     capture_output=True, text=True).stdout.strip() or None
+    except OSError:
+        info["gpu"] = None
+    return info
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--label", required=True)
+    parser.add_argument("--profile", choices=sorted(PROFILES), default="cpu")
+    parser.add_argument("--out", type=Path, default=HERE.parents[1] / "docs" / "performance")
+    parser.add_argument("--skip", nargs="*", default=[], help="parts to skip: single concurrency agentic restart")
+    args = parser.parse_args()
+    p = PROFILES[args.profile]
+    global NATIVE_TOOLS
+    template = args.model / "chat_template.jinja"
+    NATIVE_TOOLS = template.exists() and "tools" in template.read_text()
+    rng = random.Random(0)
+    log_dir = Path(tempfile.mkdtemp(prefix="bench-logs-"))
+    result: dict[str, Any] = {"label": args.label, "model": str(args.model), "profile": p, "machine": machine(),
+                              "when": time.strftime("%Y-%m-%d %H:%M:%S")}
+    print(f"machine: {result['machine']}", flush=True)
+
+    result["raw_generate_step"] = raw_generate_step(args.model, 512, p["decode_tokens"])
+    print(f"raw generate_step: {result['raw_generate_step']}", flush=True)
+    gpu = GpuMemory()
+    home = Path(tempfile.mkdtemp(prefix="bench-home-"))
+    pensieve, mlx_lm = start_pensieve(args.model, home, log_dir), start_mlx_lm(args.model, log_dir)
+    try:
+        if "single" not in args.skip:
+            result["single_stream"] = single_stream([pensieve, mlx_lm], p, rng)
+            print(f"single stream: {result['single_stream']}", flush=True)
+        if "concurrency" not in args.skip:
+            result["concurrency_tps"] = concurrency([pensieve, mlx_lm], p, rng)
+        if "agentic" not in args.skip:
+            nocache = start_pensieve(args.model, Path(tempfile.mkdtemp(prefix="bench-nocache-")), log_dir,
+                                     prefix_cache_bytes=0, prefix_cache_disk_bytes=0)
+            nocache.label = "pensieve (cache off)"
+            try:
+                result["agentic"] = agentic([pensieve, nocache, mlx_lm], p, rng)
+            finally:
+                nocache.stop()
+        result["peak_rss_bytes"] = {s.label: s.peak_rss_bytes() for s in (pensieve, mlx_lm)}
+        result["peak_gpu_bytes"] = {s.label: gpu.peak.get(s.proc.pid) for s in (pensieve, mlx_lm)} if gpu.available else None
+    finally:
+        pensieve.stop()
+        mlx_lm.stop()
+        gpu.stop()
+    if "restart" not in args.skip:
+        result["restart"] = restart_warm(args.model, log_dir, p, rng)
+        print(f"restart: {result['restart']}", flush=True)
+    result["ratios"] = ratios(result)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"{args.label}.json").write_text(json.dumps(result, indent=2))
+    (args.out / f"{args.label}.md").write_text(markdown(result))
+    print(markdown(result))
+
+
+def ratios(r: dict[str, Any]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    single = r.get("single_stream")
+    if single:
+        out["decode_vs_generate_step"] = single["pensieve"]["decode_tps"] / r["raw_generate_step"]["decode_tps"]
+        out["ttft_vs_mlx_lm_server"] = single["pensieve"]["ttft_s"] / single["mlx_lm.server"]["ttft_s"]
+        out["decode_vs_mlx_lm_server"] = single["pensieve"]["decode_tps"] / single["mlx_lm.server"]["decode_tps"]
+    agent = r.get("agentic")
+    if agent:
+        out["agentic_vs_cache_off"] = agent["pensieve"]["total_s"] / agent["pensieve (cache off)"]["total_s"]
+        out["agentic_vs_mlx_lm_server"] = agent["pensieve"]["total_s"] / agent["mlx_lm.server"]["total_s"]
+    conc = r.get("concurrency_tps")
+    if conc:
+        out["pensieve_8_streams_vs_1"] = conc["pensieve"][8] / conc["pensieve"][1]
+        out["mlx_lm_server_8_streams_vs_1"] = conc["mlx_lm.server"][8] / conc["mlx_lm.server"][1]
+    if r.get("restart"):
+        out["restart_warm_vs_cold_ttft"] = r["restart"]["warm_ttft_s"] / r["restart"]["cold_ttft_s"]
+    return out
+
+
+TARGETS = {
+    "decode_vs_generate_step": ("≥ 0.97", lambda v: v >= 0.97),
+    "ttft_vs_mlx_lm_server": ("≤ 1.0", lambda v: v <= 1.0),
+    "decode_vs_mlx_lm_server": ("≥ 1.0", lambda v: v >= 1.0),
+    "agentic_vs_cache_off": ("≤ 0.2", lambda v: v <= 0.2),
+    "agentic_vs_mlx_lm_server": ("≤ 0.5", lambda v: v <= 0.5),
+    "pensieve_8_streams_vs_1": ("≥ 4 (GPU)", lambda v: v >= 4),
+    "restart_warm_vs_cold_ttft": ("≤ 0.1", lambda v: v <= 0.1),
+}
+
+
+def markdown(r: dict[str, Any]) -> str:
+    m = r["machine"]
+    lines = [f"## {r['label']}", "", f"Machine: {m.get('gpu') or 'CPU'} · {m['cpus']} CPUs · {m['platform']} · "
+             f"MLX {m['mlx']} ({m['device']}) · {r['when']}", f"Model: `{Path(r['model']).name}`", "",
+             "| ratio | measured | target | met |", "| --- | --- | --- | --- |"]
+    for name, value in r["ratios"].items():
+        target, ok = TARGETS.get(name, ("", lambda v: True))
+        lines.append(f"| {name} | {value:.3f} | {target} | {'yes' if ok(value) else 'no'} |")
+    raw = r["raw_generate_step"]
+    lines += ["", "| measure | pensieve | mlx_lm.server | generate_step |", "| --- | --- | --- | --- |"]
+    if r.get("single_stream"):
+        s = r["single_stream"]
+        lines.append(f"| TTFT, ~512-token prompt (s) | {s['pensieve']['ttft_s']:.3f} | {s['mlx_lm.server']['ttft_s']:.3f} | {raw['ttft_s']:.3f} |")
+        lines.append(f"| decode, one stream (tok/s) | {s['pensieve']['decode_tps']:.1f} | {s['mlx_lm.server']['decode_tps']:.1f} | {raw['decode_tps']:.1f} |")
+    for n in CONCURRENCY if r.get("concurrency_tps") else ():
+        c = r["concurrency_tps"]
+        lines.append(f"| {n} concurrent streams, aggregate (tok/s) | {c['pensieve'][n]:.1f} | {c['mlx_lm.server'][n]:.1f} | |")
+    if r.get("agentic"):
+        a = r["agentic"]
+        lines.append(f"| agentic replay, {TURNS} turns (s) | {a['pensieve']['total_s']:.1f} (cache off: {a['pensieve (cache off)']['total_s']:.1f}) | {a['mlx_lm.server']['total_s']:.1f} | |")
+    if r.get("restart"):
+        rs = r["restart"]
+        lines.append(f"| restart: TTFT cold → warm (s) | {rs['cold_ttft_s']:.2f} → {rs['warm_ttft_s']:.2f} ({rs['warm_cached_tokens']} tokens from disk) | | |")
+    if r.get("peak_rss_bytes"):
+        pr = r["peak_rss_bytes"]
+        lines.append(f"| peak RSS (GB) | {pr['pensieve'] / 1e9:.2f} | {pr['mlx_lm.server'] / 1e9:.2f} | |")
+    if r.get("peak_gpu_bytes"):
+        pg = r["peak_gpu_bytes"]
+        lines.append(f"| peak GPU memory (GB) | {(pg['pensieve'] or 0) / 1e9:.2f} | {(pg['mlx_lm.server'] or 0) / 1e9:.2f} | |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
