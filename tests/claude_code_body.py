@@ -45,7 +45,8 @@ def claude_code_tools(chars: int = 31_000, seed: int = 0) -> list[dict[str, Any]
 
 
 def claude_code_body(
-    *, billing_suffix: str = "0b8", prompt: str = "Say hi", tool_turns: bool = False, seed: int = 0
+    *, billing_suffix: str = "0b8", prompt: str = "Say hi", tool_turns: bool = False, seed: int = 0,
+    tool_chars: int = 31_000,
 ) -> dict[str, Any]:
     rng = random.Random(seed)
     # Drawn first, so the stable prefix is the same whatever the conversation holds.
@@ -87,7 +88,7 @@ def claude_code_body(
             {"type": "text", "text": instructions, "cache_control": {"type": "ephemeral"}},
         ],
         "messages": messages,
-        "tools": claude_code_tools(seed=seed),
+        "tools": claude_code_tools(tool_chars, seed=seed),
         "metadata": {"user_id": '{"device_id":"abc","account_uuid":"","session_id":"s"}'},
         "thinking": {"type": "adaptive", "display": "omitted"},
         "context_management": {"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]},

@@ -3,7 +3,7 @@
     uv run python tools/bench/bench.py --model DIR --label NAME [--profile cpu|gpu]
 
 Measures TTFT and single-stream decode (and raw mlx-lm generate_step as the floor), an
-agentic replay (10 turns over a ~12K-token Claude-Code-shaped prefix whose billing line
+agentic replay (10 turns over a ~10K-token Claude-Code-shaped prefix whose billing line
 changes every turn; pensieve with its cache on and off, and mlx_lm.server), aggregate decode
 at 1/2/4/8/16 concurrent streams, pensieve's TTFT on a persisted prefix after a restart, and
 each server's peak memory. Writes NAME.json and NAME.md into --out (docs/performance).
@@ -42,6 +42,10 @@ PROFILES = {
     "gpu": {"prompt_words": 350, "decode_tokens": 256, "reps": 3, "turn_tokens": 48, "concurrency_tokens": 128},
 }
 CONCURRENCY = (1, 2, 4, 8, 16)
+# Both servers get the same prompt-cache budget (three servers share one GPU in the replay).
+CACHE_BYTES = 8 * 1024**3
+# Tool descriptions long enough for a ~10K-token prefix (SmolLM2's tokenizer), as Claude Code's.
+TOOL_CHARS = 54_000
 TURNS = 10
 
 
@@ -115,7 +119,8 @@ def start_pensieve(model: Path, home: Path, log_dir: Path, **settings: Any) -> S
 
 def start_mlx_lm(model: Path, log_dir: Path) -> Server:
     port = free_port()
-    cmd = [sys.executable, "-m", "mlx_lm", "server", "--model", str(model), "--port", str(port), "--log-level", "WARNING"]
+    cmd = [sys.executable, "-m", "mlx_lm", "server", "--model", str(model), "--port", str(port), "--log-level", "WARNING",
+           "--prompt-cache-bytes", str(CACHE_BYTES)]
     return Server("mlx_lm.server", cmd, {**os.environ, "HF_HUB_OFFLINE": "1"}, port, "/v1/models", log_dir / f"mlx-{port}.log")
 
 
@@ -144,15 +149,20 @@ def raw_generate_step(model_dir: Path, prompt_tokens: int, tokens: int) -> dict[
     prompt = mx.array([(i * 7919) % 1000 + 10 for i in range(prompt_tokens)])
     for _ in zip(range(8), generate_step(prompt, model)):  # warm-up: kernels, allocator
         pass
-    started = time.perf_counter()
-    first = None
-    for n, _ in zip(range(tokens), generate_step(prompt, model)):
-        if n == 0:
-            first = time.perf_counter()
-    end = time.perf_counter()
+    best: dict[str, float] = {}
+    for _ in range(2):  # the better of two runs: the floor should not be a slow outlier
+        started = time.perf_counter()
+        first = started
+        for n, _ in zip(range(tokens), generate_step(prompt, model)):
+            if n == 0:
+                first = time.perf_counter()
+        end = time.perf_counter()
+        run = {"ttft_s": first - started, "decode_tps": (tokens - 1) / (end - first)}
+        if not best or run["decode_tps"] > best["decode_tps"]:
+            best = run
     del model
     mx.clear_cache()
-    return {"ttft_s": first - started, "decode_tps": (tokens - 1) / (end - first)}
+    return best
 
 
 def single_stream(servers: list[Server], p: dict[str, Any], rng: random.Random) -> dict[str, Any]:
@@ -192,7 +202,8 @@ def concurrency(servers: list[Server], p: dict[str, Any], rng: random.Random) ->
 def agentic_turn_body(convo: list[dict[str, Any]], turn: int, max_tokens: int, rng: random.Random) -> dict[str, Any]:
     """Turn `turn` of a Claude-Code-shaped session: the fixed prefix (billing line changed),
     the conversation so far, the new user message, the environment system message last."""
-    body = claude_code_body(billing_suffix=f"{rng.getrandbits(12):03x}", prompt="Turn 1: look at the first file.")
+    body = claude_code_body(billing_suffix=f"{rng.getrandbits(12):03x}", prompt="Turn 1: look at the first file.",
+                            tool_chars=TOOL_CHARS)
     first_user, env_message = body["messages"][0], body["messages"][-1]
     asked = [{"role": "user", "content": f"Turn {turn}: now the next file, please."}] if turn > 1 else []
     return {**body, "stream": True, "max_tokens": max_tokens, "temperature": 0.0,
@@ -255,14 +266,17 @@ def main() -> None:
     parser.add_argument("--profile", choices=sorted(PROFILES), default="cpu")
     parser.add_argument("--out", type=Path, default=HERE.parents[1] / "docs" / "performance")
     parser.add_argument("--skip", nargs="*", default=[], help="parts to skip: single concurrency agentic restart")
+    parser.add_argument("--tool-chars", type=int, default=TOOL_CHARS, help="size of the replay's tool descriptions")
     args = parser.parse_args()
     p = PROFILES[args.profile]
-    global NATIVE_TOOLS
+    global NATIVE_TOOLS, TOOL_CHARS
+    TOOL_CHARS = args.tool_chars
     template = args.model / "chat_template.jinja"
     NATIVE_TOOLS = template.exists() and "tools" in template.read_text()
     rng = random.Random(0)
     log_dir = Path(tempfile.mkdtemp(prefix="bench-logs-"))
     result: dict[str, Any] = {"label": args.label, "model": str(args.model), "profile": p, "machine": machine(),
+                              "tool_chars": TOOL_CHARS,
                               "when": time.strftime("%Y-%m-%d %H:%M:%S")}
     print(f"machine: {result['machine']}", flush=True)
 
@@ -270,7 +284,8 @@ def main() -> None:
     print(f"raw generate_step: {result['raw_generate_step']}", flush=True)
     gpu = GpuMemory()
     home = Path(tempfile.mkdtemp(prefix="bench-home-"))
-    pensieve, mlx_lm = start_pensieve(args.model, home, log_dir), start_mlx_lm(args.model, log_dir)
+    pensieve = start_pensieve(args.model, home, log_dir, prefix_cache_bytes=CACHE_BYTES)
+    mlx_lm = start_mlx_lm(args.model, log_dir)
     try:
         if "single" not in args.skip:
             result["single_stream"] = single_stream([pensieve, mlx_lm], p, rng)
@@ -338,7 +353,10 @@ def markdown(r: dict[str, Any]) -> str:
              f"MLX {m['mlx']} ({m['device']}) · {r['when']}", f"Model: `{Path(r['model']).name}`", "",
              "| ratio | measured | target | met |", "| --- | --- | --- | --- |"]
     for name, value in r["ratios"].items():
-        target, ok = TARGETS.get(name, ("", lambda v: True))
+        if name not in TARGETS:  # context for a target, not one itself
+            lines.append(f"| {name} | {value:.3f} | | — |")
+            continue
+        target, ok = TARGETS[name]
         lines.append(f"| {name} | {value:.3f} | {target} | {'yes' if ok(value) else 'no'} |")
     raw = r["raw_generate_step"]
     lines += ["", "| measure | pensieve | mlx_lm.server | generate_step |", "| --- | --- | --- | --- |"]
