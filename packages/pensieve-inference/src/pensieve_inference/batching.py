@@ -30,6 +30,8 @@ log = structlog.get_logger("pensieve.inference")
 # Default prefill chunk: long prompts are run this many tokens at a time, decode steps of
 # the other sequences in between, so one long prompt does not stall everyone's stream.
 PREFILL_STEP = 2048
+# Default cap on sequences decoded together per model; more wait inside the batch queue.
+MAX_SEQUENCES = 16
 
 
 @dataclass
@@ -69,7 +71,7 @@ def _split(rest: list[int], reused: int, boundaries: tuple[int, ...]) -> list[li
 
 
 class ModelBatch:
-    def __init__(self, loaded: LoadedModel, *, max_sequences: int = 8, prefill_step: int = PREFILL_STEP) -> None:
+    def __init__(self, loaded: LoadedModel, *, max_sequences: int = MAX_SEQUENCES, prefill_step: int = PREFILL_STEP) -> None:
         self.loaded = loaded
         self._max_sequences = max_sequences
         self._prefill_step = prefill_step
@@ -151,15 +153,11 @@ class ModelBatch:
         seq = self._running[uid]
         (cache, tokens), = self._generator.remove([uid], return_prompt_caches=True).values()
         trim_prompt_cache(cache, 1)
-        seq.fed = list(tokens)[:-1]
-        self._start_solo(uid, seq, cache, tokens[-1], seq.job.max_tokens - seq.output_tokens)
-
-    def _start_solo(self, uid: int, seq: _Sequence, cache: list[Any], last: int, max_tokens: int) -> None:
+        seq.fed = list(tokens)
         steps = generate_step(
-            mx.array([last]), self.loaded.model, max_tokens=max_tokens,
+            mx.array(seq.fed[-1:]), self.loaded.model, max_tokens=seq.job.max_tokens - seq.output_tokens,
             sampler=make_sampler(**seq.job.sampler_args), prompt_cache=cache,
         )
-        seq.fed.append(last)
         self._solo = _Solo(uid=uid, steps=steps, cache=cache)
 
     def _solo_step(self) -> None:
@@ -175,15 +173,7 @@ class ModelBatch:
         finish = "stop" if token in self._eos else None
         if finish is None and seq.output_tokens + 1 >= seq.job.max_tokens:
             finish = "length"
-        seq.output_tokens += 1
-        if finish != "stop":
-            seq.detokenizer.add_token(token)
-        if finish is not None:
-            seq.detokenizer.finalize()
-        job = seq.job
-        job.emit_text(seq.stops.feed(seq.detokenizer.last_segment))
-        called_once = job.single_tool_call and job.tool_calls is not None and job.tool_calls.calls > 0
-        if finish is None and (seq.stops.matched is not None or called_once):
+        if self._take_token(seq, token, finish):
             finish = "stop"
         if finish is not None:
             self._end_solo(solo, seq, finish)
@@ -242,20 +232,26 @@ class ModelBatch:
             persist = at == seq.job.system_end
             seq.job.prefix_cache.put(seq.job.cache_key, list(tokens), cache, persist=persist)
 
-    def _on_token(self, uid: int, seq: _Sequence, r: Any) -> None:
+    def _take_token(self, seq: _Sequence, token: int, finish: str | None) -> bool:
+        """One generated token, from the batch or the solo loop: its text goes out; True when
+        the sequence ends here early (a stop sequence, the one allowed tool call)."""
         job = seq.job
         seq.output_tokens += 1
-        if r.finish_reason != "stop":  # an end-of-turn token has no text
-            seq.detokenizer.add_token(r.token)
-        if r.finish_reason is not None:
+        if finish != "stop":  # an end-of-turn token has no text
+            seq.detokenizer.add_token(token)
+        if finish is not None:
             seq.detokenizer.finalize()
         job.emit_text(seq.stops.feed(seq.detokenizer.last_segment))
         called_once = job.single_tool_call and job.tool_calls is not None and job.tool_calls.calls > 0
-        if r.finish_reason is None and seq.stops.matched is None and not called_once:
+        return finish is None and (seq.stops.matched is not None or called_once)
+
+    def _on_token(self, uid: int, seq: _Sequence, r: Any) -> None:
+        early = self._take_token(seq, r.token, r.finish_reason)
+        if r.finish_reason is None and not early:
             return
-        if r.finish_reason is None:
-            # Ended early (stop sequence, the one allowed tool call): leave the batch now.
-            self._generator.remove([uid], return_prompt_caches=False)
+        job = seq.job
+        if early:
+            self._generator.remove([uid], return_prompt_caches=False)  # leave the batch now
         elif job.prefix_cache is not None and r.prompt_cache is not None:
             job.prefix_cache.put(job.cache_key, list(r.all_tokens), r.prompt_cache)
         del self._running[uid]

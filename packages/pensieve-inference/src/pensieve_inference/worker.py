@@ -13,11 +13,8 @@ import mlx.core as mx
 
 from pensieve_model_support import LoadedModel
 
-from .batching import PREFILL_STEP, ModelBatch
+from .batching import MAX_SEQUENCES, PREFILL_STEP, ModelBatch
 from .jobs import GenerationJob
-
-# Default cap on sequences decoded together per model; more wait inside the batch queue.
-MAX_SEQUENCES = 16
 
 
 class GenerationWorker:
@@ -38,7 +35,8 @@ class GenerationWorker:
     @property
     def active_generations(self) -> int:
         """Sequences in the batches now (prefilling, decoding or waiting for a slot)."""
-        return sum(len(b) for b in list(self._batches.values()))
+        # Read from other threads: a copy, since the worker may add a model's batch meanwhile.
+        return sum(len(b) for b in self._batches.copy().values())
 
     def _run(self) -> None:
         try:
