@@ -38,6 +38,20 @@ def _models(request: Request) -> ServedModels:
     return request.app.state.models
 
 
+class _EventStream(StreamingResponse):
+    """Closes its event iterator however the response ends. Starlette abandons it when the
+    client leaves mid-send, and the generation behind it would run until garbage collection."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            body = self.body_iterator
+            if hasattr(body, "aclose"):
+                # Shielded: the disconnect cancelled this task, and the close must still run.
+                await asyncio.shield(asyncio.ensure_future(body.aclose()))
+
+
 def _json(payload: object, status: int = 200) -> Response:
     return Response(_encoder.encode(payload), status_code=status, media_type="application/json")
 
@@ -53,7 +67,7 @@ async def create_message(request: Request) -> Response:
         raise GenerationError(first.message)
     assembler = MessageAssembler(message_id(), body.model)
     if body.stream:
-        return StreamingResponse(
+        return _EventStream(
             _sse(assembler, first, events, request.app.state.keepalive_seconds),
             media_type="text/event-stream",
             headers={"cache-control": "no-cache"},
