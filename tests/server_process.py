@@ -28,6 +28,7 @@ class ServerProcess:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.log = log
+        self.home = Path(env.get("PENSIEVE_HOME", ""))
         self._out = log.open("wb")
         self.proc = subprocess.Popen(
             [*(command or [sys.executable, "-m", "pensieve_cli"]), "start", *args],

@@ -1,7 +1,11 @@
 """Request shapes real clients send, against the live server process."""
 
+import copy
+
 import httpx2 as httpx
 import pytest
+
+from pensieve_server.signatures import ThinkingSigner, install_secret
 
 KEY = {"x-api-key": "pensieve-local-key"}
 
@@ -43,10 +47,28 @@ EVERY_BLOCK = [
 ]
 
 
+def signed(server, messages):
+    """Thinking blocks signed the way this server signs them (its home holds the secret)."""
+    signer = ThinkingSigner(install_secret(server.home))
+    for message in messages:
+        for block in message["content"]:
+            if block["type"] == "thinking":
+                block["signature"] = signer.sign(block["thinking"])
+    return messages
+
+
 def test_every_block_type_except_media_is_accepted(server):
-    messages = [EVERY_BLOCK[0] | {"content": EVERY_BLOCK[0]["content"][:1]}, *EVERY_BLOCK[1:]]
-    r = post(server, {"messages": messages})
+    messages = [EVERY_BLOCK[0] | {"content": EVERY_BLOCK[0]["content"][:1]}, *copy.deepcopy(EVERY_BLOCK[1:])]
+    r = post(server, {"messages": signed(server, messages)})
     assert r.status_code == 200, r.text
+
+
+def test_a_thinking_block_with_a_forged_signature_is_a_400(server):
+    messages = [EVERY_BLOCK[0] | {"content": EVERY_BLOCK[0]["content"][:1]}, *copy.deepcopy(EVERY_BLOCK[1:])]
+    signed(server, messages)[1]["content"][0]["thinking"] = "altered"
+    r = post(server, {"messages": messages})
+    assert r.status_code == 400
+    assert r.json()["error"] == {"type": "invalid_request_error", "message": "messages.1.content.0: Invalid `signature` in `thinking` block"}
 
 
 @pytest.mark.parametrize("kind", ["image", "document"])

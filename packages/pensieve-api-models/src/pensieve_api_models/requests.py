@@ -55,6 +55,7 @@ class MessagesRequest(msgspec.Struct, kw_only=True):
             top_p=self.top_p,
             top_k=self.top_k,
             stop_sequences=self.stop_sequences,
+            thinking=self.thinking,
             request_id=request_id,
         )
 
@@ -76,7 +77,7 @@ class CountTokensRequest(msgspec.Struct, kw_only=True):
     def to_generation(self, request_id: str = "") -> GenerationRequest:
         return GenerationRequest(
             messages=self.messages, max_tokens=1, system=self.system, tools=self.tools,
-            tool_choice=self.tool_choice, request_id=request_id,
+            tool_choice=self.tool_choice, thinking=self.thinking, request_id=request_id,
         )
 
 

@@ -11,7 +11,11 @@ from .engine import (
     ModelCard,
     Started,
     TextDelta,
-    ToolCall,
+    ThinkingDelta,
+    ThinkingEnd,
+    ToolInputDelta,
+    ToolUseEnd,
+    ToolUseStart,
 )
 
 __all__ = [
@@ -26,7 +30,11 @@ __all__ = [
     "Settings",
     "Started",
     "TextDelta",
-    "ToolCall",
+    "ThinkingDelta",
+    "ThinkingEnd",
+    "ToolInputDelta",
+    "ToolUseEnd",
+    "ToolUseStart",
     "errors",
     "load_settings",
 ]

@@ -8,7 +8,7 @@ from typing import Any, Protocol, Union
 
 import msgspec
 
-from pensieve_claude_types import MessageParam, StopReason, TextBlockParam, Tool, ToolChoice
+from pensieve_claude_types import MessageParam, StopReason, TextBlockParam, ThinkingConfig, Tool, ToolChoice
 
 
 class GenerationRequest(msgspec.Struct, kw_only=True):
@@ -21,6 +21,7 @@ class GenerationRequest(msgspec.Struct, kw_only=True):
     top_p: float | None = None
     top_k: int | None = None
     stop_sequences: list[str] | None = None
+    thinking: ThinkingConfig | None = None
     request_id: str = ""
 
 
@@ -37,11 +38,32 @@ class TextDelta(msgspec.Struct, tag=True):
     text: str
 
 
-class ToolCall(msgspec.Struct, tag=True):
-    """A complete tool call parsed from the model's output."""
+class ThinkingDelta(msgspec.Struct, tag=True):
+    """Reasoning text, from a model that thinks before it answers."""
+
+    thinking: str
+
+
+class ThinkingEnd(msgspec.Struct, tag=True):
+    """The thinking section closed (the server signs what it received)."""
+
+
+class ToolUseStart(msgspec.Struct, tag=True):
+    """The model began a tool call: its name is known, its input follows."""
 
     id: str
     name: str
+
+
+class ToolInputDelta(msgspec.Struct, tag=True):
+    """More of the call's input as JSON text; all deltas together are one JSON object."""
+
+    partial_json: str
+
+
+class ToolUseEnd(msgspec.Struct, tag=True):
+    """The call is complete; `input` is what its deltas spell."""
+
     input: dict[str, Any]
 
 
@@ -56,7 +78,9 @@ class Failed(msgspec.Struct, tag=True):
     message: str
 
 
-GenerationEvent = Union[Started, TextDelta, ToolCall, Finished, Failed]
+GenerationEvent = Union[
+    Started, TextDelta, ThinkingDelta, ThinkingEnd, ToolUseStart, ToolInputDelta, ToolUseEnd, Finished, Failed
+]
 
 
 class ModelCard(msgspec.Struct, kw_only=True):

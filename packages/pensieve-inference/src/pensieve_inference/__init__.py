@@ -4,7 +4,7 @@ from .conversation import BILLING_PREFIX, build_conversation
 from .engine import MLXEngine, sampler_args
 from .prompt import PromptRenderer, RenderedPrompt, offered_tools
 from .stops import StopSequenceMatcher
-from .tool_calls import ToolCallSplitter
+from .tool_stream import ToolCallStream
 from .jobs import GenerationJob
 from .worker import GenerationWorker
 
@@ -16,7 +16,7 @@ __all__ = [
     "PromptRenderer",
     "RenderedPrompt",
     "StopSequenceMatcher",
-    "ToolCallSplitter",
+    "ToolCallStream",
     "build_conversation",
     "offered_tools",
     "sampler_args",

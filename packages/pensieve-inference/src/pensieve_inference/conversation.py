@@ -2,7 +2,7 @@
 
 Two shapes, chosen by the template: templates that know tools get OpenAI-style `tool_calls`
 and `tool` turns; others get calls and results written as tagged text (the generic
-convention in `tool_prompt`).
+convention in `dialects.generic`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pensieve_claude_types import (
 from pensieve_core import GenerationRequest
 from pensieve_core.errors import InvalidRequestError
 
-from .tool_prompt import TOOL_CALL_END, TOOL_CALL_START
+from .dialects import generic
 
 # Claude Code's first system block changes per conversation and means nothing to a local model.
 BILLING_PREFIX = "x-anthropic-billing-header:"
@@ -57,11 +57,6 @@ def tool_result_text(block: ToolResultBlockParam, model_name: str) -> str:
         else:
             parts.append("\n".join(t.text for t in getattr(item, "content", [])))
     return "\n".join(parts)
-
-
-def tool_call_text(block: ToolUseBlockParam) -> str:
-    call = json.dumps({"name": block.name, "arguments": block.input}, ensure_ascii=False)
-    return f"{TOOL_CALL_START}\n{call}\n{TOOL_CALL_END}"
 
 
 class ConversationBuilder:
@@ -100,7 +95,7 @@ class ConversationBuilder:
                 if self.native_tools:
                     calls.append({"id": block.id, "type": "function", "function": {"name": block.name, "arguments": block.input}})
                 else:
-                    texts.append(tool_call_text(block))
+                    texts.append(generic.call_text(block.name, block.input))
             elif isinstance(block, ToolResultBlockParam):
                 result = tool_result_text(block, self.model_name)
                 if block.is_error:

@@ -22,9 +22,8 @@ from pensieve_claude_types import StopReason, ToolChoiceAny, ToolChoiceAuto, Too
 
 from .disk_cache import DiskPrefixStore
 from .prefix_cache import PrefixCache
-from .prompt import PromptRenderer, offered_tools
-from .tool_calls import ToolCallSplitter
-from .tool_prompt import TOOL_CALL_END, TOOL_CALL_START, function_spec
+from .prompt import PromptRenderer, function_spec, offered_tools
+from .tool_stream import ToolCallStream
 from .jobs import GenerationJob
 from .worker import MAX_SEQUENCES, GenerationWorker
 
@@ -134,21 +133,11 @@ class MLXEngine:
     async def count_tokens(self, request: GenerationRequest) -> int:
         return len(await self._prompt(request))
 
-    def _tool_splitter(self, request: GenerationRequest) -> ToolCallSplitter | None:
+    def _tool_stream(self, request: GenerationRequest, single: bool) -> ToolCallStream | None:
         tools = offered_tools(request)
         if not tools:
             return None
-        tokenizer = self._loaded.tokenizer
-        names = {t.name for t in tools}
-        if self._renderer.native_tools and tokenizer.has_tool_calling:
-            return ToolCallSplitter(
-                start=tokenizer.tool_call_start,
-                end=tokenizer.tool_call_end or "",
-                tool_names=names,
-                parser=tokenizer.tool_parser,
-                tools_spec=[function_spec(t) for t in tools],
-            )
-        return ToolCallSplitter(start=TOOL_CALL_START, end=TOOL_CALL_END, tool_names=names)
+        return ToolCallStream(self._renderer.dialect, [function_spec(t) for t in tools], single=single)
 
     def output_budget(self, requested: int, prompt_tokens: int) -> tuple[int, StopReason]:
         """What the answer may use, and the stop reason when it is used up: the request's
@@ -181,7 +170,7 @@ class MLXEngine:
             request_id=request.request_id,
             loop=loop,
             events=events,
-            tool_calls=self._tool_splitter(request),
+            tool_calls=self._tool_stream(request, single),
             single_tool_call=single,
             prefix_cache=self.prefix_cache,
             cache_key=self._card.id,

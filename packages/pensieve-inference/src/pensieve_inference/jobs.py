@@ -11,7 +11,7 @@ from pensieve_claude_types import StopReason
 from pensieve_core import GenerationEvent, TextDelta
 
 from .prefix_cache import PrefixCache
-from .tool_calls import ToolCallSplitter
+from .tool_stream import ToolCallStream
 
 
 @dataclass(kw_only=True)
@@ -27,7 +27,7 @@ class GenerationJob:
     boundaries: tuple[int, ...] = ()
     # The boundary where the system prompt and tools end: that prefix is also kept on disk.
     system_end: int = 0
-    tool_calls: ToolCallSplitter | None = None
+    tool_calls: ToolCallStream | None = None
     single_tool_call: bool = False
     exhausted_reason: StopReason = "max_tokens"
     prefix_cache: PrefixCache | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from jinja2 import TemplateError
 from mlx_lm.tokenizer_utils import TokenizerWrapper
@@ -12,12 +13,19 @@ from pensieve_core import GenerationRequest
 from pensieve_core.errors import InvalidRequestError
 
 from .conversation import ChatMessage, build_conversation
-from .tool_prompt import function_spec, tools_system_text
+from .dialects import GENERIC, Dialect, detect, generic
 
 
-def template_knows_tools(tokenizer: TokenizerWrapper) -> bool:
-    template = getattr(tokenizer, "chat_template", None)
-    return isinstance(template, str) and "tools" in template
+def function_spec(tool: Tool) -> dict[str, Any]:
+    """The OpenAI-style function entry tool-aware chat templates expect."""
+    return {
+        "type": "function",
+        "function": {
+            "name": tool.name,
+            "description": tool.description or "",
+            "parameters": tool.input_schema or {"type": "object", "properties": {}},
+        },
+    }
 
 
 def offered_tools(request: GenerationRequest) -> list[Tool]:
@@ -51,7 +59,9 @@ class PromptRenderer:
     def __init__(self, tokenizer: TokenizerWrapper, model_name: str) -> None:
         self.tokenizer = tokenizer
         self.model_name = model_name
-        self.native_tools = template_knows_tools(tokenizer)
+        self.dialect: Dialect = detect(tokenizer)
+        # Templates with a tool dialect of their own render tools and calls themselves.
+        self.native_tools = self.dialect is not GENERIC
 
     def _apply(self, messages: list[ChatMessage], tools: list[Tool], *, generation_prompt: bool = True) -> str:
         kwargs = {"tools": [function_spec(t) for t in tools]} if tools and self.native_tools else {}
@@ -68,7 +78,8 @@ class PromptRenderer:
         tools = offered_tools(request)
         system, turns, prefill = build_conversation(request, self.model_name, native_tools=self.native_tools)
         if tools and not self.native_tools:
-            system = f"{system}\n\n{tools_system_text(tools)}" if system else tools_system_text(tools)
+            described = generic.system_text([function_spec(t) for t in tools])
+            system = f"{system}\n\n{described}" if system else described
         messages = ([{"role": "system", "content": system}] if system else []) + turns
         if not turns:
             raise InvalidRequestError("messages: the conversation has no user or assistant content to answer")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from pensieve_api_models import (
     ContentBlockDelta,
@@ -17,24 +18,36 @@ from pensieve_api_models import (
     MessageStart,
     MessageStop,
     StreamEvent,
+    SignatureDelta,
     TextDeltaPayload,
+    ThinkingDeltaPayload,
 )
-import msgspec
+from pensieve_claude_types import Message, TextBlock, ThinkingBlock, ToolUseBlock, Usage
+from pensieve_core import (
+    Failed,
+    Finished,
+    GenerationEvent,
+    Started,
+    TextDelta,
+    ThinkingDelta,
+    ThinkingEnd,
+    ToolInputDelta,
+    ToolUseEnd,
+    ToolUseStart,
+)
 
-from pensieve_claude_types import Message, TextBlock, ToolUseBlock, Usage
-from pensieve_core import Failed, Finished, GenerationEvent, Started, TextDelta, ToolCall
-
-_json = msgspec.json.Encoder()
+from .signatures import ThinkingSigner
 
 
 class MessageAssembler:
     """Keeps the stream's invariants: message_start first, block indices 0..n, every opened
     block closed, message_delta then message_stop last, or one error event and nothing after."""
 
-    def __init__(self, message_id: str, model: str) -> None:
+    def __init__(self, message_id: str, model: str, signer: ThinkingSigner | None = None) -> None:
         self.message = Message(id=message_id, model=model, content=[], usage=Usage())
         self._open_index: int | None = None
         self.failed: Failed | None = None
+        self._signer = signer
 
     def feed(self, event: GenerationEvent) -> Iterator[StreamEvent]:
         if isinstance(event, Started):
@@ -44,22 +57,36 @@ class MessageAssembler:
             usage.input_tokens = event.prompt_tokens - event.cache_read_tokens - event.cache_creation_tokens
             yield MessageStart(message=self._snapshot())
         elif isinstance(event, TextDelta):
-            if self._open_index is None:
-                self.message.content.append(TextBlock(text=""))
-                self._open_index = len(self.message.content) - 1
-                yield ContentBlockStart(index=self._open_index, content_block=TextBlock(text=""))
-            block = self.message.content[self._open_index]
-            assert isinstance(block, TextBlock)
+            block = self._current(TextBlock)
+            if block is None:
+                yield from self._open(TextBlock(text=""), TextBlock(text=""))
+                block = self._current(TextBlock)
+            assert block is not None
             block.text += event.text
-            yield ContentBlockDelta(index=self._open_index, delta=TextDeltaPayload(text=event.text))
-        elif isinstance(event, ToolCall):
+            yield ContentBlockDelta(index=self._index(), delta=TextDeltaPayload(text=event.text))
+        elif isinstance(event, ThinkingDelta):
+            block = self._current(ThinkingBlock)
+            if block is None:
+                yield from self._open(ThinkingBlock(thinking="", signature=""), ThinkingBlock(thinking="", signature=""))
+                block = self._current(ThinkingBlock)
+            assert block is not None
+            block.thinking += event.thinking
+            yield ContentBlockDelta(index=self._index(), delta=ThinkingDeltaPayload(thinking=event.thinking))
+        elif isinstance(event, ThinkingEnd):
             yield from self._close_open_block()
-            self.message.content.append(ToolUseBlock(id=event.id, name=event.name, input=event.input))
-            index = len(self.message.content) - 1
-            yield ContentBlockStart(index=index, content_block=ToolUseBlock(id=event.id, name=event.name, input={}))
-            # The whole input at once: a complete JSON text is trivially a valid JSON prefix.
-            yield ContentBlockDelta(index=index, delta=InputJsonDelta(partial_json=_json.encode(event.input).decode()))
-            yield ContentBlockStop(index=index)
+        elif isinstance(event, ToolUseStart):
+            yield from self._open(
+                ToolUseBlock(id=event.id, name=event.name, input={}),
+                ToolUseBlock(id=event.id, name=event.name, input={}),
+            )
+        elif isinstance(event, ToolInputDelta):
+            if self._current(ToolUseBlock) is not None:
+                yield ContentBlockDelta(index=self._index(), delta=InputJsonDelta(partial_json=event.partial_json))
+        elif isinstance(event, ToolUseEnd):
+            block = self._current(ToolUseBlock)
+            if block is not None:
+                block.input = event.input
+                yield from self._close_open_block()
         elif isinstance(event, Finished):
             yield from self._close_open_block()
             self.message.stop_reason = event.stop_reason
@@ -80,10 +107,32 @@ class MessageAssembler:
             self.failed = event
             yield ErrorEvent(error=ErrorDetail(type=event.error_type, message=event.message))
 
+    def _current(self, kind: type) -> Any:
+        if self._open_index is None:
+            return None
+        block = self.message.content[self._open_index]
+        return block if isinstance(block, kind) else None
+
+    def _index(self) -> int:
+        assert self._open_index is not None
+        return self._open_index
+
+    def _open(self, block: Any, announced: Any) -> Iterator[StreamEvent]:
+        yield from self._close_open_block()
+        self.message.content.append(block)
+        self._open_index = len(self.message.content) - 1
+        yield ContentBlockStart(index=self._open_index, content_block=announced)
+
     def _close_open_block(self) -> Iterator[StreamEvent]:
-        if self._open_index is not None:
-            yield ContentBlockStop(index=self._open_index)
-            self._open_index = None
+        if self._open_index is None:
+            return
+        block = self.message.content[self._open_index]
+        if isinstance(block, ThinkingBlock):
+            # The signature goes out last, just before the block stops, as the API sends it.
+            block.signature = self._signer.sign(block.thinking) if self._signer else ""
+            yield ContentBlockDelta(index=self._open_index, delta=SignatureDelta(signature=block.signature))
+        yield ContentBlockStop(index=self._open_index)
+        self._open_index = None
 
     def _snapshot(self) -> Message:
         u = self.message.usage

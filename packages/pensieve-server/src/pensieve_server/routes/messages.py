@@ -21,7 +21,7 @@ from pensieve_api_models import (
     decode_messages_request,
     encode_event,
 )
-from pensieve_core import Failed, Finished, GenerationEvent, Started, TextDelta, ToolCall
+from pensieve_core import Failed, Finished, GenerationEvent, Started, TextDelta, ThinkingDelta, ToolUseStart
 from pensieve_core.errors import GenerationError, OverloadedError
 
 from ..assembly import MessageAssembler
@@ -60,12 +60,14 @@ async def create_message(request: Request) -> Response:
     body = decode_messages_request(await request.body())
     rid = request_id_of(request) or ""
     engine = _models(request).select(body.model)
+    signer = request.app.state.signer
+    signer.check(body.messages)
     events = _measured(request, engine.generate(body.to_generation(rid)))
     # The first event comes after validation and templating: errors before it are still 4xx.
     first = await anext(events)
     if isinstance(first, Failed):  # nothing was sent yet: an ordinary error response
         raise GenerationError(first.message)
-    assembler = MessageAssembler(message_id(), body.model)
+    assembler = MessageAssembler(message_id(), body.model, signer)
     if body.stream:
         return _EventStream(
             _sse(assembler, first, events, request.app.state.keepalive_seconds),
@@ -94,7 +96,7 @@ async def _measured(request: Request, events: AsyncIterator[GenerationEvent]) ->
             if isinstance(event, Started):
                 prompt_tokens = event.prompt_tokens
                 metrics.cache_read_tokens += event.cache_read_tokens
-            elif first_token is None and isinstance(event, (TextDelta, ToolCall)):
+            elif first_token is None and isinstance(event, (TextDelta, ThinkingDelta, ToolUseStart)):
                 first_token = time.perf_counter()
             elif isinstance(event, Finished):
                 now = time.perf_counter()

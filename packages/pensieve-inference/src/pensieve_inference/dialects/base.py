@@ -1,0 +1,79 @@
+"""What every tool-call dialect provides: the markers around a call in the model's output, and
+a reader that turns the text between them into calls, incrementally where the format allows.
+
+A reader sees only the call text (after the start marker, before the end marker) and says
+what it found as `Begin` (a call's name is known), `InputDelta` (more of its input as JSON
+text, always a prefix of a valid JSON object) and `End` (the input, parsed). `Loose` is text
+it could not make sense of, handed back as text."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, Union
+
+ToolSpecs = list[dict[str, Any]]  # OpenAI-style function entries, as chat templates take them
+
+
+class MalformedCall(ValueError):
+    """The call text cannot be read as a call: it goes back to the client as text."""
+
+
+@dataclass(frozen=True)
+class Begin:
+    name: str
+
+
+@dataclass(frozen=True)
+class InputDelta:
+    json: str
+
+
+@dataclass(frozen=True)
+class End:
+    input: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Loose:
+    text: str
+
+
+ReaderEvent = Union[Begin, InputDelta, End, Loose]
+
+
+class CallReader(Protocol):
+    def feed(self, text: str) -> list[ReaderEvent]:
+        """More call text; events for what became certain."""
+        ...
+
+    def close(self) -> list[ReaderEvent]:
+        """The call text is complete (end marker, or the output ended). Raises MalformedCall
+        only if it emitted no Begin: once a call has begun, it must be ended (repaired)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Dialect:
+    name: str
+    # What opens a call in the output, and what closes it ("" = the call runs to the end).
+    start: str
+    end: str
+    make_reader: Callable[[ToolSpecs], CallReader]
+    # True when the start only counts as the first thing the model writes (Llama 3's bare JSON).
+    leading: bool = False
+    # Text a leading call may come after (Llama's <|python_tag|>), besides whitespace.
+    preamble: str = ""
+    # The model writes calls as JSON {"name", <arguments_key>} objects after the start marker:
+    # such calls can be constrained with a JSON grammar.
+    arguments_key: str | None = None
+    # Which templates the dialect is for, shown in logs and docs.
+    families: tuple[str, ...] = field(default=())
+
+
+def tool_schema(tools: ToolSpecs, name: str) -> dict[str, Any]:
+    for tool in tools:
+        function = tool.get("function", tool)
+        if function.get("name") == name:
+            return function.get("parameters") or {}
+    return {}

@@ -1,0 +1,56 @@
+"""Thinking signatures: an HMAC of the thinking text with a secret made once per install, so a
+thinking block that comes back in a later request can be checked as ours and unaltered."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import secrets
+from pathlib import Path
+
+from pensieve_claude_types import MessageParam, ThinkingBlockParam
+from pensieve_core.errors import InvalidRequestError
+
+SECRET_FILE = "thinking-secret"
+
+
+def install_secret(home: Path) -> bytes:
+    """The install's secret, created (readable by its owner only) on first use."""
+    path = home / SECRET_FILE
+    try:
+        return bytes.fromhex(path.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        pass
+    home.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_bytes(32)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secret.hex())
+    os.replace(tmp, path)
+    return secret
+
+
+class ThinkingSigner:
+    def __init__(self, secret: bytes) -> None:
+        self._secret = secret
+
+    def sign(self, thinking: str) -> str:
+        digest = hmac.new(self._secret, thinking.encode("utf-8"), hashlib.sha256).digest()
+        return base64.b64encode(digest).decode("ascii")
+
+    def verify(self, thinking: str, signature: str) -> bool:
+        return hmac.compare_digest(self.sign(thinking), signature)
+
+    def check(self, messages: list[MessageParam]) -> None:
+        """Every thinking block sent back must carry the signature we gave it."""
+        for i, message in enumerate(messages):
+            if isinstance(message.content, str):
+                continue
+            for j, block in enumerate(message.content):
+                if isinstance(block, ThinkingBlockParam) and not self.verify(block.thinking, block.signature):
+                    raise InvalidRequestError(
+                        f"messages.{i}.content.{j}: Invalid `signature` in `thinking` block"
+                    )
