@@ -22,6 +22,7 @@ from pensieve_core import Failed, Finished, Started
 from pensieve_core.errors import PensieveError
 from pensieve_model_support import LoadedModel
 
+from .constrained import Shifted
 from .jobs import GenerationJob
 from .stops import StopSequenceMatcher
 
@@ -57,6 +58,10 @@ class _Solo:
     uid: int
     steps: Any
     cache: list[Any]
+
+
+def _processors(job: GenerationJob) -> list[Any]:
+    return [job.constraint] if job.constraint is not None else []
 
 
 def _split(rest: list[int], reused: int, boundaries: tuple[int, ...]) -> list[list[int]]:
@@ -114,6 +119,7 @@ class ModelBatch:
             caches=[cache] if cache is not None else None,
             all_tokens=[job.prompt[:reused]],
             samplers=[make_sampler(**job.sampler_args)],
+            logits_processors=[_processors(job)],
         )
         ends = [b for b in job.boundaries if reused < b < len(job.prompt)]
         self._running[uid] = _Sequence(
@@ -154,9 +160,12 @@ class ModelBatch:
         (cache, tokens), = self._generator.remove([uid], return_prompt_caches=True).values()
         trim_prompt_cache(cache, 1)
         seq.fed = list(tokens)
+        constraint = seq.job.constraint
         steps = generate_step(
             mx.array(seq.fed[-1:]), self.loaded.model, max_tokens=seq.job.max_tokens - seq.output_tokens,
             sampler=make_sampler(**seq.job.sampler_args), prompt_cache=cache,
+            # generate_step's token history starts at its first input, the last one fed.
+            logits_processors=[Shifted(constraint, len(seq.fed) - 1)] if constraint else None,
         )
         self._solo = _Solo(uid=uid, steps=steps, cache=cache)
 
@@ -203,6 +212,7 @@ class ModelBatch:
         (uid,) = self._generator.insert(
             [seq.fed[-1:]], max_tokens=[left], caches=[solo.cache], all_tokens=[seq.fed[:-1]],
             samplers=[make_sampler(**seq.job.sampler_args)],
+            logits_processors=[_processors(seq.job)],
         )
         self._running[uid] = seq
 

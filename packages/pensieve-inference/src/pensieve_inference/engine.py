@@ -23,6 +23,7 @@ from pensieve_claude_types import StopReason, ToolChoiceAny, ToolChoiceAuto, Too
 from .disk_cache import DiskPrefixStore
 from .prefix_cache import PrefixCache
 from .prompt import PromptRenderer, function_spec, offered_tools
+from .constrained import ToolConstraint, make_tool_constraint
 from .tool_stream import ToolCallStream
 from .jobs import GenerationJob
 from .worker import MAX_SEQUENCES, GenerationWorker
@@ -133,11 +134,26 @@ class MLXEngine:
     async def count_tokens(self, request: GenerationRequest) -> int:
         return len(await self._prompt(request))
 
-    def _tool_stream(self, request: GenerationRequest, single: bool) -> ToolCallStream | None:
+    def _tools(self, request: GenerationRequest, prompt_tokens: int) -> tuple[ToolCallStream | None, ToolConstraint | None]:
+        """The reader for the model's calls, and the processor that keeps them valid: every
+        answer a call under tool_choice any/tool, a call's input under auto once it opens."""
         tools = offered_tools(request)
         if not tools:
-            return None
-        return ToolCallStream(self._renderer.dialect, [function_spec(t) for t in tools], single=single)
+            return None, None
+        choice = request.tool_choice
+        single = isinstance(choice, (ToolChoiceAuto, ToolChoiceAny, ToolChoiceTool)) and choice.disable_parallel_tool_use
+        specs = [function_spec(t) for t in tools]
+        stream = ToolCallStream(self._renderer.dialect, specs, single=single)
+        forced = specs
+        if isinstance(choice, ToolChoiceTool):
+            forced = [s for s in specs if s["function"]["name"] == choice.name]
+            if not forced:
+                raise InvalidRequestError(f"tool_choice: no tool named {choice.name!r} among the request's tools")
+        constraint = make_tool_constraint(
+            self._loaded.tokenizer, self._renderer.dialect, forced,
+            forced=isinstance(choice, (ToolChoiceAny, ToolChoiceTool)), single=single, prompt_tokens=prompt_tokens,
+        )
+        return stream, constraint
 
     def output_budget(self, requested: int, prompt_tokens: int) -> tuple[int, StopReason]:
         """What the answer may use, and the stop reason when it is used up: the request's
@@ -154,8 +170,7 @@ class MLXEngine:
         context = self._card.context_length
         if len(prompt) >= context:
             raise PromptTooLongError(len(prompt), context)
-        choice = request.tool_choice
-        single = isinstance(choice, (ToolChoiceAuto, ToolChoiceAny, ToolChoiceTool)) and choice.disable_parallel_tool_use
+        tool_calls, constraint = await asyncio.to_thread(self._tools, request, len(prompt))
         loop = asyncio.get_running_loop()
         events: asyncio.Queue[GenerationEvent] = asyncio.Queue()
         budget, exhausted = self.output_budget(request.max_tokens, len(prompt))
@@ -170,8 +185,9 @@ class MLXEngine:
             request_id=request.request_id,
             loop=loop,
             events=events,
-            tool_calls=self._tool_stream(request, single),
-            single_tool_call=single,
+            tool_calls=tool_calls,
+            constraint=constraint,
+            single_tool_call=tool_calls is not None and tool_calls.single,
             prefix_cache=self.prefix_cache,
             cache_key=self._card.id,
         )

@@ -11,6 +11,7 @@ from pensieve_claude_types import StopReason
 from pensieve_core import GenerationEvent, TextDelta
 
 from .prefix_cache import PrefixCache
+from .constrained import ToolConstraint
 from .tool_stream import ToolCallStream
 
 
@@ -28,6 +29,8 @@ class GenerationJob:
     # The boundary where the system prompt and tools end: that prefix is also kept on disk.
     system_end: int = 0
     tool_calls: ToolCallStream | None = None
+    # Keeps tool calls valid (constrained decoding); one per sequence, it holds its state.
+    constraint: ToolConstraint | None = None
     single_tool_call: bool = False
     exhausted_reason: StopReason = "max_tokens"
     prefix_cache: PrefixCache | None = None

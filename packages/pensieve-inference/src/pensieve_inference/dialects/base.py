@@ -41,6 +41,19 @@ class Loose:
 
 ReaderEvent = Union[Begin, InputDelta, End, Loose]
 
+# Renders marker text as a grammar literal (a special token by its id, other text quoted).
+Literal = Callable[[str], str]
+
+
+@dataclass(frozen=True)
+class CallGrammar:
+    """Lark expressions for a dialect's calls, given a rule `call` for one call's JSON object:
+    the whole answer as one call, and the rest of a call (or calls) after its start marker
+    (None: the dialect's start is not a marker the grammar can follow from)."""
+
+    single: str
+    after_start: str | None
+
 
 class CallReader(Protocol):
     def feed(self, text: str) -> list[ReaderEvent]:
@@ -64,9 +77,10 @@ class Dialect:
     leading: bool = False
     # Text a leading call may come after (Llama's <|python_tag|>), besides whitespace.
     preamble: str = ""
-    # The model writes calls as JSON {"name", <arguments_key>} objects after the start marker:
-    # such calls can be constrained with a JSON grammar.
+    # The model writes calls as JSON {"name", <arguments_key>} objects: `grammar` lays them
+    # out, so decoding can be constrained to valid calls (None: not JSON, not constrained).
     arguments_key: str | None = None
+    grammar: Callable[[str, Literal], CallGrammar] | None = None
     # Which templates the dialect is for, shown in logs and docs.
     families: tuple[str, ...] = field(default=())
 

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from .base import Dialect
+from .hermes import grammar
 from .json_call import JsonCallReader
 
 START, END = "<tool_call>", "</tool_call>"
@@ -17,6 +18,7 @@ DIALECT = Dialect(
     end=END,
     make_reader=lambda tools: JsonCallReader(),
     arguments_key="arguments",
+    grammar=grammar,
     families=("templates without tool support",),
 )
 

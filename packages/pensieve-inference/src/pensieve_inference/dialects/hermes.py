@@ -7,8 +7,17 @@
 
 from __future__ import annotations
 
-from .base import Dialect
+from .base import CallGrammar, Dialect, Literal
 from .json_call import JsonCallReader
+
+
+def grammar(call: str, lit: Literal) -> CallGrammar:
+    one = f'{lit("<tool_call>")} "\\n" {call} "\\n" {lit("</tool_call>")}'
+    return CallGrammar(
+        single=one,
+        after_start=f'"\\n"? {call} "\\n"? {lit("</tool_call>")}',
+    )
+
 
 DIALECT = Dialect(
     name="hermes",
@@ -16,5 +25,6 @@ DIALECT = Dialect(
     end="</tool_call>",
     make_reader=lambda tools: JsonCallReader(),
     arguments_key="arguments",
+    grammar=grammar,
     families=("Hermes 2/3", "Qwen2.5", "Qwen3"),
 )

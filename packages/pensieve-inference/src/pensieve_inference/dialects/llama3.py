@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from .base import Dialect
+from .base import CallGrammar, Dialect, Literal
 from .json_call import JsonCallReader
 
 DIALECT = Dialect(
@@ -18,6 +18,8 @@ DIALECT = Dialect(
     leading=True,
     preamble="<|python_tag|>",
     arguments_key="parameters",
+    # The call's own brace is its start: a forced call can be constrained, a chosen one not.
+    grammar=lambda call, lit: CallGrammar(single=call, after_start=None),
     families=("Llama 3.1", "Llama 3.3"),
 )
 

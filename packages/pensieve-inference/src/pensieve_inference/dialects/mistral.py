@@ -11,7 +11,7 @@ import re
 
 from mlx_lm.tool_parsers.mistral import parse_tool_call
 
-from .base import Dialect
+from .base import CallGrammar, Dialect, Literal
 from .json_call import OBJECT_HEAD, JsonCallReader
 
 START = "[TOOL_CALLS]"
@@ -50,11 +50,16 @@ def _parse(text: str):  # noqa: ANN202
     return parse_tool_call(text.strip())
 
 
+def grammar(call: str, lit: Literal) -> CallGrammar:
+    return CallGrammar(single=f'{lit(START)} "[" {call} "]"', after_start=f'"[" {call} (", " {call})* "]"')
+
+
 DIALECT = Dialect(
     name="mistral",
     start=START,
     end="",
     make_reader=lambda tools: MistralReader(),
     arguments_key="arguments",
+    grammar=grammar,
     families=("Mistral 7B v0.3", "Mistral Small/Nemo", "Devstral"),
 )
