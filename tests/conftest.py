@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from server_process import CHAT_REPLY, TOOL_REPLY, ServerProcess, free_port, isolated_env
 
-from pensieve_model_support.testing import TOOL_CHATML_TEMPLATE, build_tiny_model
+from pensieve_model_support.testing import THINK_CHATML_TEMPLATE, TOOL_CHATML_TEMPLATE, build_tiny_model
 
 
 @pytest.fixture(scope="session")
@@ -47,5 +47,14 @@ def tool_server(tmp_path_factory):
         tmp_path_factory.mktemp("tools"), reply=TOOL_REPLY, tool_tokens=True, chat_template=TOOL_CHATML_TEMPLATE
     )
     proc = _serve(tmp_path_factory, path, "tools")
+    yield proc
+    assert proc.stop() == 0, proc.output()
+
+
+@pytest.fixture(scope="session")
+def thinking_server(tmp_path_factory):
+    """Random weights behind a reasoning template (<think> opened by the template)."""
+    path = build_tiny_model(tmp_path_factory.mktemp("thinker"), chat_template=THINK_CHATML_TEMPLATE, think_tokens=True)
+    proc = _serve(tmp_path_factory, path, "thinker")
     yield proc
     assert proc.stop() == 0, proc.output()

@@ -71,6 +71,8 @@ class Finished(msgspec.Struct, tag=True):
     stop_reason: StopReason
     output_tokens: int
     stop_sequence: str | None = None
+    # Of the output tokens, how many were thinking (counted where a budget applied).
+    thinking_tokens: int | None = None
 
 
 class Failed(msgspec.Struct, tag=True):

@@ -22,7 +22,7 @@ from pensieve_core import Failed, Finished, Started
 from pensieve_core.errors import PensieveError
 from pensieve_model_support import LoadedModel
 
-from .constrained import Shifted
+from .processors import Shifted
 from .jobs import GenerationJob
 from .stops import StopSequenceMatcher
 
@@ -61,7 +61,7 @@ class _Solo:
 
 
 def _processors(job: GenerationJob) -> list[Any]:
-    return [job.constraint] if job.constraint is not None else []
+    return [p for p in (job.thinking_budget, job.constraint) if p is not None]
 
 
 def _split(rest: list[int], reused: int, boundaries: tuple[int, ...]) -> list[list[int]]:
@@ -160,12 +160,11 @@ class ModelBatch:
         (cache, tokens), = self._generator.remove([uid], return_prompt_caches=True).values()
         trim_prompt_cache(cache, 1)
         seq.fed = list(tokens)
-        constraint = seq.job.constraint
         steps = generate_step(
             mx.array(seq.fed[-1:]), self.loaded.model, max_tokens=seq.job.max_tokens - seq.output_tokens,
             sampler=make_sampler(**seq.job.sampler_args), prompt_cache=cache,
             # generate_step's token history starts at its first input, the last one fed.
-            logits_processors=[Shifted(constraint, len(seq.fed) - 1)] if constraint else None,
+            logits_processors=[Shifted(p, len(seq.fed) - 1) for p in _processors(seq.job)] or None,
         )
         self._solo = _Solo(uid=uid, steps=steps, cache=cache)
 
@@ -251,7 +250,7 @@ class ModelBatch:
             seq.detokenizer.add_token(token)
         if finish is not None:
             seq.detokenizer.finalize()
-        job.emit_text(seq.stops.feed(seq.detokenizer.last_segment))
+        job.emit_text(seq.stops.feed(job.answer_text(seq.detokenizer.last_segment)))
         called_once = job.single_tool_call and job.tool_calls is not None and job.tool_calls.calls > 0
         return finish is None and (seq.stops.matched is not None or called_once)
 
@@ -270,7 +269,7 @@ class ModelBatch:
     def _finish(self, seq: _Sequence, finish: str) -> None:
         job, stops = seq.job, seq.stops
         if stops.matched is None:
-            job.emit_text(stops.flush())
+            job.emit_text(stops.feed(job.finish_thinking()) + stops.flush())
         if job.tool_calls is not None:
             for event in job.tool_calls.finish():
                 job.emit(event)
@@ -291,7 +290,10 @@ class ModelBatch:
             stop_reason=reason,
             seconds=round(time.perf_counter() - seq.started, 3),
         )
-        job.emit(Finished(stop_reason=reason, output_tokens=seq.output_tokens, stop_sequence=sequence))
+        thinking_tokens = job.thinking_budget.spent if job.thinking_budget is not None else None
+        job.emit(Finished(
+            stop_reason=reason, output_tokens=seq.output_tokens, stop_sequence=sequence, thinking_tokens=thinking_tokens,
+        ))
 
     def fail_one(self, job: GenerationJob, exc: Exception) -> None:
         job.emit(self._failure(exc, [job.request_id]))

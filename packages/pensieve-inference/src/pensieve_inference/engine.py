@@ -22,7 +22,8 @@ from pensieve_claude_types import StopReason, ToolChoiceAny, ToolChoiceAuto, Too
 
 from .disk_cache import DiskPrefixStore
 from .prefix_cache import PrefixCache
-from .prompt import PromptRenderer, function_spec, offered_tools
+from .prompt import PromptRenderer, RenderedPrompt, function_spec, offered_tools
+from .thinking import ThinkingBudget, ThinkingPlan, ThinkingSplitter, thinking_plan
 from .constrained import ToolConstraint, make_tool_constraint
 from .tool_stream import ToolCallStream
 from .jobs import GenerationJob
@@ -134,7 +135,20 @@ class MLXEngine:
     async def count_tokens(self, request: GenerationRequest) -> int:
         return len(await self._prompt(request))
 
-    def _tools(self, request: GenerationRequest, prompt_tokens: int) -> tuple[ToolCallStream | None, ToolConstraint | None]:
+    def _thinking(self, plan: ThinkingPlan, rendered: RenderedPrompt) -> tuple[ThinkingSplitter | None, ThinkingBudget | None]:
+        tokenizer = self._loaded.tokenizer
+        if not tokenizer.has_thinking:
+            return None, None
+        splitter = ThinkingSplitter(tokenizer.think_start, tokenizer.think_end, is_open=rendered.thinking_open)
+        budget = None
+        if plan.enabled and plan.budget is not None:
+            budget = ThinkingBudget(
+                budget=plan.budget, start=list(tokenizer.think_start_tokens), end=list(tokenizer.think_end_tokens),
+                is_open=rendered.thinking_open, prompt_tokens=len(rendered.tokens),
+            )
+        return splitter, budget
+
+    def _tools(self, request: GenerationRequest, rendered: RenderedPrompt) -> tuple[ToolCallStream | None, ToolConstraint | None]:
         """The reader for the model's calls, and the processor that keeps them valid: every
         answer a call under tool_choice any/tool, a call's input under auto once it opens."""
         tools = offered_tools(request)
@@ -151,7 +165,8 @@ class MLXEngine:
                 raise InvalidRequestError(f"tool_choice: no tool named {choice.name!r} among the request's tools")
         constraint = make_tool_constraint(
             self._loaded.tokenizer, self._renderer.dialect, forced,
-            forced=isinstance(choice, (ToolChoiceAny, ToolChoiceTool)), single=single, prompt_tokens=prompt_tokens,
+            forced=isinstance(choice, (ToolChoiceAny, ToolChoiceTool)), single=single,
+            prompt_tokens=len(rendered.tokens), thinking_open=rendered.thinking_open,
         )
         return stream, constraint
 
@@ -165,12 +180,14 @@ class MLXEngine:
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationEvent]:
         args = sampler_args(request)
+        plan = thinking_plan(request)
         rendered = await asyncio.to_thread(self._renderer.prompt, request)
         prompt = rendered.tokens
         context = self._card.context_length
         if len(prompt) >= context:
             raise PromptTooLongError(len(prompt), context)
-        tool_calls, constraint = await asyncio.to_thread(self._tools, request, len(prompt))
+        tool_calls, constraint = await asyncio.to_thread(self._tools, request, rendered)
+        thinking, thinking_budget = self._thinking(plan, rendered)
         loop = asyncio.get_running_loop()
         events: asyncio.Queue[GenerationEvent] = asyncio.Queue()
         budget, exhausted = self.output_budget(request.max_tokens, len(prompt))
@@ -187,6 +204,8 @@ class MLXEngine:
             events=events,
             tool_calls=tool_calls,
             constraint=constraint,
+            thinking=thinking,
+            thinking_budget=thinking_budget,
             single_tool_call=tool_calls is not None and tool_calls.single,
             prefix_cache=self.prefix_cache,
             cache_key=self._card.id,

@@ -12,6 +12,7 @@ from pensieve_core import GenerationEvent, TextDelta
 
 from .prefix_cache import PrefixCache
 from .constrained import ToolConstraint
+from .thinking import ThinkingBudget, ThinkingSplitter
 from .tool_stream import ToolCallStream
 
 
@@ -31,6 +32,9 @@ class GenerationJob:
     tool_calls: ToolCallStream | None = None
     # Keeps tool calls valid (constrained decoding); one per sequence, it holds its state.
     constraint: ToolConstraint | None = None
+    # A reasoning model's thinking, split from its answer; and its token budget, if any.
+    thinking: ThinkingSplitter | None = None
+    thinking_budget: ThinkingBudget | None = None
     single_tool_call: bool = False
     exhausted_reason: StopReason = "max_tokens"
     prefix_cache: PrefixCache | None = None
@@ -42,6 +46,23 @@ class GenerationJob:
             self.loop.call_soon_threadsafe(self.events.put_nowait, event)
         except RuntimeError:  # the loop is gone: nobody is listening
             self.cancelled.set()
+
+    def answer_text(self, text: str) -> str:
+        """The answer part of new output text; the thinking part goes out as thinking events."""
+        if self.thinking is None or self.thinking.state == "answer" and not self.thinking.buffer:
+            return text
+        events, answer = self.thinking.feed(text)
+        for event in events:
+            self.emit(event)
+        return answer
+
+    def finish_thinking(self) -> str:
+        if self.thinking is None:
+            return ""
+        events, answer = self.thinking.finish()
+        for event in events:
+            self.emit(event)
+        return answer
 
     def emit_text(self, text: str) -> None:
         """Visible text, through the tool-call splitter if the request offered tools."""

@@ -8,12 +8,13 @@ from typing import Any
 from jinja2 import TemplateError
 from mlx_lm.tokenizer_utils import TokenizerWrapper
 
-from pensieve_claude_types import Tool, ToolChoiceNone
+from pensieve_claude_types import ThinkingAdaptive, ThinkingEnabled, Tool, ToolChoiceNone
 from pensieve_core import GenerationRequest
 from pensieve_core.errors import InvalidRequestError
 
 from .conversation import ChatMessage, build_conversation
 from .dialects import GENERIC, Dialect, detect, generic
+from .thinking import opens_thinking
 
 
 def function_spec(tool: Tool) -> dict[str, Any]:
@@ -45,6 +46,8 @@ class RenderedPrompt:
     boundaries: tuple[int, ...] = ()
     # Where the system prompt and tools end (0: no system prompt): the prefix worth persisting.
     system_end: int = 0
+    # The template opened the model's thinking section at the end of the prompt.
+    thinking_open: bool = False
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:
@@ -63,8 +66,12 @@ class PromptRenderer:
         # Templates with a tool dialect of their own render tools and calls themselves.
         self.native_tools = self.dialect is not GENERIC
 
-    def _apply(self, messages: list[ChatMessage], tools: list[Tool], *, generation_prompt: bool = True) -> str:
-        kwargs = {"tools": [function_spec(t) for t in tools]} if tools and self.native_tools else {}
+    def _apply(
+        self, messages: list[ChatMessage], tools: list[Tool], thinking: bool, *, generation_prompt: bool = True
+    ) -> str:
+        kwargs: dict[str, Any] = {"tools": [function_spec(t) for t in tools]} if tools and self.native_tools else {}
+        if self.tokenizer.has_thinking:  # mlx-lm would otherwise turn thinking on for every request
+            kwargs["enable_thinking"] = thinking
         return self.tokenizer.apply_chat_template(
             messages, tokenize=False, add_generation_prompt=generation_prompt, **kwargs
         )
@@ -72,10 +79,11 @@ class PromptRenderer:
     def text(self, request: GenerationRequest) -> str:
         return self._render(request)[0]
 
-    def _render(self, request: GenerationRequest) -> tuple[str, list[ChatMessage] | None, list[Tool]]:
-        """The prompt text, plus the chat messages and tools it came from when the template
-        took them as they are (so partial renders line up with it)."""
+    def _render(self, request: GenerationRequest) -> tuple[str, list[ChatMessage] | None, list[Tool], bool]:
+        """The prompt text, plus the chat messages, tools and thinking switch it came from when
+        the template took them as they are (so partial renders line up with it)."""
         tools = offered_tools(request)
+        thinking = isinstance(request.thinking, (ThinkingEnabled, ThinkingAdaptive))
         system, turns, prefill = build_conversation(request, self.model_name, native_tools=self.native_tools)
         if tools and not self.native_tools:
             described = generic.system_text([function_spec(t) for t in tools])
@@ -85,9 +93,9 @@ class PromptRenderer:
             raise InvalidRequestError("messages: the conversation has no user or assistant content to answer")
         if not self.tokenizer.has_chat_template:
             body = "\n\n".join(f"{m['role']}: {m['content']}" for m in messages)
-            return f"{body}\n\nassistant: {prefill}", None, tools
+            return f"{body}\n\nassistant: {prefill}", None, tools, thinking
         try:
-            return self._apply(messages, tools) + prefill, messages, tools
+            return self._apply(messages, tools, thinking) + prefill, messages, tools, thinking
         except TemplateError as exc:
             if not system:
                 raise InvalidRequestError(f"the chat template of {self.model_name!r} rejected the conversation: {exc}") from exc
@@ -98,7 +106,7 @@ class PromptRenderer:
             else:
                 rest.insert(0, {"role": "user", "content": system})
             try:
-                return self._apply(rest, tools) + prefill, None, tools
+                return self._apply(rest, tools, thinking) + prefill, None, tools, thinking
             except TemplateError as exc2:
                 raise InvalidRequestError(
                     f"the chat template of {self.model_name!r} rejected the conversation: {exc2}"
@@ -111,10 +119,11 @@ class PromptRenderer:
         return self.tokenizer.encode(text, add_special_tokens=False)
 
     def prompt(self, request: GenerationRequest) -> RenderedPrompt:
-        text, messages, tools = self._render(request)
+        text, messages, tools, thinking = self._render(request)
         tokens = self._encode(text)
+        thinking_open = opens_thinking(text, self.tokenizer)
         if not messages or len(messages) < 2:
-            return RenderedPrompt(tokens)
+            return RenderedPrompt(tokens, thinking_open=thinking_open)
         # Render the leading system message, and everything before the last message, alone;
         # where their tokens agree with the full prompt's is a message boundary.
         heads = []
@@ -126,7 +135,7 @@ class PromptRenderer:
         system_end = 0
         for head in heads:
             try:
-                partial = self._encode(self._apply(head, tools, generation_prompt=False))
+                partial = self._encode(self._apply(head, tools, thinking, generation_prompt=False))
             except Exception:  # noqa: BLE001 — a template that needs more turns: no boundary there
                 continue
             at = _common_prefix(partial, tokens)
@@ -134,4 +143,4 @@ class PromptRenderer:
                 boundaries.add(at)
                 if head[-1]["role"] == "system" and len(head) == 1:
                     system_end = at
-        return RenderedPrompt(tokens, tuple(sorted(boundaries)), system_end)
+        return RenderedPrompt(tokens, tuple(sorted(boundaries)), system_end, thinking_open)

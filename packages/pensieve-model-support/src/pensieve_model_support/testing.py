@@ -51,6 +51,18 @@ TOOL_CHATML_TEMPLATE = (
 )
 TOOL_TOKENS = ["<tool_call>", "</tool_call>"]
 
+# A reasoning template: the assistant turn opens with <think> (as DeepSeek-R1 distills do), and
+# `enable_thinking=False` renders it closed and empty instead (as Qwen3's template does).
+THINK_CHATML_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n"
+    "{% if enable_thinking is defined and enable_thinking is false %}<think>\n\n</think>\n\n"
+    "{% else %}<think>\n{% endif %}{% endif %}"
+)
+THINK_TOKENS = ["<think>", "</think>"]
+
 
 @functools.lru_cache(maxsize=1)
 def _bundled_tokenizer_metadata() -> dict[str, Any]:
@@ -68,6 +80,7 @@ def build_tiny_model(
     seed: int = 0,
     reply: str | None = None,
     tool_tokens: bool = False,
+    think_tokens: bool = False,
 ) -> Path:
     """Write an MLX model directory (config, safetensors, tokenizer) with random weights.
 
@@ -75,14 +88,16 @@ def build_tiny_model(
     that opens the assistant turn, says `reply` and ends its turn (the reply's tokens must
     repeat with a different successor). Real loading, templating and generation; a predictable,
     finite answer. `tool_tokens` adds <tool_call> and </tool_call> as special tokens, as
-    Qwen2.5's tokenizer has them.
+    Qwen2.5's tokenizer has them; `think_tokens` adds <think> and </think> (with a reasoning
+    template, a thinking model).
     """
     path.mkdir(parents=True, exist_ok=True)
     meta = dict(_bundled_tokenizer_metadata())
     tokenizer = build_tokenizer(meta)
     tokenizer.chat_template = chat_template
-    if tool_tokens:
-        tokenizer.add_special_tokens({"additional_special_tokens": TOOL_TOKENS})
+    extra = (TOOL_TOKENS if tool_tokens else []) + (THINK_TOKENS if think_tokens else [])
+    if extra:
+        tokenizer.add_special_tokens({"additional_special_tokens": extra})
     tokenizer.save_pretrained(str(path))
 
     config = {

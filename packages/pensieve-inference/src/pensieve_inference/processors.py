@@ -1,0 +1,71 @@
+"""Logits processors that follow one sequence token by token (mlx-lm's `processor(tokens,
+logits)`), by position: the batch hands a sequence to the solo loop and back by replaying a
+token, and a processor that counted calls would then count one twice."""
+
+from __future__ import annotations
+
+import mlx.core as mx
+import numpy as np
+
+
+class SequenceProcessor:
+    """Subclasses say what a token does to their state (`consume`), from a fresh start
+    (`reset`), and which tokens may come next (`mask`)."""
+
+    def __init__(self, prompt_tokens: int) -> None:
+        self.prompt_tokens = prompt_tokens
+        self.generated: list[int] = []
+
+    def reset(self) -> None:
+        self.generated = []
+
+    def consume(self, token: int) -> None:
+        self.generated.append(token)
+
+    def mask(self, logits: mx.array) -> mx.array:
+        return logits
+
+    def __call__(self, tokens: mx.array, logits: mx.array) -> mx.array:
+        return self.at(tokens.shape[-1], tokens, logits)
+
+    def at(self, length: int, tokens: mx.array, logits: mx.array) -> mx.array:
+        """`length`: how many tokens the sequence holds (prompt and output), the last of them
+        being `tokens[-1]`; generated ones not yet seen are consumed first."""
+        committed = max(0, length - self.prompt_tokens)
+        if committed < len(self.generated):  # the sequence stepped back: replay up to there
+            replay = self.generated[:committed]
+            self.reset()
+            for token in replay:
+                self.consume(token)
+        new = committed - len(self.generated)
+        if new > 0:
+            for token in tokens.reshape(-1)[-new:].tolist():
+                self.consume(int(token))
+        return self.mask(logits)
+
+
+def only(logits: mx.array, allowed: np.ndarray) -> mx.array:
+    """Logits with every token outside `allowed` (a boolean vector, maybe shorter) at -inf."""
+    vocab = logits.shape[-1]
+    keep = np.zeros(vocab, dtype=bool)
+    n = min(vocab, allowed.shape[0])
+    keep[:n] = allowed[:n]
+    return mx.where(mx.array(keep), logits, mx.array(-mx.inf, dtype=logits.dtype))
+
+
+def only_tokens(logits: mx.array, tokens: list[int]) -> mx.array:
+    allowed = np.zeros(logits.shape[-1], dtype=bool)
+    allowed[tokens] = True
+    return only(logits, allowed)
+
+
+class Shifted:
+    """A processor as generate_step calls it: its `tokens` start at the solo loop's first
+    input, `offset` tokens into the sequence."""
+
+    def __init__(self, processor: SequenceProcessor, offset: int) -> None:
+        self.processor = processor
+        self.offset = offset
+
+    def __call__(self, tokens: mx.array, logits: mx.array) -> mx.array:
+        return self.processor.at(self.offset + tokens.shape[-1], tokens, logits)

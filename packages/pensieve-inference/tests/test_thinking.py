@@ -1,0 +1,89 @@
+"""Thinking models: thinking split from the answer, a budget that holds, the API's rules."""
+
+import asyncio
+
+import pytest
+
+from pensieve_claude_types import MessageParam, ThinkingAdaptive, ThinkingDisabled, ThinkingEnabled, Tool, ToolChoiceAny
+from pensieve_core import Finished, GenerationRequest, TextDelta, ThinkingDelta, ThinkingEnd
+from pensieve_core.errors import InvalidRequestError
+from pensieve_inference.thinking import ThinkingSplitter
+from pensieve_model_support.testing import THINK_CHATML_TEMPLATE, build_tiny_model
+
+
+@pytest.fixture(scope="module")
+def thinker(tmp_path_factory):
+    from pensieve_inference import MLXEngine
+    from pensieve_model_support import HuggingFaceHub, resolve_reference
+
+    path = build_tiny_model(tmp_path_factory.mktemp("think"), chat_template=THINK_CHATML_TEMPLATE, think_tokens=True)
+    engine = MLXEngine.load_sync(resolve_reference(str(path)), HuggingFaceHub())
+    assert engine.loaded.tokenizer.has_thinking
+    yield engine
+    engine._worker.stop()
+
+
+def request(thinking, max_tokens=40, **kw):
+    return GenerationRequest(
+        messages=[MessageParam(role="user", content="Think first.")], max_tokens=max_tokens, thinking=thinking,
+        temperature=1.0, **kw,
+    )
+
+
+async def collect(engine, req):
+    return [e async for e in engine.generate(req)]
+
+
+@pytest.mark.parametrize("budget", [1, 5, 12])
+def test_thinking_comes_first_and_stays_within_its_budget(thinker, budget):
+    events = asyncio.run(collect(thinker, request(ThinkingEnabled(budget_tokens=budget))))
+    kinds = [type(e).__name__ for e in events[1:-1]]
+    end = kinds.index("ThinkingEnd")
+    assert set(kinds[:end]) == {"ThinkingDelta"}, "only thinking before the block closes"
+    assert set(kinds[end + 1 :]) <= {"TextDelta"} and "TextDelta" in kinds, "then the answer"
+    finished = events[-1]
+    assert isinstance(finished, Finished) and 1 <= finished.thinking_tokens <= budget
+    assert finished.output_tokens > finished.thinking_tokens
+
+
+def test_disabled_thinking_renders_a_closed_section_and_yields_no_thinking(thinker):
+    assert thinker._renderer.text(request(ThinkingDisabled())).endswith("<think>\n\n</think>\n\n")
+    events = asyncio.run(collect(thinker, request(ThinkingDisabled(), max_tokens=10)))
+    assert not [e for e in events if isinstance(e, (ThinkingDelta, ThinkingEnd))]
+    assert [e for e in events if isinstance(e, TextDelta)]
+
+
+def test_without_a_budget_thinking_runs_until_the_model_or_max_tokens_ends_it(thinker):
+    events = asyncio.run(collect(thinker, request(ThinkingAdaptive(), max_tokens=12)))
+    assert isinstance(events[1], ThinkingDelta)
+    assert isinstance(events[-2], ThinkingEnd), "cut off while thinking: the block still closes"
+    assert events[-1].stop_reason == "max_tokens"
+
+
+@pytest.mark.parametrize(("kw", "message"), [
+    ({"thinking": ThinkingEnabled(budget_tokens=40)}, "max_tokens must be greater than thinking.budget_tokens"),
+    ({"thinking": ThinkingEnabled(budget_tokens=8), "tools": [Tool(name="t", input_schema={"type": "object"})],
+      "tool_choice": ToolChoiceAny()}, "Thinking may not be enabled when tool_choice forces tool use"),
+])
+def test_the_apis_thinking_rules_are_invalid_requests(thinker, kw, message):
+    with pytest.raises(InvalidRequestError, match=message):
+        asyncio.run(collect(thinker, GenerationRequest(messages=[MessageParam(role="user", content="x")], max_tokens=40, **kw)))
+
+
+THOUGHT = "<think>\nLet me see: 2 < 3.\n</think>\n\nYes."
+
+
+@pytest.mark.parametrize("cut", range(len(THOUGHT) + 1))
+def test_splitting_holds_wherever_the_stream_is_cut(cut):
+    splitter = ThinkingSplitter("<think>", "</think>", is_open=False)
+    out = [splitter.feed(THOUGHT[:cut]), splitter.feed(THOUGHT[cut:]), splitter.finish()]
+    thought = "".join(e.thinking for events, _ in out for e in events if isinstance(e, ThinkingDelta))
+    assert thought == "Let me see: 2 < 3.\n"
+    assert "".join(answer for _, answer in out) == "Yes."
+    assert sum(isinstance(e, ThinkingEnd) for events, _ in out for e in events) == 1
+
+
+def test_an_answer_without_thinking_passes_through():
+    splitter = ThinkingSplitter("<think>", "</think>", is_open=False)
+    assert splitter.feed("<") == ([], "")
+    assert splitter.feed("b>bold</b>") == ([], "<b>bold</b>")

@@ -1,0 +1,73 @@
+"""Thinking blocks and forced tool calls through the live server and the official client."""
+
+import json
+
+import anthropic
+import jsonschema
+import pytest
+
+from pensieve_server.signatures import ThinkingSigner, install_secret
+
+READ = {
+    "name": "read_file",
+    "description": "Read a file.",
+    "input_schema": {
+        "type": "object",
+        "properties": {"file_path": {"type": "string", "maxLength": 30}, "limit": {"type": "integer", "minimum": 1, "maximum": 99}},
+        "required": ["file_path"],
+    },
+}
+
+
+def client(server):
+    return anthropic.Anthropic(base_url=server.url, api_key="pensieve-local-key", max_retries=0)
+
+
+def test_thinking_then_text_with_a_signature_that_verifies(thinking_server):
+    sdk = client(thinking_server)
+    question = {"role": "user", "content": "Think, then answer."}
+    message = sdk.messages.create(
+        model="tiny", max_tokens=30, thinking={"type": "enabled", "budget_tokens": 10}, messages=[question],
+    )
+    assert [b.type for b in message.content] == ["thinking", "text"]
+    thinking = message.content[0]
+    assert thinking.thinking and thinking.signature
+    assert ThinkingSigner(install_secret(thinking_server.home)).verify(thinking.thinking, thinking.signature)
+    # The block goes back in the next turn as Claude Code sends it, and is accepted.
+    follow_up = sdk.messages.create(
+        model="tiny", max_tokens=30, thinking={"type": "enabled", "budget_tokens": 10},
+        messages=[question, {"role": "assistant", "content": message.content}, {"role": "user", "content": "And?"}],
+    )
+    assert follow_up.content[0].type == "thinking"
+
+
+def test_streamed_thinking_sends_its_signature_before_the_block_stops(thinking_server):
+    with client(thinking_server).messages.stream(
+        model="tiny", max_tokens=30, thinking={"type": "enabled", "budget_tokens": 8},
+        messages=[{"role": "user", "content": "Think."}],
+    ) as stream:
+        events = list(stream)
+        final = stream.get_final_message()
+    order = [(e.type, getattr(getattr(e, "delta", None), "type", None)) for e in events if e.type.startswith("content_block")]
+    first_stop = order.index(("content_block_stop", None))
+    starts = [e.content_block.type for e in events if e.type == "content_block_start"]
+    assert starts == ["thinking", "text"]
+    assert order[first_stop - 1] == ("content_block_delta", "signature_delta")
+    assert {d for _, d in order[1 : first_stop - 1]} == {"thinking_delta"}
+    assert [b.type for b in final.content] == ["thinking", "text"]
+
+
+def test_a_forced_call_streams_its_input_and_validates(server):
+    """The random-weight model (a template with no tools: the generic convention)."""
+    with client(server).messages.stream(
+        model="tiny", max_tokens=80, tools=[READ], tool_choice={"type": "tool", "name": "read_file"},
+        messages=[{"role": "user", "content": "Open the notes."}],
+    ) as stream:
+        deltas = [e.delta.partial_json for e in stream if e.type == "content_block_delta" and e.delta.type == "input_json_delta"]
+        final = stream.get_final_message()
+    assert final.stop_reason == "tool_use"
+    (call,) = final.content
+    assert call.type == "tool_use" and call.name == "read_file"
+    assert len(deltas) > 1, "the input streamed while it was written"
+    assert json.loads("".join(deltas)) == call.input
+    jsonschema.validate(call.input, READ["input_schema"])
