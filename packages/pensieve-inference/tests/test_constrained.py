@@ -134,9 +134,12 @@ def test_naming_a_tool_that_is_not_offered_is_an_invalid_request(tool_engine):
         asyncio.run(collect(tool_engine, request(ToolChoiceTool(name="nope"))))
 
 
-def test_under_auto_a_call_is_constrained_once_the_model_opens_it(tmp_path):
+@pytest.mark.parametrize("dialect", ["generic", "hermes"])
+def test_under_auto_a_call_is_constrained_once_the_model_opens_it(tmp_path, dialect):
     """The processor alone, fed a sequence that opens a call: from the marker on, only valid
-    call text gets through; after the call closes, the model is free again."""
+    call text gets through; after the call closes, the model is free again. The marker is
+    text over several tokens (generic), or one special token caught on the device (hermes)."""
+    from pensieve_model_support.testing import TOOL_CHATML_TEMPLATE
     import mlx.core as mx
     from mlx_lm.utils import load
 
@@ -145,22 +148,67 @@ def test_under_auto_a_call_is_constrained_once_the_model_opens_it(tmp_path):
     from pensieve_inference.prompt import function_spec
     from pensieve_inference.tool_stream import ToolCallStream
 
-    _, tokenizer = load(str(build_tiny_model(tmp_path / "m")))
+    hermes = dialect == "hermes"
+    path = build_tiny_model(tmp_path / "m", chat_template=TOOL_CHATML_TEMPLATE if hermes else None, tool_tokens=hermes)
+    _, tokenizer = load(str(path))
     specs = [function_spec(t) for t in TOOLS]
     prompt = [1] * 7
-    processor = make_tool_constraint(tokenizer, DIALECTS["generic"], specs, forced=False, single=False, prompt_tokens=len(prompt))
-    tokens = prompt + tokenizer.encode("Let me look. <tool_call>", add_special_tokens=False)
+    processor = make_tool_constraint(tokenizer, DIALECTS[dialect], specs, forced=False, single=False, prompt_tokens=len(prompt))
+    tokens = prompt + tokenizer.encode("Let me look.", add_special_tokens=False)
     mx.random.seed(3)
     vocab = len(tokenizer)
     free = mx.random.normal((1, vocab))
-    assert mx.array_equal(processor(mx.array(tokens[:-1]), free), free), "free text before the call"
+
+    def step(logits):
+        # As the worker runs it: the newest token is on the device, the ones before it emitted.
+        processor.seen[:] = tokens[len(prompt) : -1]
+        return processor(mx.array(tokens), logits)
+
+    assert mx.array_equal(step(free), free), "free text before the call"
+    tokens += tokenizer.encode(" <tool_call>", add_special_tokens=False)
     while "</tool_call>" not in tokenizer.decode(tokens[len(prompt):]):
-        logits = processor(mx.array(tokens), mx.random.normal((1, vocab)) * 4)
+        logits = step(mx.random.normal((1, vocab)) * 4)
         tokens.append(int(mx.argmax(logits, axis=-1).item()))
         assert len(tokens) < 300
     after = mx.random.normal((1, vocab))
-    assert mx.array_equal(processor(mx.array(tokens), after), after), "free again after the call"
-    stream = ToolCallStream(DIALECTS["generic"], specs)
+    assert mx.array_equal(step(after), after), "free again after the call"
+    stream = ToolCallStream(DIALECTS[dialect], specs)
     events = stream.feed(tokenizer.decode(tokens[len(prompt):])) + stream.finish()
     (name, arguments), = calls_of(events)
     jsonschema.validate(arguments, SCHEMAS[name])
+
+
+def test_a_call_stays_valid_when_company_arrives_midway(tool_engine, monkeypatch):
+    """A lone sequence decodes outside the batch; others arriving send it back in with its
+    cache, one token replayed. The constraint follows it by position through both moves."""
+    from pensieve_inference.batching import ModelBatch
+
+    rejoined = []
+    original = ModelBatch._rejoin
+
+    def spy(self):
+        rejoined.append(self._solo is not None)
+        original(self)
+
+    monkeypatch.setattr(ModelBatch, "_rejoin", spy)
+
+    async def scenario():
+        first_delta = asyncio.Event()
+
+        async def lone():
+            events = []
+            async for e in tool_engine.generate(request(ToolChoiceTool(name="run"), text="Alone at first")):
+                events.append(e)
+                if isinstance(e, ToolInputDelta):
+                    first_delta.set()
+            return events
+
+        alone = asyncio.ensure_future(lone())
+        await first_delta.wait()
+        company = await many(tool_engine, [request(ToolChoiceAny(), text=f"Later {i}") for i in range(4)])
+        return [await alone, *company]
+
+    results = asyncio.run(scenario())
+    assert True in rejoined, "the lone call went back into the batch midway"
+    check(results[:1], {"run"})
+    check(results[1:], set(SCHEMAS))

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from pensieve_core import TextDelta, ToolInputDelta, ToolUseEnd, ToolUseStart
-from pensieve_inference.dialects import DIALECTS
+from pensieve_inference.dialects import DIALECTS, detect
 from pensieve_inference.tool_stream import ToolCallStream
 
 TOOLS = [
@@ -127,3 +127,41 @@ def test_one_call_when_parallel_use_is_disabled():
 def test_leading_dialects_leave_ordinary_answers_alone():
     assert run("llama3_json", ["The answer is {x}."]) == ("The answer is {x}.", [])
     assert run("pythonic_bare", list("See [1] below.")) == ("See [1] below.", [])
+
+
+class Template:
+    """Just what detection reads of a tokenizer."""
+
+    def __init__(self, chat_template, **extra):
+        self.chat_template = chat_template
+        self.__dict__.update(extra)
+
+
+# Each family's tell-tale phrase, as its chat template words it (paraphrased, not copied).
+TEMPLATES = {
+    "hermes": "{% if tools %}<tools>{{ tools }}</tools> return a json object in <tool_call></tool_call>{% endif %}",
+    "qwen3_coder": "{% if tools %}...<tool_call>\n<function=example>\n<parameter=x>\n1\n</parameter>{% endif %}",
+    "mistral": "{% if tools %}[AVAILABLE_TOOLS]{{ tools }}[/AVAILABLE_TOOLS]{% endif %}[TOOL_CALLS]",
+    "llama3_json": '{% if tools %}Respond in the format {"name": function name, "parameters": dict}<|eot_id|>{% endif %}',
+    "pythonic_bare": "{% if tools %}you MUST put it in the format of [func_name1(params_name1=params_value1)]{% endif %}",
+    "pythonic": "{% if tools %}<|tool_list_start|>{{ tools }}<|tool_list_end|> <|tool_call_start|>{% endif %}",
+    "generic": "{% for m in messages %}{{ m.content }}{% endfor %}",
+}
+
+
+@pytest.mark.parametrize("name", TEMPLATES)
+def test_the_dialect_is_read_from_the_template(name):
+    assert detect(Template(TEMPLATES[name], has_tool_calling=False)).name == name
+
+
+def test_families_only_mlx_lm_knows_use_its_parser():
+    def parse(text, tools=None):
+        return {"name": "get_time", "arguments": {"zone": text.strip()}}
+
+    tokenizer = Template("{% if tools %}<|tool_call>...<tool_call|>{% endif %}", has_tool_calling=True,
+                         tool_call_start="<|tool_call>", tool_call_end="<tool_call|>", tool_parser=parse)
+    dialect = detect(tokenizer)
+    stream = ToolCallStream(dialect, TOOLS)
+    events = stream.feed("Now: <|tool_call> CET <tool_call|>") + stream.finish()
+    assert [type(e).__name__ for e in events] == ["TextDelta", "ToolUseStart", "ToolInputDelta", "ToolUseEnd"]
+    assert events[-1].input == {"zone": "CET"}

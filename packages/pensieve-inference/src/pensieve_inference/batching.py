@@ -246,6 +246,8 @@ class ModelBatch:
         the sequence ends here early (a stop sequence, the one allowed tool call)."""
         job = seq.job
         seq.output_tokens += 1
+        for processor in _processors(job):
+            processor.seen.append(token)
         if finish != "stop":  # an end-of-turn token has no text
             seq.detokenizer.add_token(token)
         if finish is not None:

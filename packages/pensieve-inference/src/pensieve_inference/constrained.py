@@ -40,6 +40,17 @@ def grammar_tokenizer(tokenizer: Any) -> llguidance.LLTokenizer:
     return llguidance.LLTokenizer(backend.to_str(), eos_token=sorted(tokenizer.eos_token_ids))
 
 
+@functools.lru_cache(maxsize=16)
+def marker_tokens(ll_tokenizer: llguidance.LLTokenizer, marker: bytes) -> tuple[int, ...]:
+    """Tokens whose text ends with the whole marker (a special token, or a merged spelling)."""
+    return tuple(i for i in range(ll_tokenizer.vocab_size) if ll_tokenizer.decode_bytes([i]).endswith(marker))
+
+
+def _ends_with_part_of(text: bytes, marker: bytes) -> bool:
+    """Whether text ends with a proper, non-empty start of marker."""
+    return any(text.endswith(marker[:n]) for n in range(1, len(marker)))
+
+
 def _literal(tokenizer: Any) -> Any:
     special = set(tokenizer.get_added_vocab())
 
@@ -144,6 +155,7 @@ class ToolConstraint(SequenceProcessor):
         self.eos = eos
         self.thinking = thinking
         self.thinking_open = thinking_open
+        self._opener: tuple[mx.array, np.ndarray] | tuple[()] | None = None
         self.reset()
 
     def reset(self) -> None:
@@ -155,6 +167,19 @@ class ToolConstraint(SequenceProcessor):
 
     def _matcher(self, grammar: str) -> llguidance.LLMatcher:
         return llguidance.LLMatcher(self.ll_tokenizer, llguidance.LLMatcher.grammar_from_lark(grammar), log_level=0)
+
+    def _openers(self) -> tuple[mx.array, np.ndarray] | None:
+        """The tokens that are a whole start marker, and what may follow one (computed once)."""
+        if self._opener is None:
+            ids = marker_tokens(self.ll_tokenizer, self.trigger)
+            if not ids:
+                self._opener = ()
+            else:
+                assert self.after_start is not None
+                first = self._matcher(self.after_start).compute_bitmask()
+                bits = np.unpackbits(np.frombuffer(first, dtype=np.uint8), bitorder="little").astype(bool)
+                self._opener = (mx.array(ids), bits)
+        return self._opener or None
 
     def consume(self, token: int) -> None:
         super().consume(token)
@@ -190,7 +215,25 @@ class ToolConstraint(SequenceProcessor):
                 log.warning("tool_constraint_lost", error="the call's first token ran past the marker")
                 self.mode, self.matcher = "free", None
 
-    def mask(self, logits: mx.array) -> mx.array:
+    def needs_every_token(self) -> bool:
+        if self.mode in ("forced", "call"):
+            return True
+        # Watching: the newest token's value is needed only if it may finish a marker that the
+        # text already began; a marker written in one token is caught on the device (mask()).
+        return self._watching() and _ends_with_part_of(self.tail, self.trigger)
+
+    def _watching(self) -> bool:
+        return self.mode == "watch" and self.after_start is not None and not self.thinking_now
+
+    def mask(self, logits: mx.array, tokens: mx.array) -> mx.array:
+        if self._watching():
+            # If the newest token is a whole start marker, the next one is the call's first.
+            opener = self._openers()
+            if opener is None:
+                return logits
+            ids, first = opener
+            is_marker = mx.any(tokens.reshape(-1)[-1] == ids)
+            return mx.where(is_marker, only(logits, first), logits)
         if self.mode in ("watch", "free"):
             return logits
         if self.mode == "end":

@@ -1,6 +1,10 @@
 """Logits processors that follow one sequence token by token (mlx-lm's `processor(tokens,
 logits)`), by position: the batch hands a sequence to the solo loop and back by replaying a
-token, and a processor that counted calls would then count one twice."""
+token, and a processor that counted calls would then count one twice.
+
+Reading a token's value back from the device makes the host wait for it before it can queue
+the next step. So the worker also hands each token it emits to `seen` (it has read them
+anyway), and a processor that can act one token late takes them from there."""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ class SequenceProcessor:
     def __init__(self, prompt_tokens: int) -> None:
         self.prompt_tokens = prompt_tokens
         self.generated: list[int] = []
+        self.seen: list[int] = []  # output tokens the worker has emitted (never rewound)
 
     def reset(self) -> None:
         self.generated = []
@@ -22,8 +27,14 @@ class SequenceProcessor:
     def consume(self, token: int) -> None:
         self.generated.append(token)
 
-    def mask(self, logits: mx.array) -> mx.array:
+    def mask(self, logits: mx.array, tokens: mx.array) -> mx.array:
+        """`tokens` (ending with the newest, maybe not yet computed, token) for masks that
+        depend on it on the device."""
         return logits
+
+    def needs_every_token(self) -> bool:
+        """False while the processor can catch up later, from `seen`, without waiting."""
+        return True
 
     def __call__(self, tokens: mx.array, logits: mx.array) -> mx.array:
         return self.at(tokens.shape[-1], tokens, logits)
@@ -37,11 +48,16 @@ class SequenceProcessor:
             self.reset()
             for token in replay:
                 self.consume(token)
-        new = committed - len(self.generated)
-        if new > 0:
-            for token in tokens.reshape(-1)[-new:].tolist():
-                self.consume(int(token))
-        return self.mask(logits)
+        while len(self.generated) < committed:
+            at = len(self.generated)
+            if at < len(self.seen):
+                self.consume(self.seen[at])
+                continue
+            if self.needs_every_token():
+                for token in tokens.reshape(-1)[at - committed :].tolist():
+                    self.consume(int(token))
+            break
+        return self.mask(logits, tokens)
 
 
 def only(logits: mx.array, allowed: np.ndarray) -> mx.array:

@@ -137,7 +137,7 @@ class ThinkingBudget(SequenceProcessor):
                 if self.spent >= self.budget:
                     self.forcing = 1
 
-    def mask(self, logits: mx.array) -> mx.array:
+    def mask(self, logits: mx.array, tokens: mx.array) -> mx.array:
         if self.state == "thinking" and self.forcing:
             return only_tokens(logits, [self.end[self.forcing - 1]])
         return logits
