@@ -55,17 +55,6 @@ def whole_calls(calls: list[tuple[str, dict[str, Any]]]) -> list[ReaderEvent]:
     return events
 
 
-class _Parsed:
-    """Stands in for the scanner once string-held arguments were parsed."""
-
-    def __init__(self, value: dict[str, Any]) -> None:
-        self.clean = json.dumps(value, ensure_ascii=False)
-        self.done = True
-
-    def finish(self) -> None:
-        pass
-
-
 class JsonCallReader:
     """Reads calls of the form <head naming the call><JSON object of arguments><tail>, one after
     another. `head` must end where the arguments begin; `closes_object` says the call sits in
@@ -80,6 +69,7 @@ class JsonCallReader:
         self.state = "head"  # head | args | tail | buffered | broken
         self.scanner = JsonScanner()
         self.emitted = 0  # how much of the arguments went out as InputDelta
+        self.parsed: dict[str, Any] | None = None  # arguments that came as a JSON string
         self.began = 0
 
     def feed(self, text: str) -> list[ReaderEvent]:
@@ -97,7 +87,7 @@ class JsonCallReader:
                         self.state = "buffered"
                     break
                 self.pending = self.pending[match.end() :]
-                self.state, self.scanner, self.emitted = "args", JsonScanner(), 0
+                self.state, self.scanner, self.emitted, self.parsed = "args", JsonScanner(), 0, None
                 self.began += 1
                 events.append(Begin(json.loads(f'"{match.group("name")}"')))
             elif self.state == "args":
@@ -141,19 +131,20 @@ class JsonCallReader:
         return events
 
     def _end(self) -> End:
-        return End(json.loads(self.scanner.clean))
+        return End(self.parsed if self.parsed is not None else json.loads(self.scanner.clean))
 
     def _string_arguments(self) -> list[ReaderEvent]:
         """Some models write the arguments as a string holding JSON: send it parsed."""
-        self.state = "tail" if self.closes_object else "head"
+        text = json.loads(self.scanner.clean)
         try:
-            value = loads_lenient(json.loads(self.scanner.clean)) if json.loads(self.scanner.clean).strip() else {}
+            value = loads_lenient(text) if text.strip() else {}
         except ValueError:
             value = None
         if not isinstance(value, dict):
             return self._break_off()
+        self.parsed = value
+        self.state = "tail" if self.closes_object else "head"
         events: list[ReaderEvent] = [InputDelta(json.dumps(value, ensure_ascii=False))]
-        self.scanner = _Parsed(value)
         if not self.closes_object:
             events.append(self._end())
         return events
