@@ -1,7 +1,9 @@
 #!/bin/bash
 # The benchmark on the lent NVIDIA machine (docs/performance.md says how MLX CUDA gets there):
 #   bash tools/bench/device.sh BITS LABEL [bench.py options]    BITS: 4, or 0 for bf16
-# Needs .device (mlx-cuda.sh, staged) and .whl (the server's wheels) carried; writes to $OUT.
+#   BENCH=constraint_cost bash tools/bench/device.sh BITS LABEL [constraint_cost.py options]
+# Needs .device (mlx-cuda.sh, staged) and .whl (the wheels pensieve needs there) carried;
+# writes to $OUT.
 set -euo pipefail
 bits=$1 label=$2; shift 2
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
@@ -11,4 +13,6 @@ model=/tmp/phi3-mini-$bits
 [ -d "$model" ] || python3 tools/bench/make_model.py "$model" --shape phi3-mini \
     $([ "$bits" != 0 ] && echo --bits "$bits") --tokenizer-from .device/tok
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
-python3 tools/bench/bench.py --model "$model" --label "$label" --profile gpu --out "${OUT:-/tmp/bench-out}" "$@"
+bench=${BENCH:-bench}
+[ "$bench" = bench ] && set -- --profile gpu "$@"
+python3 "tools/bench/$bench.py" --model "$model" --label "$label" --out "${OUT:-/tmp/bench-out}" "$@"

@@ -35,8 +35,20 @@ async def collect(engine, req):
 
 
 @pytest.mark.parametrize("budget", [1, 5, 12])
-def test_thinking_comes_first_and_stays_within_its_budget(thinker, budget):
+def test_thinking_comes_first_and_stays_within_its_budget(thinker, budget, monkeypatch):
+    from pensieve_inference.batching import ModelBatch
+
+    generated = []  # the output tokens as the worker emits them, to count thinking independently
+    original = ModelBatch._take_token
+
+    def spy(self, seq, token, finish):
+        generated.append(token)
+        return original(self, seq, token, finish)
+
+    monkeypatch.setattr(ModelBatch, "_take_token", spy)
     events = asyncio.run(collect(thinker, request(ThinkingEnabled(budget_tokens=budget))))
+    (end_token,) = thinker.loaded.tokenizer.think_end_tokens
+    assert 1 <= generated.index(end_token) <= budget, "the template opened thinking; the end marker comes by the budget"
     kinds = [type(e).__name__ for e in events[1:-1]]
     end = kinds.index("ThinkingEnd")
     assert set(kinds[:end]) == {"ThinkingDelta"}, "only thinking before the block closes"
