@@ -64,13 +64,13 @@ TIME = {
 def test_the_bundled_model_calls_a_tool_under_tool_choice_any(bundled_server):
     """SmolLM2's template knows no tools (the generic convention); constrained decoding makes
     its answer a call whose input fits the schema."""
-    client = anthropic.Anthropic(base_url=URL, api_key="pensieve-local-key", max_retries=0)
-    message = client.messages.create(
-        model="anything", max_tokens=60, tools=[WEATHER, TIME], tool_choice={"type": "any"}, extra_body={"temperature": 0},
-        messages=[{"role": "user", "content": "What's the weather like in Paris right now?"}],
-    )
+    with anthropic.Anthropic(base_url=URL, api_key="pensieve-local-key", max_retries=0) as client:
+        message = client.messages.create(
+            model="anything", max_tokens=60, tools=[WEATHER, TIME], tool_choice={"type": "any"},
+            extra_body={"temperature": 0},
+            messages=[{"role": "user", "content": "What's the weather like in Paris right now?"}],
+        )
     assert message.stop_reason == "tool_use"
     (call,) = [b for b in message.content if b.type == "tool_use"]
     schema = {t["name"]: t["input_schema"] for t in (WEATHER, TIME)}[call.name]
     jsonschema.validate(call.input, schema)
-    print(call.name, call.input)

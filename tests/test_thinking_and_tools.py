@@ -20,29 +20,28 @@ READ = {
 
 
 def client(server):
+    """Used as a context manager: a client left open warns about its socket later."""
     return anthropic.Anthropic(base_url=server.url, api_key="pensieve-local-key", max_retries=0)
 
 
 def test_thinking_then_text_with_a_signature_that_verifies(thinking_server):
-    sdk = client(thinking_server)
     question = {"role": "user", "content": "Think, then answer."}
-    message = sdk.messages.create(
-        model="tiny", max_tokens=30, thinking={"type": "enabled", "budget_tokens": 10}, messages=[question],
-    )
-    assert [b.type for b in message.content] == ["thinking", "text"]
-    thinking = message.content[0]
-    assert thinking.thinking and thinking.signature
-    assert ThinkingSigner(install_secret(thinking_server.home)).verify(thinking.thinking, thinking.signature)
-    # The block goes back in the next turn as Claude Code sends it, and is accepted.
-    follow_up = sdk.messages.create(
-        model="tiny", max_tokens=30, thinking={"type": "enabled", "budget_tokens": 10},
-        messages=[question, {"role": "assistant", "content": message.content}, {"role": "user", "content": "And?"}],
-    )
+    thinking = {"type": "enabled", "budget_tokens": 10}
+    with client(thinking_server) as sdk:
+        message = sdk.messages.create(model="tiny", max_tokens=30, thinking=thinking, messages=[question])
+        assert [b.type for b in message.content] == ["thinking", "text"]
+        block = message.content[0]
+        assert block.thinking and block.signature
+        assert ThinkingSigner(install_secret(thinking_server.home)).verify(block.thinking, block.signature)
+        # The block goes back in the next turn as Claude Code sends it, and is accepted.
+        follow_up = sdk.messages.create(model="tiny", max_tokens=30, thinking=thinking, messages=[
+            question, {"role": "assistant", "content": message.content}, {"role": "user", "content": "And?"},
+        ])
     assert follow_up.content[0].type == "thinking"
 
 
 def test_streamed_thinking_sends_its_signature_before_the_block_stops(thinking_server):
-    with client(thinking_server).messages.stream(
+    with client(thinking_server) as sdk, sdk.messages.stream(
         model="tiny", max_tokens=30, thinking={"type": "enabled", "budget_tokens": 8},
         messages=[{"role": "user", "content": "Think."}],
     ) as stream:
@@ -59,7 +58,7 @@ def test_streamed_thinking_sends_its_signature_before_the_block_stops(thinking_s
 
 def test_a_forced_call_streams_its_input_and_validates(server):
     """The random-weight model (a template with no tools: the generic convention)."""
-    with client(server).messages.stream(
+    with client(server) as sdk, sdk.messages.stream(
         model="tiny", max_tokens=80, tools=[READ], tool_choice={"type": "tool", "name": "read_file"},
         messages=[{"role": "user", "content": "Open the notes."}],
     ) as stream:

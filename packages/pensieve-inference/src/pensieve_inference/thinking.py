@@ -137,6 +137,11 @@ class ThinkingBudget(SequenceProcessor):
                 if self.spent >= self.budget:
                     self.forcing = 1
 
+    def needs_every_token(self) -> bool:
+        # Counting needs no values; only whether thinking began, and, near the budget, whether
+        # the newest token already ended it (a second end marker would then go in the answer).
+        return self.state == "before" or (self.state == "thinking" and self.spent + 1 >= self.budget)
+
     def mask(self, logits: mx.array, tokens: mx.array) -> mx.array:
         if self.state == "thinking" and self.forcing:
             return only_tokens(logits, [self.end[self.forcing - 1]])
