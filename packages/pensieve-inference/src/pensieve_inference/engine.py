@@ -7,6 +7,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import structlog
+
 from pensieve_core import (
     Failed,
     Finished,
@@ -28,6 +30,8 @@ from .constrained import ToolConstraint, make_tool_constraint
 from .tool_stream import ToolCallStream
 from .jobs import GenerationJob
 from .worker import MAX_SEQUENCES, GenerationWorker
+
+log = structlog.get_logger("pensieve.inference")
 
 # The API's default sampling temperature.
 DEFAULT_TEMPERATURE = 1.0
@@ -65,6 +69,9 @@ class MLXEngine:
         self._owns_worker = owns_worker
         self._card = card
         self._renderer = PromptRenderer(loaded.tokenizer, card.id)
+        dialect = self._renderer.dialect
+        log.info("tool_dialect", model=card.id, dialect=dialect.name, families=", ".join(dialect.families),
+                 thinking=bool(loaded.tokenizer.has_thinking))
         self.max_output_tokens = max_output_tokens
         if prefix_cache_bytes is None:  # not configured: a share of what the weights leave
             prefix_cache_bytes = prefix_cache_budget(loaded.weights_bytes)

@@ -47,10 +47,6 @@ class ToolCallStream:
         self._skipping = False  # inside a call to drop (unknown name after others, or past one)
         self._rejected = False  # the call text named no offered tool: it goes back as text
 
-    @property
-    def in_call(self) -> bool:
-        return self._state == "call"
-
     def feed(self, text: str) -> list[GenerationEvent]:
         self._buffer += text
         out: list[GenerationEvent] = []
