@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from server_process import CHAT_REPLY, TOOL_REPLY, ServerProcess, free_port, isolated_env
+from server_process import BASH_REPLY, CHAT_REPLY, TOOL_REPLY, ServerProcess, free_port, isolated_env
 
 from pensieve_model_support.testing import THINK_CHATML_TEMPLATE, TOOL_CHATML_TEMPLATE, build_tiny_model
 
@@ -47,6 +47,18 @@ def tool_server(tmp_path_factory):
         tmp_path_factory.mktemp("tools"), reply=TOOL_REPLY, tool_tokens=True, chat_template=TOOL_CHATML_TEMPLATE
     )
     proc = _serve(tmp_path_factory, path, "tools")
+    yield proc
+    assert proc.stop() == 0, proc.output()
+
+
+@pytest.fixture(scope="session")
+def bash_server(tmp_path_factory):
+    """A Qwen-style tool model that calls Claude Code's Bash tool every turn; 32K context."""
+    path = build_tiny_model(
+        tmp_path_factory.mktemp("bash"), context_length=32768, reply=BASH_REPLY, tool_tokens=True,
+        chat_template=TOOL_CHATML_TEMPLATE,
+    )
+    proc = _serve(tmp_path_factory, path, "bash")
     yield proc
     assert proc.stop() == 0, proc.output()
 

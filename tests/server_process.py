@@ -15,6 +15,8 @@ import httpx2 as httpx
 CHAT_REPLY = "Hello! How can I help?"
 # A tool call in the generic JSON dialect whose tokens a bigram model can say.
 TOOL_REPLY = '<tool_call>{ "name":"get_weather","arguments":{"days" :3}}</tool_call>'
+# A call of Claude Code's Bash tool, spaced so that no token repeats with another successor.
+BASH_REPLY = '<tool_call>{"name":"Bash","arguments": {"command" : "touch pensieve.txt"} }</tool_call>'
 
 
 def free_port() -> int:
