@@ -75,18 +75,20 @@ async def many(engine, reqs):
     return await asyncio.gather(*(collect(engine, r) for r in reqs))
 
 
-@pytest.fixture(scope="module", params=["generic", "hermes"])
+@pytest.fixture(scope="module", params=["generic", "hermes", "qwen3_coder"])
 def tool_engine(request, tmp_path_factory):
     """The tiny model with a template that knows no tools (the generic convention, markers as
-    text), and with a Qwen-style tool template (markers as special tokens)."""
+    text), with a Qwen-style tool template (JSON calls, markers as special tokens), and with a
+    Qwen3-Coder-style one (XML calls)."""
     from pensieve_inference import MLXEngine
     from pensieve_model_support import HuggingFaceHub, resolve_reference
-    from pensieve_model_support.testing import TOOL_CHATML_TEMPLATE
+    from pensieve_model_support.testing import QWEN3_CODER_TEMPLATE, TOOL_CHATML_TEMPLATE
 
-    if request.param == "generic":
+    template = {"generic": None, "hermes": TOOL_CHATML_TEMPLATE, "qwen3_coder": QWEN3_CODER_TEMPLATE}[request.param]
+    if template is None:
         path = build_tiny_model(tmp_path_factory.mktemp("generic"))
     else:
-        path = build_tiny_model(tmp_path_factory.mktemp("hermes"), chat_template=TOOL_CHATML_TEMPLATE, tool_tokens=True)
+        path = build_tiny_model(tmp_path_factory.mktemp(request.param), chat_template=template, tool_tokens=True)
     engine = MLXEngine.load_sync(resolve_reference(str(path)), HuggingFaceHub())
     assert engine._renderer.dialect.name == request.param
     yield engine
@@ -134,12 +136,12 @@ def test_naming_a_tool_that_is_not_offered_is_an_invalid_request(tool_engine):
         asyncio.run(collect(tool_engine, request(ToolChoiceTool(name="nope"))))
 
 
-@pytest.mark.parametrize("dialect", ["generic", "hermes"])
+@pytest.mark.parametrize("dialect", ["generic", "hermes", "qwen3_coder"])
 def test_under_auto_a_call_is_constrained_once_the_model_opens_it(tmp_path, dialect):
     """The processor alone, fed a sequence that opens a call: from the marker on, only valid
     call text gets through; after the call closes, the model is free again. The marker is
-    text over several tokens (generic), or one special token caught on the device (hermes)."""
-    from pensieve_model_support.testing import TOOL_CHATML_TEMPLATE
+    text over several tokens (generic), or one special token caught on the device (others)."""
+    from pensieve_model_support.testing import QWEN3_CODER_TEMPLATE, TOOL_CHATML_TEMPLATE
     import mlx.core as mx
     from mlx_lm.utils import load
 
@@ -148,8 +150,8 @@ def test_under_auto_a_call_is_constrained_once_the_model_opens_it(tmp_path, dial
     from pensieve_inference.prompt import function_spec
     from pensieve_inference.tool_stream import ToolCallStream
 
-    hermes = dialect == "hermes"
-    path = build_tiny_model(tmp_path / "m", chat_template=TOOL_CHATML_TEMPLATE if hermes else None, tool_tokens=hermes)
+    template = {"generic": None, "hermes": TOOL_CHATML_TEMPLATE, "qwen3_coder": QWEN3_CODER_TEMPLATE}[dialect]
+    path = build_tiny_model(tmp_path / "m", chat_template=template, tool_tokens=template is not None)
     _, tokenizer = load(str(path))
     specs = [function_spec(t) for t in TOOLS]
     prompt = [1] * 7

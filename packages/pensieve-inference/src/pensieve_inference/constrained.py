@@ -63,43 +63,21 @@ def _literal(tokenizer: Any) -> Any:
     return lit
 
 
-def closed(schema: Any) -> Any:
-    """The schema with objects that list their properties closed to others (unless it says
-    otherwise): still valid output, and the model cannot invent keys without end."""
-    if isinstance(schema, list):
-        return [closed(s) for s in schema]
-    if not isinstance(schema, dict):
-        return schema
-    out = {k: closed(v) for k, v in schema.items()}
-    if "properties" in out and "additionalProperties" not in out and "patternProperties" not in out:
-        out["additionalProperties"] = False
-    return out
-
-
-def _call_schema(name: str, arguments_key: str, schema: dict[str, Any], style: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "properties": {"name": {"const": name}, arguments_key: closed(schema) or {"type": "object"}},
-        "required": ["name", arguments_key],
-        "additionalProperties": False,
-        "x-guidance": style,
-    }
-
-
-def _call_rules(dialect: Dialect, tools: ToolSpecs, ll_tokenizer: llguidance.LLTokenizer, style: dict[str, Any]) -> list[str]:
-    """One %json rule per tool; a schema llguidance cannot compile is loosened to any object."""
-    assert dialect.arguments_key is not None
+def _call_rules(dialect: Dialect, tools: ToolSpecs, ll_tokenizer: llguidance.LLTokenizer, style: dict[str, Any]) -> str:
+    """One rule per tool; a schema llguidance cannot compile is loosened to any object."""
+    assert dialect.call_rule is not None
     rules = []
-    for tool in tools:
+    for i, tool in enumerate(tools):
         function = tool["function"]
-        schema = _call_schema(function["name"], dialect.arguments_key, function.get("parameters") or {}, style)
-        rule = f"%json {json.dumps(schema)}"
-        error = llguidance.LLMatcher.validate_grammar(llguidance.LLMatcher.grammar_from_lark(f"start: {rule}"), ll_tokenizer)
+        rule = dialect.call_rule(i, function["name"], function.get("parameters") or {}, style)
+        error = llguidance.LLMatcher.validate_grammar(
+            llguidance.LLMatcher.grammar_from_lark(f"start: call{i}\n{rule}"), ll_tokenizer
+        )
         if error and not error.startswith("WARNING"):
             log.warning("tool_schema_not_constrained", tool=function["name"], error=error[:200])
-            rule = f"%json {json.dumps(_call_schema(function['name'], dialect.arguments_key, {'type': 'object'}, style))}"
+            rule = dialect.call_rule(i, function["name"], {"type": "object"}, style)
         rules.append(rule)
-    return rules
+    return "".join(rules)
 
 
 def make_tool_constraint(
@@ -107,13 +85,12 @@ def make_tool_constraint(
     thinking_open: bool = False,
 ) -> ToolConstraint | None:
     """The processor for one request, or None when the dialect's calls are not JSON."""
-    if dialect.grammar is None or not tools:
+    if dialect.grammar is None or dialect.call_rule is None or not tools:
         return None
     ll_tokenizer = grammar_tokenizer(tokenizer)
-    rules = _call_rules(dialect, tools, ll_tokenizer, _FORCED_STYLE if forced else _CHOSEN_STYLE)
+    call_rule = "call: " + " | ".join(f"call{i}" for i in range(len(tools))) + "\n"
+    call_rule += _call_rules(dialect, tools, ll_tokenizer, _FORCED_STYLE if forced else _CHOSEN_STYLE)
     calls = dialect.grammar("call", _literal(tokenizer))
-    call_rule = "call: " + " | ".join(f"call{i}" for i in range(len(rules))) + "\n"
-    call_rule += "".join(f"call{i}: {rule}\n" for i, rule in enumerate(rules))
     # A forced answer is one call: a weak model asked to choose between another call and
     # stopping may go on calling (seen with random weights); the next turn can call again.
     forced_grammar = f"start: {calls.single}\n{call_rule}" if forced else None

@@ -51,6 +51,28 @@ TOOL_CHATML_TEMPLATE = (
 )
 TOOL_TOKENS = ["<tool_call>", "</tool_call>"]
 
+# Qwen3-Coder-style: the same turns, calls as <function=...> with one <parameter=...> per argument.
+QWEN3_CODER_TEMPLATE = (
+    "{% if tools %}<|im_start|>system\n"
+    "{% if messages[0].role == 'system' %}{{ messages[0].content }}\n\n{% endif %}"
+    "# Tools\n<tools>\n{% for tool in tools %}{{ tool | tojson }}\n{% endfor %}</tools>\n"
+    "To call a function, reply with:\n<tool_call>\n<function=example_function>\n"
+    "<parameter=example_parameter>\nvalue\n</parameter>\n</function>\n</tool_call><|im_end|>\n"
+    "{% elif messages[0].role == 'system' %}<|im_start|>system\n{{ messages[0].content }}<|im_end|>\n"
+    "{% endif %}"
+    "{% for message in messages %}"
+    "{% if message.role == 'system' %}"
+    "{% elif message.role == 'tool' %}<|im_start|>user\n<tool_response>\n{{ message.content }}\n</tool_response><|im_end|>\n"
+    "{% elif message.tool_calls %}<|im_start|>assistant\n{{ message.content }}"
+    "{% for tool_call in message.tool_calls %}<tool_call>\n<function={{ tool_call.function.name }}>\n"
+    "{% for key, value in tool_call.function.arguments.items() %}<parameter={{ key }}>\n{{ value }}\n</parameter>\n"
+    "{% endfor %}</function>\n</tool_call>{% endfor %}<|im_end|>\n"
+    "{% else %}<|im_start|>{{ message.role }}\n{{ message.content }}<|im_end|>\n"
+    "{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
 # A reasoning template: the assistant turn opens with <think> (as DeepSeek-R1 distills do), and
 # `enable_thinking=False` renders it closed and empty instead (as Qwen3's template does).
 THINK_CHATML_TEMPLATE = (

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, Union
 
+from .grammar import CallRule
+
 ToolSpecs = list[dict[str, Any]]  # OpenAI-style function entries, as chat templates take them
 
 
@@ -77,9 +79,9 @@ class Dialect:
     leading: bool = False
     # Text a leading call may come after (Llama's <|python_tag|>), besides whitespace.
     preamble: str = ""
-    # The model writes calls as JSON {"name", <arguments_key>} objects: `grammar` lays them
-    # out, so decoding can be constrained to valid calls (None: not JSON, not constrained).
-    arguments_key: str | None = None
+    # For constrained decoding: one tool's call as a grammar rule, and the calls laid out with
+    # the dialect's markers (None: this dialect's calls are not constrained).
+    call_rule: CallRule | None = None
     grammar: Callable[[str, Literal], CallGrammar] | None = None
     # Which templates the dialect is for, shown in logs and docs.
     families: tuple[str, ...] = field(default=())

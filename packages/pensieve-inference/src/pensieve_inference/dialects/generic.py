@@ -8,6 +8,7 @@ from typing import Any
 
 from .base import Dialect
 from .hermes import grammar
+from .grammar import json_call_rule
 from .json_call import JsonCallReader
 
 START, END = "<tool_call>", "</tool_call>"
@@ -17,7 +18,7 @@ DIALECT = Dialect(
     start=START,
     end=END,
     make_reader=lambda tools: JsonCallReader(),
-    arguments_key="arguments",
+    call_rule=json_call_rule("arguments"),
     grammar=grammar,
     families=("templates without tool support",),
 )

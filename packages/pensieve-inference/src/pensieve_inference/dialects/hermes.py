@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 from .base import CallGrammar, Dialect, Literal
+from .grammar import json_call_rule
 from .json_call import JsonCallReader
 
 
@@ -24,7 +25,7 @@ DIALECT = Dialect(
     start="<tool_call>",
     end="</tool_call>",
     make_reader=lambda tools: JsonCallReader(),
-    arguments_key="arguments",
+    call_rule=json_call_rule("arguments"),
     grammar=grammar,
     families=("Hermes 2/3", "Qwen2.5", "Qwen3"),
 )

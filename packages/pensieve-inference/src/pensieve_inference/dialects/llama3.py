@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from .base import CallGrammar, Dialect, Literal
+from .grammar import json_call_rule
 from .json_call import JsonCallReader
 
 DIALECT = Dialect(
@@ -17,7 +18,7 @@ DIALECT = Dialect(
     make_reader=lambda tools: _Reopened(JsonCallReader()),
     leading=True,
     preamble="<|python_tag|>",
-    arguments_key="parameters",
+    call_rule=json_call_rule("parameters"),
     # The call's own brace is its start: a forced call can be constrained, a chosen one not.
     grammar=lambda call, lit: CallGrammar(single=call, after_start=None),
     families=("Llama 3.1", "Llama 3.3"),

@@ -12,6 +12,7 @@ import re
 from mlx_lm.tool_parsers.mistral import parse_tool_call
 
 from .base import CallGrammar, Dialect, Literal
+from .grammar import json_call_rule
 from .json_call import OBJECT_HEAD, JsonCallReader
 
 START = "[TOOL_CALLS]"
@@ -59,7 +60,7 @@ DIALECT = Dialect(
     start=START,
     end="",
     make_reader=lambda tools: MistralReader(),
-    arguments_key="arguments",
+    call_rule=json_call_rule("arguments"),
     grammar=grammar,
     families=("Mistral 7B v0.3", "Mistral Small/Nemo", "Devstral"),
 )

@@ -19,7 +19,10 @@ from typing import Any
 
 import structlog
 
-from .base import Begin, Dialect, End, InputDelta, Loose, MalformedCall, ReaderEvent, ToolSpecs, tool_schema
+from .base import (
+    Begin, CallGrammar, Dialect, End, InputDelta, Literal, Loose, MalformedCall, ReaderEvent, ToolSpecs, tool_schema,
+)
+from .grammar import Style, closed, json_value
 
 log = structlog.get_logger("pensieve.tools")
 
@@ -30,7 +33,8 @@ _FUNCTION_END = re.compile(r"\s*</function>")
 
 def typed_value(text: str, schema: dict[str, Any]) -> Any:
     """A parameter's text as the type its schema names; the text itself when it reads as none."""
-    if schema.get("type") == "string":
+    enum = schema.get("enum")
+    if schema.get("type") == "string" or (enum and all(isinstance(e, str) for e in enum)):
         return text
     stripped = text.strip()
     try:
@@ -97,10 +101,48 @@ class Qwen3CoderReader:
         return events
 
 
+def _text_value(rule: str, schema: dict[str, Any]) -> str:
+    """A string parameter: plain text up to the closing tag (lazy: it ends at the first one),
+    within the schema's length bounds."""
+    low, high = schema.get("minLength", 0), schema.get("maxLength")
+    repeat = f"{{{low},{high}}}" if high is not None else f"{{{low},}}" if low else "*"
+    return f'{rule}[lazy]: /(?s:.{repeat})/ "\\n</parameter>"\n'
+
+
+def call_rule(index: int, name: str, schema: dict[str, Any], style: Style) -> str:
+    """<function=NAME> with the required parameters, then the optional ones, in schema order;
+    string values as text, others as JSON (as the parser reads them back)."""
+    schema = closed(schema)
+    properties = schema.get("properties") or {}
+    required = [k for k in schema.get("required", []) if k in properties]
+    rules, parts = [], []
+    for j, key in enumerate(required + [k for k in properties if k not in required]):
+        prop, rule = properties[key] or {}, f"call{index}_{j}"
+        value = f"{rule}_v"
+        strings = prop.get("enum") and all(isinstance(e, str) for e in prop["enum"])
+        if prop.get("type") == "string" and not strings:  # free text ends at its closing tag
+            rules.append(_text_value(value, prop))
+            rules.append(f'{rule}: "<parameter={key}>\\n" {value} "\\n"\n')
+        else:
+            body = " | ".join(json.dumps(e) for e in prop["enum"]) if strings else json_value(prop, style)
+            rules.append(f"{value}: {body}\n")
+            rules.append(f'{rule}: "<parameter={key}>\\n" {value} "\\n</parameter>\\n"\n')
+        parts.append(rule if key in required else f"{rule}?")
+    head = f'call{index}: "<function={name}>\\n" {" ".join(parts)} "</function>"\n'
+    return head + "".join(rules)
+
+
+def grammar(call: str, lit: Literal) -> CallGrammar:
+    end = lit("</tool_call>")
+    return CallGrammar(single=f'{lit("<tool_call>")} "\\n" {call} "\\n" {end}', after_start=f'"\\n" {call} "\\n" {end}')
+
+
 DIALECT = Dialect(
     name="qwen3_coder",
     start="<tool_call>",
     end="</tool_call>",
     make_reader=Qwen3CoderReader,
+    call_rule=call_rule,
+    grammar=grammar,
     families=("Qwen3-Coder",),
 )
