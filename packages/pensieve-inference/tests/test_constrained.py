@@ -214,3 +214,17 @@ def test_a_call_stays_valid_when_company_arrives_midway(tool_engine, monkeypatch
     assert True in rejoined, "the lone call went back into the batch midway"
     check(results[:1], {"run"})
     check(results[1:], set(SCHEMAS))
+
+
+def test_a_failing_processor_steps_aside_instead_of_failing_the_batch(engine, monkeypatch):
+    """A bug in one request's grammar step must not fail the requests decoding beside it."""
+    from pensieve_inference.constrained import ToolConstraint
+
+    def broken(self, logits, tokens):
+        raise RuntimeError("grammar step failed")
+
+    monkeypatch.setattr(ToolConstraint, "mask", broken)
+    plain = GenerationRequest(messages=[MessageParam(role="user", content="Hi")], max_tokens=12, temperature=0.0)
+    results = asyncio.run(many(engine, [request(ToolChoiceAny(), max_tokens=12), plain, plain]))
+    assert all(isinstance(events[-1], Finished) for events in results)
+    assert [events[-1].output_tokens for events in results] == [12, 12, 12]

@@ -140,10 +140,16 @@ class ToolConstraint(SequenceProcessor):
         self.tail = b""  # the end of the output, to spot markers
         self.thinking_now = self.thinking_open
         self.matcher = self._matcher(self.forced_grammar) if self.forced_grammar else None
-        self.mode = "forced" if self.matcher else "watch"  # watch | call | forced | end | free
+        # watch | call | forced | end | free
+        self.mode = "forced" if self.matcher else "free" if self.forced_grammar else "watch"
 
-    def _matcher(self, grammar: str) -> llguidance.LLMatcher:
-        return llguidance.LLMatcher(self.ll_tokenizer, llguidance.LLMatcher.grammar_from_lark(grammar), log_level=0)
+    def _matcher(self, grammar: str) -> llguidance.LLMatcher | None:
+        """A matcher for the grammar, or None (logged) when llguidance could not build one."""
+        matcher = llguidance.LLMatcher(self.ll_tokenizer, llguidance.LLMatcher.grammar_from_lark(grammar), log_level=0)
+        if matcher.is_error():
+            log.warning("tool_constraint_lost", error=matcher.get_error()[:200])
+            return None
+        return matcher
 
     def _openers(self) -> tuple[mx.array, np.ndarray] | None:
         """The tokens that are a whole start marker, and what may follow one (computed once)."""
@@ -153,7 +159,11 @@ class ToolConstraint(SequenceProcessor):
                 self._opener = ()
             else:
                 assert self.after_start is not None
-                first = self._matcher(self.after_start).compute_bitmask()
+                matcher = self._matcher(self.after_start)
+                if matcher is None:
+                    self._opener = ()
+                    return None
+                first = matcher.compute_bitmask()
                 bits = np.unpackbits(np.frombuffer(first, dtype=np.uint8), bitorder="little").astype(bool)
                 self._opener = (mx.array(ids), bits)
         return self._opener or None
@@ -185,8 +195,9 @@ class ToolConstraint(SequenceProcessor):
         # The call opened: constrain the rest of it. Bytes the marker's token carried past the
         # marker are fed to the grammar as tokens of their own.
         extra = self.tail[at + len(self.trigger) :]
-        self.matcher, self.mode = self._matcher(self.after_start), "call"
-        if extra:
+        self.matcher = self._matcher(self.after_start)
+        self.mode = "call" if self.matcher else "free"
+        if self.matcher and extra:
             pieces = self.ll_tokenizer.tokenize_bytes(extra)
             if self.matcher.try_consume_tokens(pieces) < len(pieces):
                 log.warning("tool_constraint_lost", error="the call's first token ran past the marker")

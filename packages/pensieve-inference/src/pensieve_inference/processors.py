@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import mlx.core as mx
 import numpy as np
+import structlog
+
+log = structlog.get_logger("pensieve.inference")
 
 
 class SequenceProcessor:
@@ -20,6 +23,7 @@ class SequenceProcessor:
         self.prompt_tokens = prompt_tokens
         self.generated: list[int] = []
         self.seen: list[int] = []  # output tokens the worker has emitted (never rewound)
+        self.broken = False  # failed once: steps aside rather than fail the whole batch
 
     def reset(self) -> None:
         self.generated = []
@@ -42,6 +46,16 @@ class SequenceProcessor:
     def at(self, length: int, tokens: mx.array, logits: mx.array) -> mx.array:
         """`length`: how many tokens the sequence holds (prompt and output), the last of them
         being `tokens[-1]`; generated ones not yet seen are consumed first."""
+        if self.broken:
+            return logits
+        try:
+            return self._at(length, tokens, logits)
+        except Exception as exc:  # noqa: BLE001 — one request's processor must not fail its batch
+            log.error("logits_processor_failed", processor=type(self).__name__, error=repr(exc), exc_info=exc)
+            self.broken = True
+            return logits
+
+    def _at(self, length: int, tokens: mx.array, logits: mx.array) -> mx.array:
         committed = max(0, length - self.prompt_tokens)
         if committed < len(self.generated):  # the sequence stepped back: replay up to there
             replay = self.generated[:committed]
