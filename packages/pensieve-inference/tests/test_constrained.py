@@ -75,16 +75,19 @@ async def many(engine, reqs):
     return await asyncio.gather(*(collect(engine, r) for r in reqs))
 
 
-@pytest.fixture(scope="module", params=["generic", "hermes", "qwen3_coder"])
+@pytest.fixture(scope="module", params=["generic", "hermes", "qwen3_coder", "pythonic_bare"])
 def tool_engine(request, tmp_path_factory):
     """The tiny model with a template that knows no tools (the generic convention, markers as
     text), with a Qwen-style tool template (JSON calls, markers as special tokens), and with a
-    Qwen3-Coder-style one (XML calls)."""
+    Qwen3-Coder-style one (XML calls), and a Llama 3.2-style one (pythonic calls)."""
     from pensieve_inference import MLXEngine
     from pensieve_model_support import HuggingFaceHub, resolve_reference
-    from pensieve_model_support.testing import QWEN3_CODER_TEMPLATE, TOOL_CHATML_TEMPLATE
+    from pensieve_model_support.testing import PYTHONIC_TEMPLATE, QWEN3_CODER_TEMPLATE, TOOL_CHATML_TEMPLATE
 
-    template = {"generic": None, "hermes": TOOL_CHATML_TEMPLATE, "qwen3_coder": QWEN3_CODER_TEMPLATE}[request.param]
+    template = {
+        "generic": None, "hermes": TOOL_CHATML_TEMPLATE, "qwen3_coder": QWEN3_CODER_TEMPLATE,
+        "pythonic_bare": PYTHONIC_TEMPLATE,
+    }[request.param]
     if template is None:
         path = build_tiny_model(tmp_path_factory.mktemp("generic"))
     else:
@@ -185,28 +188,27 @@ def test_a_call_stays_valid_when_company_arrives_midway(tool_engine, monkeypatch
     cache, one token replayed. The constraint follows it by position through both moves."""
     from pensieve_inference.batching import ModelBatch
 
-    rejoined = []
-    original = ModelBatch._rejoin
+    rejoined, emitted = [], []
+    original, take = ModelBatch._rejoin, ModelBatch._take_token
 
     def spy(self):
         rejoined.append(self._solo is not None)
         original(self)
 
+    def count(self, seq, token, finish):
+        emitted.append(token)
+        return take(self, seq, token, finish)
+
     monkeypatch.setattr(ModelBatch, "_rejoin", spy)
+    monkeypatch.setattr(ModelBatch, "_take_token", count)
 
     async def scenario():
-        first_delta = asyncio.Event()
-
         async def lone():
-            events = []
-            async for e in tool_engine.generate(request(ToolChoiceTool(name="run"), text="Alone at first")):
-                events.append(e)
-                if isinstance(e, ToolInputDelta):
-                    first_delta.set()
-            return events
+            return [e async for e in tool_engine.generate(request(ToolChoiceTool(name="run"), text="Alone at first"))]
 
         alone = asyncio.ensure_future(lone())
-        await first_delta.wait()
+        while len(emitted) < 6:  # a few tokens into its call
+            await asyncio.sleep(0.005)
         company = await many(tool_engine, [request(ToolChoiceAny(), text=f"Later {i}") for i in range(4)])
         return [await alone, *company]
 

@@ -51,6 +51,27 @@ TOOL_CHATML_TEMPLATE = (
 )
 TOOL_TOKENS = ["<tool_call>", "</tool_call>"]
 
+# Llama 3.2-style pythonic calls: the answer itself is a list of calls, described the way those
+# templates do ("[func_name1(params_name1=params_value1, ...)]").
+PYTHONIC_TEMPLATE = (
+    "{% if tools %}<|im_start|>system\n"
+    "{% if messages[0].role == 'system' %}{{ messages[0].content }}\n\n{% endif %}"
+    "To call functions, answer only with [func_name1(params_name1=params_value1), func_name2(params)].\n"
+    "{% for tool in tools %}{{ tool | tojson }}\n{% endfor %}<|im_end|>\n"
+    "{% elif messages[0].role == 'system' %}<|im_start|>system\n{{ messages[0].content }}<|im_end|>\n"
+    "{% endif %}"
+    "{% for message in messages %}"
+    "{% if message.role == 'system' %}"
+    "{% elif message.role == 'tool' %}<|im_start|>user\n{{ message.content }}<|im_end|>\n"
+    "{% elif message.tool_calls %}<|im_start|>assistant\n["
+    "{% for tool_call in message.tool_calls %}{{ tool_call.function.name }}()"
+    "{% if not loop.last %}, {% endif %}{% endfor %}]<|im_end|>\n"
+    "{% else %}<|im_start|>{{ message.role }}\n{{ message.content }}<|im_end|>\n"
+    "{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
 # Qwen3-Coder-style: the same turns, calls as <function=...> with one <parameter=...> per argument.
 QWEN3_CODER_TEMPLATE = (
     "{% if tools %}<|im_start|>system\n"
