@@ -28,70 +28,58 @@ CHATML_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 
+def _chatml_with_tools(instructions: str, tool_result: str, calls: str) -> str:
+    """ChatML turns with the tools listed in the system turn, then `instructions`; a tool turn's
+    content rendered by `tool_result`, an assistant turn's tool_calls by `calls`."""
+    return (
+        "{% if tools %}<|im_start|>system\n"
+        "{% if messages[0].role == 'system' %}{{ messages[0].content }}\n\n{% endif %}"
+        "# Tools\n<tools>\n{% for tool in tools %}{{ tool | tojson }}\n{% endfor %}</tools>\n"
+        + instructions + "<|im_end|>\n"
+        "{% elif messages[0].role == 'system' %}<|im_start|>system\n{{ messages[0].content }}<|im_end|>\n"
+        "{% endif %}"
+        "{% for message in messages %}"
+        "{% if message.role == 'system' %}"
+        "{% elif message.role == 'tool' %}<|im_start|>user\n" + tool_result + "<|im_end|>\n"
+        "{% elif message.tool_calls %}<|im_start|>assistant\n{{ message.content }}" + calls + "<|im_end|>\n"
+        "{% else %}<|im_start|>{{ message.role }}\n{{ message.content }}<|im_end|>\n"
+        "{% endif %}"
+        "{% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    )
+
+
+_TOOL_RESPONSE = "<tool_response>\n{{ message.content }}\n</tool_response>"
+
 # Qwen2.5-style: tools in the system turn, calls as JSON in <tool_call> tags (which mlx-lm
 # recognises as its json_tools dialect), results in <tool_response> user turns.
-TOOL_CHATML_TEMPLATE = (
-    "{% if tools %}<|im_start|>system\n"
-    "{% if messages[0].role == 'system' %}{{ messages[0].content }}\n\n{% endif %}"
-    "# Tools\n<tools>\n{% for tool in tools %}{{ tool | tojson }}\n{% endfor %}</tools>\n"
-    "For each function call, return a json object within <tool_call></tool_call> tags.<|im_end|>\n"
-    "{% elif messages[0].role == 'system' %}<|im_start|>system\n{{ messages[0].content }}<|im_end|>\n"
-    "{% endif %}"
-    "{% for message in messages %}"
-    "{% if message.role == 'system' %}"
-    "{% elif message.role == 'tool' %}<|im_start|>user\n<tool_response>\n{{ message.content }}\n</tool_response><|im_end|>\n"
-    "{% elif message.tool_calls %}<|im_start|>assistant\n{{ message.content }}"
+TOOL_CHATML_TEMPLATE = _chatml_with_tools(
+    "For each function call, return a json object within <tool_call></tool_call> tags.",
+    _TOOL_RESPONSE,
     "{% for tool_call in message.tool_calls %}{% set tool_call = tool_call.function %}"
     '<tool_call>\n{"name": "{{ tool_call.name }}", "arguments": {{ tool_call.arguments | tojson }}}\n</tool_call>'
-    "{% endfor %}<|im_end|>\n"
-    "{% else %}<|im_start|>{{ message.role }}\n{{ message.content }}<|im_end|>\n"
-    "{% endif %}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    "{% endfor %}",
 )
 TOOL_TOKENS = ["<tool_call>", "</tool_call>"]
 
-# Llama 3.2-style pythonic calls: the answer itself is a list of calls, described the way those
-# templates do ("[func_name1(params_name1=params_value1, ...)]").
-PYTHONIC_TEMPLATE = (
-    "{% if tools %}<|im_start|>system\n"
-    "{% if messages[0].role == 'system' %}{{ messages[0].content }}\n\n{% endif %}"
-    "To call functions, answer only with [func_name1(params_name1=params_value1), func_name2(params)].\n"
-    "{% for tool in tools %}{{ tool | tojson }}\n{% endfor %}<|im_end|>\n"
-    "{% elif messages[0].role == 'system' %}<|im_start|>system\n{{ messages[0].content }}<|im_end|>\n"
-    "{% endif %}"
-    "{% for message in messages %}"
-    "{% if message.role == 'system' %}"
-    "{% elif message.role == 'tool' %}<|im_start|>user\n{{ message.content }}<|im_end|>\n"
-    "{% elif message.tool_calls %}<|im_start|>assistant\n["
-    "{% for tool_call in message.tool_calls %}{{ tool_call.function.name }}()"
-    "{% if not loop.last %}, {% endif %}{% endfor %}]<|im_end|>\n"
-    "{% else %}<|im_start|>{{ message.role }}\n{{ message.content }}<|im_end|>\n"
-    "{% endif %}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-
-# Qwen3-Coder-style: the same turns, calls as <function=...> with one <parameter=...> per argument.
-QWEN3_CODER_TEMPLATE = (
-    "{% if tools %}<|im_start|>system\n"
-    "{% if messages[0].role == 'system' %}{{ messages[0].content }}\n\n{% endif %}"
-    "# Tools\n<tools>\n{% for tool in tools %}{{ tool | tojson }}\n{% endfor %}</tools>\n"
+# Qwen3-Coder-style: calls as <function=...> with one <parameter=...> per argument.
+QWEN3_CODER_TEMPLATE = _chatml_with_tools(
     "To call a function, reply with:\n<tool_call>\n<function=example_function>\n"
-    "<parameter=example_parameter>\nvalue\n</parameter>\n</function>\n</tool_call><|im_end|>\n"
-    "{% elif messages[0].role == 'system' %}<|im_start|>system\n{{ messages[0].content }}<|im_end|>\n"
-    "{% endif %}"
-    "{% for message in messages %}"
-    "{% if message.role == 'system' %}"
-    "{% elif message.role == 'tool' %}<|im_start|>user\n<tool_response>\n{{ message.content }}\n</tool_response><|im_end|>\n"
-    "{% elif message.tool_calls %}<|im_start|>assistant\n{{ message.content }}"
+    "<parameter=example_parameter>\nvalue\n</parameter>\n</function>\n</tool_call>",
+    _TOOL_RESPONSE,
     "{% for tool_call in message.tool_calls %}<tool_call>\n<function={{ tool_call.function.name }}>\n"
     "{% for key, value in tool_call.function.arguments.items() %}<parameter={{ key }}>\n{{ value }}\n</parameter>\n"
-    "{% endfor %}</function>\n</tool_call>{% endfor %}<|im_end|>\n"
-    "{% else %}<|im_start|>{{ message.role }}\n{{ message.content }}<|im_end|>\n"
-    "{% endif %}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    "{% endfor %}</function>\n</tool_call>{% endfor %}",
+)
+
+# Llama 3.2-style pythonic calls: the answer itself is a list of calls, described the way those
+# templates do ("[func_name1(params_name1=params_value1, ...)]").
+PYTHONIC_TEMPLATE = _chatml_with_tools(
+    "To call functions, answer only with [func_name1(params_name1=params_value1), func_name2(params)].",
+    "{{ message.content }}",
+    "[{% for tool_call in message.tool_calls %}{{ tool_call.function.name }}("
+    "{% for key, value in tool_call.function.arguments.items() %}{{ key }}={{ value | tojson }}"
+    "{% if not loop.last %}, {% endif %}{% endfor %}){% if not loop.last %}, {% endif %}{% endfor %}]",
 )
 
 # A reasoning template: the assistant turn opens with <think> (as DeepSeek-R1 distills do), and
