@@ -1,6 +1,21 @@
+import os
+
 import pytest
 
 from pensieve_model_support.testing import build_tiny_model
+
+
+@pytest.fixture(scope="session", autouse=True)
+def pensieve_home(tmp_path_factory):
+    """The servers made here keep their files (the thinking secret) in a home of their own."""
+    home = tmp_path_factory.mktemp("home")
+    previous = os.environ.get("PENSIEVE_HOME")
+    os.environ["PENSIEVE_HOME"] = str(home)
+    yield home
+    if previous is None:
+        del os.environ["PENSIEVE_HOME"]
+    else:
+        os.environ["PENSIEVE_HOME"] = previous
 
 
 @pytest.fixture(scope="session")

@@ -98,3 +98,16 @@ def test_official_client_non_streamed_and_streamed(client):
     with sdk.messages.stream(model="tiny-model", max_tokens=5, messages=[{"role": "user", "content": "Hi"}]) as stream:
         final = stream.get_final_message()
     assert final.stop_reason == "max_tokens" and final.content[0].text
+
+
+def test_thinking_signatures_round_trip_and_the_secret_is_private(tmp_path):
+    from pensieve_server.signatures import SECRET_FILE, ThinkingSigner
+
+    signer = ThinkingSigner(home=tmp_path / "home")
+    assert not (tmp_path / "home").exists(), "nothing is written until a block is signed"
+    signature = signer.sign("Let me think.")
+    assert (tmp_path / "home" / SECRET_FILE).stat().st_mode & 0o777 == 0o600
+    again = ThinkingSigner(home=tmp_path / "home")  # a restart reads the same secret
+    assert again.verify("Let me think.", signature)
+    assert not again.verify("Let me think!", signature)
+    assert not ThinkingSigner(home=tmp_path / "elsewhere").verify("Let me think.", signature)

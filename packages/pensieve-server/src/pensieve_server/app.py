@@ -26,7 +26,7 @@ from .routes.health import metrics_endpoint
 from .routes.health import health, root
 from .routes.messages import count_tokens, create_message
 from .routes.models import get_model, list_models
-from .signatures import ThinkingSigner, install_secret
+from .signatures import ThinkingSigner
 
 def create_app(models: ServedModels | Engine, settings: Settings) -> Starlette:
     if not isinstance(models, ServedModels):
@@ -59,7 +59,7 @@ def create_app(models: ServedModels | Engine, settings: Settings) -> Starlette:
     app.state.metrics = metrics
     app.state.models = models
     app.state.settings = settings
-    app.state.signer = ThinkingSigner(install_secret(settings.home_path))
+    app.state.signer = ThinkingSigner(home=settings.home_path)
     app.state.keepalive_seconds = settings.keepalive_seconds
     app.state.started_at = time.monotonic()
     app.state.started_wall = time.time()

@@ -34,11 +34,23 @@ def install_secret(home: Path) -> bytes:
 
 
 class ThinkingSigner:
-    def __init__(self, secret: bytes) -> None:
+    """Signs with `secret`, or with the install's secret under `home`, read (or made) the first
+    time a thinking block is signed or checked: a server that never sees one writes nothing."""
+
+    def __init__(self, secret: bytes | None = None, *, home: Path | None = None) -> None:
+        if secret is None and home is None:
+            raise ValueError("a signer needs a secret or a home to keep one in")
         self._secret = secret
+        self._home = home
+
+    def _key(self) -> bytes:
+        if self._secret is None:
+            assert self._home is not None
+            self._secret = install_secret(self._home)
+        return self._secret
 
     def sign(self, thinking: str) -> str:
-        digest = hmac.new(self._secret, thinking.encode("utf-8"), hashlib.sha256).digest()
+        digest = hmac.new(self._key(), thinking.encode("utf-8"), hashlib.sha256).digest()
         return base64.b64encode(digest).decode("ascii")
 
     def verify(self, thinking: str, signature: str) -> bool:
