@@ -165,3 +165,16 @@ def test_families_only_mlx_lm_knows_use_its_parser():
     events = stream.feed("Now: <|tool_call> CET <tool_call|>") + stream.finish()
     assert [type(e).__name__ for e in events] == ["TextDelta", "ToolUseStart", "ToolInputDelta", "ToolUseEnd"]
     assert events[-1].input == {"zone": "CET"}
+
+
+def test_parse_errors_inside_a_reader_come_back_as_text():
+    """A name with a broken escape (JSON dialect) and a parser whose arguments are not JSON
+    (mlx-lm fallback): text, not an exception in the generation loop."""
+    bad_name = '<tool_call>{"name": "get\\x", "arguments": {}}</tool_call>'
+    assert run("hermes", [bad_name]) == (bad_name, [])
+
+    tokenizer = Template("{% if tools %}<|tool_call>{% endif %}", has_tool_calling=True, tool_call_start="<|tool_call>",
+                         tool_call_end="<tool_call|>", tool_parser=lambda text, tools=None: {"name": "get_time", "arguments": "{oops"})
+    stream = ToolCallStream(detect(tokenizer), TOOLS)
+    events = stream.feed("<|tool_call>x<tool_call|>") + stream.finish()
+    assert [(type(e).__name__, e.text) for e in events] == [("TextDelta", "<|tool_call>x<tool_call|>")]

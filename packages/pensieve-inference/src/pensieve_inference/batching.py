@@ -253,7 +253,8 @@ class ModelBatch:
         if finish is not None:
             seq.detokenizer.finalize()
         job.emit_text(seq.stops.feed(job.answer_text(seq.detokenizer.last_segment)))
-        called_once = job.single_tool_call and job.tool_calls is not None and job.tool_calls.calls > 0
+        calls = job.tool_calls
+        called_once = calls is not None and calls.single and calls.calls > 0
         return finish is None and (seq.stops.matched is not None or called_once)
 
     def _on_token(self, uid: int, seq: _Sequence, r: Any) -> None:

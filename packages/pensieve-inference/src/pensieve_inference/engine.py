@@ -213,7 +213,6 @@ class MLXEngine:
             constraint=constraint,
             thinking=thinking,
             thinking_budget=thinking_budget,
-            single_tool_call=tool_calls is not None and tool_calls.single,
             prefix_cache=self.prefix_cache,
             cache_key=self._card.id,
         )

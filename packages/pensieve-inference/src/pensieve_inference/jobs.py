@@ -35,7 +35,6 @@ class GenerationJob:
     # A reasoning model's thinking, split from its answer; and its token budget, if any.
     thinking: ThinkingSplitter | None = None
     thinking_budget: ThinkingBudget | None = None
-    single_tool_call: bool = False
     exhausted_reason: StopReason = "max_tokens"
     prefix_cache: PrefixCache | None = None
     cache_key: str = ""

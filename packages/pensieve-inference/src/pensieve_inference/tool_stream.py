@@ -14,10 +14,15 @@ import structlog
 
 from pensieve_core import GenerationEvent, TextDelta, ToolInputDelta, ToolUseEnd, ToolUseStart
 
-from .dialects import Begin, Dialect, End, InputDelta, Loose, MalformedCall, ToolSpecs
+from .dialects import Begin, Dialect, End, InputDelta, Loose, ToolSpecs
 from .dialects.base import ReaderEvent
 
 log = structlog.get_logger("pensieve.tools")
+
+
+# What reading model text as a call may raise (MalformedCall is a ValueError): caught here, once,
+# so no reader's parse error can reach the generation loop.
+_UNREADABLE = (ValueError, TypeError, SyntaxError)
 
 
 def tool_use_id() -> str:
@@ -127,7 +132,8 @@ class ToolCallStream:
         self._raw += body
         try:
             events = self._reader.feed(body)
-        except MalformedCall:
+        except _UNREADABLE as exc:  # the close below gives the call text back or ends the call
+            log.warning("tool_call_unreadable", dialect=self.dialect.name, error=str(exc))
             events = []
         self._translate(out, events)
 
@@ -135,7 +141,7 @@ class ToolCallStream:
         if not self._rejected:
             try:
                 events = self._reader.close()
-            except MalformedCall as exc:
+            except _UNREADABLE as exc:
                 log.warning("tool_call_unparsed", dialect=self.dialect.name, error=str(exc), chars=len(self._raw))
                 events = [] if self._begun else [Loose(self._raw)]
             self._translate(out, events)

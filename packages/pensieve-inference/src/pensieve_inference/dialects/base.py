@@ -8,11 +8,13 @@ it could not make sense of, handed back as text."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, Union
 
 from .grammar import CallRule
+from .json_text import loads_lenient
 
 ToolSpecs = list[dict[str, Any]]  # OpenAI-style function entries, as chat templates take them
 
@@ -85,6 +87,27 @@ class Dialect:
     grammar: Callable[[str, Literal], CallGrammar] | None = None
     # Which templates the dialect is for, shown in logs and docs.
     families: tuple[str, ...] = field(default=())
+
+
+def parsed_calls(parsed: Any) -> list[ReaderEvent]:
+    """Events for calls a parser returned whole ({"name", "arguments" or "parameters"}, or a
+    list of them); arguments given as a JSON string are read. MalformedCall if they are not calls."""
+    events: list[ReaderEvent] = []
+    for call in parsed if isinstance(parsed, list) else [parsed]:
+        if not isinstance(call, dict) or not isinstance(call.get("name"), str):
+            raise MalformedCall("a tool call must be an object with a name")
+        arguments = call.get("arguments", call.get("parameters")) or {}
+        if isinstance(arguments, str):
+            try:
+                arguments = loads_lenient(arguments) if arguments.strip() else {}
+            except ValueError as exc:
+                raise MalformedCall(f"tool call arguments are not JSON: {exc}") from exc
+        if not isinstance(arguments, dict):
+            raise MalformedCall("tool call arguments must be an object")
+        events += [Begin(call["name"]), InputDelta(json.dumps(arguments, ensure_ascii=False)), End(arguments)]
+    if not events:
+        raise MalformedCall("no tool call in the text")
+    return events
 
 
 def tool_schema(tools: ToolSpecs, name: str) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from typing import Any
 
 import structlog
 
-from .base import Begin, End, InputDelta, Loose, MalformedCall, ReaderEvent
+from .base import Begin, End, InputDelta, Loose, MalformedCall, ReaderEvent, parsed_calls
 from .json_text import JsonScanner, close_json, loads_lenient
 
 log = structlog.get_logger("pensieve.tools")
@@ -29,30 +29,6 @@ OBJECT_HEAD = re.compile(
 _BETWEEN_CALLS = " \t\r\n[],;"
 
 Parse = Callable[[str], Any]
-
-
-def _calls_from(parsed: Any) -> list[tuple[str, dict[str, Any]]]:
-    calls = parsed if isinstance(parsed, list) else [parsed]
-    out = []
-    for call in calls:
-        if not isinstance(call, dict) or not isinstance(call.get("name"), str):
-            raise MalformedCall("a tool call must be an object with a name")
-        arguments = call.get("arguments", call.get("parameters", {}))
-        if isinstance(arguments, str):
-            arguments = loads_lenient(arguments) if arguments.strip() else {}
-        if not isinstance(arguments, dict):
-            raise MalformedCall("tool call arguments must be an object")
-        out.append((call["name"], arguments))
-    if not out:
-        raise MalformedCall("no tool call in the text")
-    return out
-
-
-def whole_calls(calls: list[tuple[str, dict[str, Any]]]) -> list[ReaderEvent]:
-    events: list[ReaderEvent] = []
-    for name, arguments in calls:
-        events += [Begin(name), InputDelta(json.dumps(arguments, ensure_ascii=False)), End(arguments)]
-    return events
 
 
 class JsonCallReader:
@@ -86,10 +62,15 @@ class JsonCallReader:
                     if len(self.pending) > _HEAD_WINDOW and not self.began:
                         self.state = "buffered"
                     break
+                try:
+                    name = json.loads(f'"{match.group("name")}"')
+                except ValueError:  # a broken escape: leave it to the whole parse at the end
+                    self.state = "buffered"
+                    break
                 self.pending = self.pending[match.end() :]
                 self.state, self.scanner, self.emitted, self.parsed = "args", JsonScanner(), 0, None
                 self.began += 1
-                events.append(Begin(json.loads(f'"{match.group("name")}"')))
+                events.append(Begin(name))
             elif self.state == "args":
                 used = self.scanner.feed(self.pending)
                 self.pending = self.pending[used:]
@@ -166,7 +147,7 @@ class JsonCallReader:
     def close(self) -> list[ReaderEvent]:
         if self.state == "buffered" or (self.state == "head" and not self.began):
             try:
-                return whole_calls(_calls_from(self.parse(self.raw)))
+                return parsed_calls(self.parse(self.raw))
             except (ValueError, SyntaxError, TypeError) as exc:
                 if self.began:
                     return [Loose(self.pending)] if self.pending.strip() else []

@@ -3,11 +3,10 @@ and its parser, applied to the whole call once the end marker arrives."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
-from .base import Begin, Dialect, End, InputDelta, MalformedCall, ReaderEvent, ToolSpecs
+from .base import Dialect, MalformedCall, ReaderEvent, ToolSpecs, parsed_calls
 
 
 class WholeCallReader:
@@ -25,17 +24,7 @@ class WholeCallReader:
             parsed = self.parser(self.text, self.tools)
         except Exception as exc:  # noqa: BLE001 — third-party parsers raise anything on bad text
             raise MalformedCall(f"{type(exc).__name__}: {exc}") from exc
-        events: list[ReaderEvent] = []
-        for call in parsed if isinstance(parsed, list) else [parsed]:
-            if not isinstance(call, dict) or not isinstance(call.get("name"), str):
-                raise MalformedCall("the parser returned no call name")
-            arguments = call.get("arguments") or {}
-            if isinstance(arguments, str):
-                arguments = json.loads(arguments)
-            if not isinstance(arguments, dict):
-                raise MalformedCall("tool call arguments must be an object")
-            events += [Begin(call["name"]), InputDelta(json.dumps(arguments, ensure_ascii=False)), End(arguments)]
-        return events
+        return parsed_calls(parsed)
 
 
 def dialect(name: str, start: str, end: str, parser: Callable[[str, Any], Any]) -> Dialect:
