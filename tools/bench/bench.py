@@ -260,6 +260,7 @@ def machine() -> dict[str, Any]:
 
 
 def main() -> None:
+    global NATIVE_TOOLS, TOOL_CHARS
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, required=True)
     parser.add_argument("--label", required=True)
@@ -269,7 +270,6 @@ def main() -> None:
     parser.add_argument("--tool-chars", type=int, default=TOOL_CHARS, help="size of the replay's tool descriptions")
     args = parser.parse_args()
     p = PROFILES[args.profile]
-    global NATIVE_TOOLS, TOOL_CHARS
     TOOL_CHARS = args.tool_chars
     template = args.model / "chat_template.jinja"
     NATIVE_TOOLS = template.exists() and "tools" in template.read_text()

@@ -1,7 +1,8 @@
 """The MLX generation engine on mlx-lm."""
 
 from .conversation import BILLING_PREFIX, build_conversation
-from .engine import MLXEngine, sampler_args
+from .engine import MLXEngine
+from .sampling import sampler_args
 from .prompt import PromptRenderer, RenderedPrompt, offered_tools
 from .stops import StopSequenceMatcher
 from .tool_stream import ToolCallStream

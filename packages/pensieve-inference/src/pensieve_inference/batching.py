@@ -8,22 +8,24 @@ request arrives it goes back into the batch with its cache. Worker thread only."
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 import mlx.core as mx
 from mlx_lm.generate import BatchGenerator, generate_step
-from mlx_lm.models.cache import trim_prompt_cache
-from mlx_lm.sample_utils import make_sampler
+from mlx_lm.models.cache import make_prompt_cache, trim_prompt_cache
 
 from pensieve_claude_types import StopReason
 from pensieve_core import Failed, Finished, Started
-from pensieve_core.errors import PensieveError
+from pensieve_core.errors import InvalidRequestError, PensieveError
 from pensieve_model_support import LoadedModel
 
 from .processors import Shifted
 from .jobs import GenerationJob
+from .prefill_lane import LANE_MIN_TOKENS, Prefill, PrefillLane, snapshot
+from .sampling import GuardedSampler, make_request_sampler
 from .stops import StopSequenceMatcher
 
 log = structlog.get_logger("pensieve.inference")
@@ -33,6 +35,11 @@ log = structlog.get_logger("pensieve.inference")
 PREFILL_STEP = 2048
 # Default cap on sequences decoded together per model; more wait inside the batch queue.
 MAX_SEQUENCES = 16
+# Tokens a newcomer may take to show its first text while the lane waits for it.
+FIRST_TEXT_PATIENCE = 4
+# Batch steps that failed within DEGRADED_WINDOW_S seconds before the model counts as degraded.
+DEGRADED_FAILURES = 3
+DEGRADED_WINDOW_S = 300.0
 
 
 @dataclass
@@ -48,6 +55,17 @@ class _Sequence:
     started: float = field(default_factory=time.perf_counter)
     # Prompt and generated tokens, while decoding alone (outside the batch).
     fed: list[int] = field(default_factory=list)
+    # Output tokens handed out so far: with the prompt, where a retried sequence resumes.
+    generated: list[int] = field(default_factory=list)
+    sampler: Any = None
+    # Batch steps that failed with this sequence in them; the second failure fails it.
+    strikes: int = 0
+    answered: bool = False  # its first text has gone out
+
+    @property
+    def awaits_first_text(self) -> bool:
+        """A newcomer the lane waits for (a few tokens at most: some tokens show no text)."""
+        return not self.answered and self.output_tokens < FIRST_TEXT_PATIENCE
 
 
 @dataclass
@@ -82,8 +100,11 @@ class ModelBatch:
         self._prefill_step = prefill_step
         self._generator = self._new_generator()
         self._running: dict[int, _Sequence] = {}
+        self._lane = PrefillLane(loaded.model, chunk=prefill_step)
         self._solo: _Solo | None = None
         self._eos = set(loaded.tokenizer.eos_token_ids)
+        self._failures: deque[float] = deque(maxlen=DEGRADED_FAILURES)
+        self.last_error: str | None = None
 
     def _new_generator(self) -> BatchGenerator:
         eos = sorted(self.loaded.tokenizer.eos_token_ids)
@@ -96,62 +117,159 @@ class ModelBatch:
         )
 
     def __len__(self) -> int:
-        return len(self._running)
+        return len(self._running) + len(self._lane)
+
+    @property
+    def degraded(self) -> bool:
+        """Batch steps keep failing: DEGRADED_FAILURES of them within the window."""
+        window = time.monotonic() - DEGRADED_WINDOW_S
+        return len(self._failures) == DEGRADED_FAILURES and self._failures[0] >= window
 
     def admit(self, job: GenerationJob) -> None:
         if job.cancelled.is_set():
             return
         self._drop_cancelled()  # a retry of an abandoned request finds its prefill
-        self._rejoin()  # company: the lone sequence goes back into the batch
-        cache, rest = None, job.prompt
-        if job.prefix_cache is not None:
-            cache, rest = job.prefix_cache.take(job.cache_key, self.loaded.model, job.prompt)
-        reused = len(job.prompt) - len(rest)
+        seq = _Sequence(
+            job=job, detokenizer=self.loaded.tokenizer.detokenizer, stops=StopSequenceMatcher(job.stop_sequences),
+        )
+        reused = self._enter(seq, job.prompt)
         job.emit(Started(
             prompt_tokens=len(job.prompt),
             cache_read_tokens=reused,
-            cache_creation_tokens=len(rest) if job.prefix_cache is not None else 0,
+            cache_creation_tokens=len(job.prompt) - reused if job.prefix_cache is not None else 0,
         ))
-        segments = _split(rest, reused, job.boundaries)
+
+    def _enter(self, seq: _Sequence, tokens: list[int]) -> int:
+        """Put a sequence whose context is `tokens` into the lane or the batch; return how many
+        of them the prefix cache already held."""
+        job = seq.job
+        cache, rest = None, tokens
+        if job.prefix_cache is not None:
+            cache, rest = job.prefix_cache.take(job.cache_key, self.loaded.model, tokens)
+        reused = len(tokens) - len(rest)
+        ahead = [b for b in job.boundaries if reused < b < len(tokens)]
+        if len(rest) > LANE_MIN_TOKENS:
+            cache = cache if cache is not None else make_prompt_cache(self.loaded.model)
+            self._lane.add(Prefill(job=job, cache=cache, done=reused, boundaries=ahead, carry=(seq, tokens)))
+            return reused
+        self._insert(seq, tokens, reused, cache, ahead)
+        return reused
+
+    def _insert(self, seq: _Sequence, tokens: list[int], reused: int, cache: Any, ahead: list[int]) -> None:
+        self._rejoin()  # company: the lone sequence goes back into the batch
+        job = seq.job
+        seq.sampler = make_request_sampler(job.sampler_args)
         (uid,) = self._generator.insert_segments(
-            [segments],
-            max_tokens=[job.max_tokens],
+            [_split(tokens[reused:], reused, tuple(ahead))],
+            max_tokens=[job.max_tokens - seq.output_tokens],
             caches=[cache] if cache is not None else None,
-            all_tokens=[job.prompt[:reused]],
-            samplers=[make_sampler(**job.sampler_args)],
+            all_tokens=[tokens[:reused]],
+            samplers=[seq.sampler],
             logits_processors=[_processors(job)],
         )
-        ends = [b for b in job.boundaries if reused < b < len(job.prompt)]
-        self._running[uid] = _Sequence(
-            job=job,
-            detokenizer=self.loaded.tokenizer.detokenizer,
-            stops=StopSequenceMatcher(job.stop_sequences),
-            boundaries=ends,
-            fed=list(job.prompt),
-        )
+        seq.boundaries = ahead
+        seq.fed = list(tokens)
+        self._running[uid] = seq
 
     def step(self) -> None:
-        """One decode step for every generating sequence (and a prefill chunk for new ones)."""
+        """One decode step for every generating sequence (and a prefill chunk for new ones),
+        then a chunk of the long prompt at the head of the lane."""
         self._drop_cancelled()
-        if not self._running:
-            return
+        if self._solo is not None:
+            self._guarded_solo_step()
+        elif self._running:
+            self._batch_step()
+        # A newcomer waiting for its first token goes first; others share the step with the lane.
+        if self._lane and not any(s.awaits_first_text for s in self._running.values()):
+            self._lane_step(shared=bool(self._running))
+
+    def _batch_step(self) -> None:
         try:
-            if self._solo is not None:
-                self._solo_step()
-                return
             prompt_responses, responses = self._generator.next()
-        except Exception as exc:  # noqa: BLE001 — every sequence in the batch is lost; say so
-            self._fail_all(exc)
+        except Exception as exc:  # noqa: BLE001 — the generator is half-stepped: start anew
+            self._recover(exc)
             return
         for r in prompt_responses:
-            self._keep_boundary(r)
+            self._guarded(r.uid, self._keep_boundary, r)
         for r in responses:
             seq = self._running.get(r.uid)
             if seq is not None:
-                self._on_token(r.uid, seq, r)
+                self._guarded(r.uid, self._on_token, r.uid, seq, r)
+        self._fail_broken_samplers()
         alone = [r.uid for r in prompt_responses if r.end_of_prompt]
         if len(alone) == 1 and len(self._running) == 1 and alone[0] in self._running:
-            self._go_solo(alone[0])
+            self._guarded(alone[0], self._go_solo, alone[0])
+
+    def _guarded(self, uid: int, fn: Any, *args: Any) -> None:
+        """Our own handling of one sequence's output: a failure there fails that sequence only."""
+        seq = self._running.get(uid)
+        try:
+            fn(*args)
+        except Exception as exc:  # noqa: BLE001 — reported to this request; the batch goes on
+            self._fail_sequence(uid, exc, seq=seq)
+
+    def _fail_sequence(self, uid: int, exc: Exception, *, seq: _Sequence | None = None) -> None:
+        """Fail one sequence, wherever it is (it may have left the batch already)."""
+        seq = self._running.pop(uid, None) or seq
+        if self._solo is not None and self._solo.uid == uid:
+            self._solo.steps.close()
+            self._solo = None
+        else:
+            try:
+                self._generator.remove([uid])
+            except Exception:  # noqa: BLE001 — not there any more: nothing to take out
+                pass
+        if seq is not None:
+            seq.job.emit(self._failure(exc, [seq.job.request_id]))
+
+    def _fail_broken_samplers(self) -> None:
+        for uid, seq in list(self._running.items()):
+            if isinstance(seq.sampler, GuardedSampler) and seq.sampler.error is not None:
+                error = InvalidRequestError(f"sampling failed for this request's sampling values: {seq.sampler.error}")
+                self._fail_sequence(uid, error)
+
+    def _lane_step(self, *, shared: bool) -> None:
+        try:
+            ready = self._lane.step(shared=shared, on_boundary=self._lane_boundary)
+        except Exception as exc:  # noqa: BLE001 — only this prompt's prefill ran: it alone fails
+            failed = self._lane.pop_failed()
+            if failed is not None:
+                failed.job.emit(self._failure(exc, [failed.job.request_id]))
+            return
+        if ready is not None:
+            seq, tokens = ready.carry
+            try:
+                self._insert(seq, tokens, ready.done, ready.cache, ready.boundaries)
+            except Exception as exc:  # noqa: BLE001
+                seq.job.emit(self._failure(exc, [seq.job.request_id]))
+
+    def _lane_boundary(self, prefill: Prefill, at: int) -> None:
+        job = prefill.job
+        if job.prefix_cache is not None:
+            tokens = prefill.carry[1]
+            job.prefix_cache.put(job.cache_key, tokens[:at], snapshot(prefill.cache), persist=at == job.system_end)
+
+    def _recover(self, exc: Exception) -> None:
+        """A batch step raised: its generator cannot be trusted again. Every sequence in it
+        starts over in a fresh one from its prompt and what it has said (the prefix cache
+        holds most of that); one that was in a failed step before fails now."""
+        self._failures.append(time.monotonic())
+        self.last_error = repr(exc)
+        seqs = list(self._running.values())
+        log.error("batch_step_failed", requests=[s.job.request_id for s in seqs], error=repr(exc), exc_info=exc)
+        self._running.clear()
+        self._generator.close()
+        self._generator = self._new_generator()
+        failed = self._failure(exc, [], logged=True)
+        for seq in seqs:
+            seq.strikes += 1
+            if seq.strikes > 1 or seq.output_tokens >= seq.job.max_tokens:
+                seq.job.emit(failed)
+                continue
+            try:
+                self._enter(seq, seq.job.prompt + seq.generated)
+            except Exception as again:  # noqa: BLE001
+                seq.job.emit(self._failure(again, [seq.job.request_id]))
 
     def _go_solo(self, uid: int) -> None:
         """Its prompt is in, nobody else is here: decode with generate_step. The batch's first
@@ -160,13 +278,27 @@ class ModelBatch:
         (cache, tokens), = self._generator.remove([uid], return_prompt_caches=True).values()
         trim_prompt_cache(cache, 1)
         seq.fed = list(tokens)
+        seq.sampler = make_request_sampler(seq.job.sampler_args)
         steps = generate_step(
             mx.array(seq.fed[-1:]), self.loaded.model, max_tokens=seq.job.max_tokens - seq.output_tokens,
-            sampler=make_sampler(**seq.job.sampler_args), prompt_cache=cache,
+            sampler=seq.sampler, prompt_cache=cache,
             # generate_step's token history starts at its first input, the last one fed.
             logits_processors=[Shifted(p, len(seq.fed) - 1) for p in _processors(seq.job)] or None,
         )
         self._solo = _Solo(uid=uid, steps=steps, cache=cache)
+
+    def _guarded_solo_step(self) -> None:
+        solo = self._solo
+        assert solo is not None
+        try:
+            self._solo_step()
+        except Exception as exc:  # noqa: BLE001 — the lone sequence fails, nobody else was in it
+            if self._solo is solo:
+                self._failures.append(time.monotonic())
+                self.last_error = repr(exc)
+            self._fail_sequence(solo.uid, exc, seq=self._running.get(solo.uid))
+            return
+        self._fail_broken_samplers()
 
     def _solo_step(self) -> None:
         solo = self._solo
@@ -208,9 +340,10 @@ class ModelBatch:
         # The cache holds every fed token once generate_step has run, all but the last before.
         trim_prompt_cache(solo.cache, solo.cache[0].offset - (len(seq.fed) - 1))
         left = seq.job.max_tokens - seq.output_tokens
+        seq.sampler = make_request_sampler(seq.job.sampler_args)
         (uid,) = self._generator.insert(
             [seq.fed[-1:]], max_tokens=[left], caches=[solo.cache], all_tokens=[seq.fed[:-1]],
-            samplers=[make_sampler(**seq.job.sampler_args)],
+            samplers=[seq.sampler],
             logits_processors=[_processors(seq.job)],
         )
         self._running[uid] = seq
@@ -219,6 +352,10 @@ class ModelBatch:
         solo = self._solo
         if solo is not None and self._running[solo.uid].job.cancelled.is_set():
             self._end_solo(solo, self._running[solo.uid], None)
+        for prefill in self._lane.drop(lambda p: not p.job.cancelled.is_set()):
+            job = prefill.job
+            if job.prefix_cache is not None and prefill.done > 0:
+                job.prefix_cache.put(job.cache_key, prefill.carry[1][: prefill.done], prefill.cache)
         gone = [uid for uid, seq in self._running.items() if seq.job.cancelled.is_set()]
         if not gone:
             return
@@ -246,13 +383,16 @@ class ModelBatch:
         the sequence ends here early (a stop sequence, the one allowed tool call)."""
         job = seq.job
         seq.output_tokens += 1
+        seq.generated.append(token)
         for processor in _processors(job):
             processor.seen.append(token)
         if finish != "stop":  # an end-of-turn token has no text
             seq.detokenizer.add_token(token)
         if finish is not None:
             seq.detokenizer.finalize()
-        job.emit_text(seq.stops.feed(job.answer_text(seq.detokenizer.last_segment)))
+        segment = seq.detokenizer.last_segment
+        seq.answered = seq.answered or bool(segment)
+        job.emit_text(seq.stops.feed(job.answer_text(segment)))
         calls = job.tool_calls
         called_once = calls is not None and calls.single and calls.calls > 0
         return finish is None and (seq.stops.matched is not None or called_once)
@@ -293,6 +433,7 @@ class ModelBatch:
             stop_reason=reason,
             seconds=round(time.perf_counter() - seq.started, 3),
         )
+        self._failures.clear()  # a generation finished: the model serves again
         thinking_tokens = job.thinking_budget.spent if job.thinking_budget is not None else None
         job.emit(Finished(
             stop_reason=reason, output_tokens=seq.output_tokens, stop_sequence=sequence, thinking_tokens=thinking_tokens,
@@ -302,27 +443,29 @@ class ModelBatch:
         job.emit(self._failure(exc, [job.request_id]))
 
     @staticmethod
-    def _failure(exc: Exception, request_ids: list[str]) -> Failed:
+    def _failure(exc: Exception, request_ids: list[str], *, logged: bool = False) -> Failed:
         if isinstance(exc, PensieveError):
             return Failed(error_type=exc.error_type, message=exc.message)
-        log.error("generation_failed", requests=request_ids, error=repr(exc), exc_info=exc)
+        if not logged:
+            log.error("generation_failed", requests=request_ids, error=repr(exc), exc_info=exc)
         return Failed(error_type="api_error", message=f"generation failed: {exc}")
 
-    def _fail_all(self, exc: Exception) -> None:
-        failed = self._failure(exc, [s.job.request_id for s in self._running.values()])
+    def fail_everything(self, exc: Exception) -> None:
+        """Our own code failed outside any one sequence's handling: every request here fails,
+        and the batch starts over empty with a fresh generator."""
+        self._failures.append(time.monotonic())
+        self.last_error = repr(exc)
+        jobs = [s.job for s in self._running.values()] + [p.job for p in self._lane]
+        failed = self._failure(exc, [j.request_id for j in jobs])
         if self._solo is not None:
-            uid = self._solo.uid
             self._solo.steps.close()
             self._solo = None
-            self._running[uid].job.emit(failed)
-            del self._running[uid]
-        try:
-            self._generator.remove(list(self._running))
-        except Exception:  # noqa: BLE001 — a broken batch is dropped whole below
-            self._generator = self._new_generator()
-        for seq in self._running.values():
-            seq.job.emit(failed)
         self._running.clear()
+        self._lane.drop(lambda p: False)
+        self._generator.close()
+        self._generator = self._new_generator()
+        for job in jobs:
+            job.emit(failed)
 
     def close(self) -> None:
         if self._solo is not None:
@@ -330,5 +473,7 @@ class ModelBatch:
             self._solo = None
         for seq in self._running.values():
             seq.job.cancelled.set()
+        for prefill in self._lane.drop(lambda p: False):
+            prefill.job.cancelled.set()
         self._running.clear()
         self._generator.close()

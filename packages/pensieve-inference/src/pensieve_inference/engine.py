@@ -29,25 +29,17 @@ from .thinking import ThinkingBudget, ThinkingPlan, ThinkingSplitter, thinking_p
 from .constrained import ToolConstraint, make_tool_constraint
 from .tool_stream import ToolCallStream
 from .jobs import GenerationJob
+from .sampling import sampler_args
 from .worker import MAX_SEQUENCES, GenerationWorker
 
 log = structlog.get_logger("pensieve.inference")
 
-# The API's default sampling temperature.
-DEFAULT_TEMPERATURE = 1.0
-
-
-def sampler_args(request: GenerationRequest) -> dict[str, Any]:
-    temperature = DEFAULT_TEMPERATURE if request.temperature is None else request.temperature
-    if not 0.0 <= temperature <= 2.0:
-        raise InvalidRequestError(f"temperature: must be between 0 and 2, got {temperature}")
-    top_p = request.top_p or 0.0
-    if not 0.0 <= top_p <= 1.0:
-        raise InvalidRequestError(f"top_p: must be between 0 and 1, got {top_p}")
-    top_k = request.top_k or 0
-    if top_k < 0:
-        raise InvalidRequestError(f"top_k: must be non-negative, got {top_k}")
-    return {"temp": temperature, "top_p": top_p, "top_k": top_k}
+def _vocab_size(loaded: LoadedModel) -> int:
+    """Rows of the model's logits (its config says; else the tokenizer's vocabulary)."""
+    for config in (loaded.config, loaded.config.get("text_config")):
+        if isinstance(config, dict) and isinstance(config.get("vocab_size"), int):
+            return config["vocab_size"]
+    return len(loaded.tokenizer.vocab)
 
 
 class MLXEngine:
@@ -69,6 +61,7 @@ class MLXEngine:
         self._owns_worker = owns_worker
         self._card = card
         self._renderer = PromptRenderer(loaded.tokenizer, card.id)
+        self._vocab_size = _vocab_size(loaded)
         dialect = self._renderer.dialect
         log.info("tool_dialect", model=card.id, dialect=dialect.name, families=", ".join(dialect.families),
                  thinking=bool(loaded.tokenizer.has_thinking))
@@ -126,6 +119,12 @@ class MLXEngine:
     def set_card(self, card: ModelCard) -> None:
         self._card = card
         self._renderer = PromptRenderer(self._loaded.tokenizer, card.id)
+
+    @property
+    def degraded(self) -> str | None:
+        """Why this model's batch steps keep failing (the last error), or None while it serves."""
+        failing, error = self._worker.health(self._loaded.model)
+        return error if failing else None
 
     @property
     def worker(self) -> GenerationWorker:
@@ -186,7 +185,7 @@ class MLXEngine:
         return (room, "model_context_window_exceeded") if room < budget else (budget, "max_tokens")
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationEvent]:
-        args = sampler_args(request)
+        args = sampler_args(request, self._vocab_size)
         plan = thinking_plan(request)
         rendered = await asyncio.to_thread(self._renderer.prompt, request)
         prompt = rendered.tokens

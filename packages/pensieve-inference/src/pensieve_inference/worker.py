@@ -10,11 +10,14 @@ from concurrent.futures import Future
 from typing import Any
 
 import mlx.core as mx
+import structlog
 
 from pensieve_model_support import LoadedModel
 
 from .batching import MAX_SEQUENCES, PREFILL_STEP, ModelBatch
 from .jobs import GenerationJob
+
+log = structlog.get_logger("pensieve.inference")
 
 
 class GenerationWorker:
@@ -43,12 +46,25 @@ class GenerationWorker:
             while self._take_tasks():
                 for batch in list(self._batches.values()):
                     if len(batch):
-                        batch.step()
+                        self._step(batch)
         finally:
             for batch in self._batches.values():
                 batch.close()
             self._batches.clear()
             mx.synchronize()  # leave no queued MLX work behind this thread
+
+    @staticmethod
+    def _step(batch: ModelBatch) -> None:
+        try:
+            batch.step()
+        except Exception as exc:  # noqa: BLE001 — the thread must live: this batch starts over
+            log.error("batch_failed", error=repr(exc), exc_info=exc)
+            batch.fail_everything(exc)
+
+    def health(self, model: Any) -> tuple[bool, str | None]:
+        """Whether `model`'s batch keeps failing, and the last error it saw."""
+        batch = self._batches.get(id(model))
+        return (batch.degraded, batch.last_error) if batch is not None else (False, None)
 
     def _take_tasks(self) -> bool:
         """Run whatever tasks are waiting (blocking only when no batch has work); False on stop."""

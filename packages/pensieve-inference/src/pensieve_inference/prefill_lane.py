@@ -1,0 +1,89 @@
+"""Long prompts are prefilled here, a chunk per worker step, outside mlx-lm's BatchGenerator.
+
+The generator prefills every new prompt together, so a short request that arrives during a
+13K-token prefill waited for all of it. In the lane the batch's own work (decoding, short
+prompts) comes first each step, the lane's chunk shrinks while others are served, and pauses
+while a newcomer waits for its first token. A prompt leaves the lane with one token left, for
+the batch to sample from. Worker thread only."""
+
+from __future__ import annotations
+
+import copy
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import mlx.core as mx
+
+from .jobs import GenerationJob
+
+# Prompts with more than this many tokens still to run go through the lane.
+LANE_MIN_TOKENS = 512
+# The lane's chunk while other sequences decode or wait: their next step waits for it.
+SHARED_CHUNK = 256
+
+
+@dataclass
+class Prefill:
+    """One prompt on its way into the batch: `done` of its tokens are in `cache`."""
+
+    job: GenerationJob
+    cache: list[Any]
+    done: int
+    # Prompt lengths still to be reached where the prefix cache keeps a copy.
+    boundaries: list[int]
+    carry: Any = None  # what the batch keeps for this sequence meanwhile
+
+
+class PrefillLane:
+    def __init__(self, model: Any, *, chunk: int) -> None:
+        self._model = model
+        self._chunk = chunk
+        self._queue: deque[Prefill] = deque()
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def __iter__(self):
+        return iter(self._queue)
+
+    def add(self, prefill: Prefill) -> None:
+        self._queue.append(prefill)
+
+    def drop(self, keep: Callable[[Prefill], bool]) -> list[Prefill]:
+        """Take out the prefills `keep` refuses (cancelled ones), returned for their caches."""
+        gone = [p for p in self._queue if not keep(p)]
+        self._queue = deque(p for p in self._queue if keep(p))
+        return gone
+
+    def step(self, *, shared: bool, on_boundary: Callable[[Prefill, int], None]) -> Prefill | None:
+        """Run one chunk of the first prompt; return it once only its last token is left.
+        Raises what the model raises (the prefill is then the caller's to fail)."""
+        if not self._queue:
+            return None
+        head = self._queue[0]
+        prompt = head.job.prompt
+        end = min(len(prompt) - 1, head.done + (min(self._chunk, SHARED_CHUNK) if shared else self._chunk))
+        if head.boundaries and head.boundaries[0] <= end:
+            end = head.boundaries.pop(0)  # stop exactly there, to keep a copy of the cache
+            at_boundary = True
+        else:
+            at_boundary = False
+        if end > head.done:
+            self._model(mx.array(prompt[head.done : end])[None], cache=head.cache)
+            mx.eval([c.state for c in head.cache])
+            head.done = end
+        if at_boundary:
+            on_boundary(head, end)
+        if head.done < len(prompt) - 1:
+            return None
+        return self._queue.popleft()
+
+    def pop_failed(self) -> Prefill | None:
+        return self._queue.popleft() if self._queue else None
+
+
+def snapshot(cache: list[Any]) -> list[Any]:
+    """A copy of a cache the lane goes on filling, for the prefix cache to keep."""
+    return copy.deepcopy(cache)

@@ -1,0 +1,63 @@
+"""Samplers made once per request from its sampling fields, safe to run inside a shared batch.
+
+mlx-lm's samplers raise while the batch builds its step graph (a `top_k` past the vocabulary,
+say): the step is then half done for every sequence in it. Values the API allows but the model
+cannot use are clamped here, and whatever a sampler still raises is caught, so the step goes on
+and only that sequence fails."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import mlx.core as mx
+from mlx_lm.sample_utils import make_sampler
+
+from pensieve_core import GenerationRequest
+from pensieve_core.errors import InvalidRequestError
+
+# The API's default sampling temperature.
+DEFAULT_TEMPERATURE = 1.0
+
+Sampler = Callable[[mx.array], mx.array]
+
+
+def sampler_args(request: GenerationRequest, vocab_size: int) -> dict[str, Any]:
+    """mlx-lm's make_sampler arguments. A `top_k` at or past the vocabulary keeps every token,
+    which is what "no top-k" (0) means to mlx-lm."""
+    temperature = DEFAULT_TEMPERATURE if request.temperature is None else request.temperature
+    if not 0.0 <= temperature <= 2.0:
+        raise InvalidRequestError(f"temperature: must be between 0 and 2, got {temperature}")
+    top_p = request.top_p or 0.0
+    if not 0.0 <= top_p <= 1.0:
+        raise InvalidRequestError(f"top_p: must be between 0 and 1, got {top_p}")
+    top_k = request.top_k or 0
+    if not isinstance(top_k, int) or top_k < 0:
+        raise InvalidRequestError(f"top_k: must be a non-negative integer, got {top_k}")
+    if top_k >= vocab_size:
+        top_k = 0
+    return {"temp": float(temperature), "top_p": float(top_p), "top_k": top_k}
+
+
+class GuardedSampler:
+    """A request's sampler that never raises into the batch step: on an error it answers
+    greedily for this step and keeps the error, for the batch to fail this sequence alone."""
+
+    def __init__(self, sampler: Sampler) -> None:
+        self._sampler = sampler
+        self.error: Exception | None = None
+
+    def __call__(self, logprobs: mx.array) -> mx.array:
+        if self.error is None:
+            try:
+                return self._sampler(logprobs)
+            except Exception as exc:  # noqa: BLE001 — kept and reported for this sequence only
+                self.error = exc
+        return mx.argmax(logprobs, axis=-1)
+
+
+def make_request_sampler(args: dict[str, Any]) -> Sampler | GuardedSampler:
+    sampler = make_sampler(**args)
+    if args["temp"] == 0:
+        return sampler  # mlx-lm's shared greedy sampler: batched in one call, and it cannot fail
+    return GuardedSampler(sampler)
