@@ -17,8 +17,7 @@ import mlx.core as mx
 from mlx_lm.generate import BatchGenerator, generate_step
 from mlx_lm.models.cache import make_prompt_cache, trim_prompt_cache
 
-from pensieve_claude_types import StopReason
-from pensieve_core import Failed, Finished, Started
+from pensieve_core import Failed, Started
 from pensieve_core.errors import InvalidRequestError, PensieveError
 from pensieve_model_support import LoadedModel
 
@@ -26,6 +25,7 @@ from .processors import Shifted
 from .jobs import GenerationJob
 from .prefill_lane import LANE_MIN_TOKENS, Prefill, PrefillLane, snapshot
 from .sampling import GuardedSampler, make_request_sampler
+from .output import SequenceOutput, processors_of
 from .stops import StopSequenceMatcher
 
 log = structlog.get_logger("pensieve.inference")
@@ -35,37 +35,22 @@ log = structlog.get_logger("pensieve.inference")
 PREFILL_STEP = 2048
 # Default cap on sequences decoded together per model; more wait inside the batch queue.
 MAX_SEQUENCES = 16
-# Tokens a newcomer may take to show its first text while the lane waits for it.
-FIRST_TEXT_PATIENCE = 4
 # Batch steps that failed within DEGRADED_WINDOW_S seconds before the model counts as degraded.
 DEGRADED_FAILURES = 3
 DEGRADED_WINDOW_S = 300.0
 
 
 @dataclass
-class _Sequence:
-    """A job inside the batch and what its text needs on the way out."""
+class _Sequence(SequenceOutput):
+    """A job inside the batch: its output, and where it stands in the batch."""
 
-    job: GenerationJob
-    detokenizer: Any
-    stops: StopSequenceMatcher
     # Prompt lengths still to be reached where the cache is kept (message boundaries).
     boundaries: list[int] = field(default_factory=list)
-    output_tokens: int = 0
-    started: float = field(default_factory=time.perf_counter)
     # Prompt and generated tokens, while decoding alone (outside the batch).
     fed: list[int] = field(default_factory=list)
-    # Output tokens handed out so far: with the prompt, where a retried sequence resumes.
-    generated: list[int] = field(default_factory=list)
     sampler: Any = None
     # Batch steps that failed with this sequence in them; the second failure fails it.
     strikes: int = 0
-    answered: bool = False  # its first text has gone out
-
-    @property
-    def awaits_first_text(self) -> bool:
-        """A newcomer the lane waits for (a few tokens at most: some tokens show no text)."""
-        return not self.answered and self.output_tokens < FIRST_TEXT_PATIENCE
 
 
 @dataclass
@@ -76,10 +61,6 @@ class _Solo:
     uid: int
     steps: Any
     cache: list[Any]
-
-
-def _processors(job: GenerationJob) -> list[Any]:
-    return [p for p in (job.thinking_budget, job.constraint) if p is not None]
 
 
 def _split(rest: list[int], reused: int, boundaries: tuple[int, ...]) -> list[list[int]]:
@@ -165,7 +146,7 @@ class ModelBatch:
             caches=[cache] if cache is not None else None,
             all_tokens=[tokens[:reused]],
             samplers=[seq.sampler],
-            logits_processors=[_processors(job)],
+            logits_processors=[processors_of(job)],
         )
         seq.boundaries = ahead
         seq.fed = list(tokens)
@@ -283,7 +264,7 @@ class ModelBatch:
             mx.array(seq.fed[-1:]), self.loaded.model, max_tokens=seq.job.max_tokens - seq.output_tokens,
             sampler=seq.sampler, prompt_cache=cache,
             # generate_step's token history starts at its first input, the last one fed.
-            logits_processors=[Shifted(p, len(seq.fed) - 1) for p in _processors(seq.job)] or None,
+            logits_processors=[Shifted(p, len(seq.fed) - 1) for p in processors_of(seq.job)] or None,
         )
         self._solo = _Solo(uid=uid, steps=steps, cache=cache)
 
@@ -344,7 +325,7 @@ class ModelBatch:
         (uid,) = self._generator.insert(
             [seq.fed[-1:]], max_tokens=[left], caches=[solo.cache], all_tokens=[seq.fed[:-1]],
             samplers=[seq.sampler],
-            logits_processors=[_processors(seq.job)],
+            logits_processors=[processors_of(seq.job)],
         )
         self._running[uid] = seq
 
@@ -379,23 +360,7 @@ class ModelBatch:
             seq.job.prefix_cache.put(seq.job.cache_key, list(tokens), cache, persist=persist)
 
     def _take_token(self, seq: _Sequence, token: int, finish: str | None) -> bool:
-        """One generated token, from the batch or the solo loop: its text goes out; True when
-        the sequence ends here early (a stop sequence, the one allowed tool call)."""
-        job = seq.job
-        seq.output_tokens += 1
-        seq.generated.append(token)
-        for processor in _processors(job):
-            processor.seen.append(token)
-        if finish != "stop":  # an end-of-turn token has no text
-            seq.detokenizer.add_token(token)
-        if finish is not None:
-            seq.detokenizer.finalize()
-        segment = seq.detokenizer.last_segment
-        seq.answered = seq.answered or bool(segment)
-        job.emit_text(seq.stops.feed(job.answer_text(segment)))
-        calls = job.tool_calls
-        called_once = calls is not None and calls.single and calls.calls > 0
-        return finish is None and (seq.stops.matched is not None or called_once)
+        return seq.take(token, finish)
 
     def _on_token(self, uid: int, seq: _Sequence, r: Any) -> None:
         early = self._take_token(seq, r.token, r.finish_reason)
@@ -410,34 +375,8 @@ class ModelBatch:
         self._finish(seq, "length" if r.finish_reason == "length" else "stop")
 
     def _finish(self, seq: _Sequence, finish: str) -> None:
-        job, stops = seq.job, seq.stops
-        if stops.matched is None:
-            job.emit_text(stops.feed(job.finish_thinking()) + stops.flush())
-        if job.tool_calls is not None:
-            for event in job.tool_calls.finish():
-                job.emit(event)
-        called = job.tool_calls is not None and job.tool_calls.calls > 0
-        sequence = None
-        reason: StopReason
-        if stops.matched is not None:
-            reason, sequence = "stop_sequence", stops.matched
-        elif finish == "length":
-            reason = job.exhausted_reason
-        else:
-            reason = "tool_use" if called else "end_turn"
-        log.info(
-            "generation",
-            request_id=job.request_id,
-            prompt_tokens=len(job.prompt),
-            output_tokens=seq.output_tokens,
-            stop_reason=reason,
-            seconds=round(time.perf_counter() - seq.started, 3),
-        )
         self._failures.clear()  # a generation finished: the model serves again
-        thinking_tokens = job.thinking_budget.spent if job.thinking_budget is not None else None
-        job.emit(Finished(
-            stop_reason=reason, output_tokens=seq.output_tokens, stop_sequence=sequence, thinking_tokens=thinking_tokens,
-        ))
+        seq.finish(finish)
 
     def fail_one(self, job: GenerationJob, exc: Exception) -> None:
         job.emit(self._failure(exc, [job.request_id]))
