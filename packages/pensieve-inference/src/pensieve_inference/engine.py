@@ -29,6 +29,7 @@ from .thinking import ThinkingBudget, ThinkingPlan, ThinkingSplitter, thinking_p
 from .constrained import ToolConstraint, make_tool_constraint
 from .tool_stream import ToolCallStream
 from .jobs import GenerationJob
+from .render_pool import RenderPool
 from .sampling import sampler_args
 from .worker import MAX_SEQUENCES, GenerationWorker
 
@@ -62,6 +63,9 @@ class MLXEngine:
         self._card = card
         self._renderer = PromptRenderer(loaded.tokenizer, card.id)
         self._vocab_size = _vocab_size(loaded)
+        # Templating and tokenizing: off the event loop, bounded, counting apart from generating.
+        self._render_pool = RenderPool("render", threads=2)
+        self._count_pool = RenderPool("count", threads=1)
         dialect = self._renderer.dialect
         log.info("tool_dialect", model=card.id, dialect=dialect.name, families=", ".join(dialect.families),
                  thinking=bool(loaded.tokenizer.has_thinking))
@@ -135,8 +139,7 @@ class MLXEngine:
         return self._loaded
 
     async def _prompt(self, request: GenerationRequest) -> list[int]:
-        # Templating and tokenizing are not MLX work; keep them off the event loop all the same.
-        return await asyncio.to_thread(self._renderer.tokens, request)
+        return await self._count_pool.run(lambda: self._renderer.tokens(request), "counting the prompt's tokens")
 
     async def count_tokens(self, request: GenerationRequest) -> int:
         return len(await self._prompt(request))
@@ -187,12 +190,12 @@ class MLXEngine:
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationEvent]:
         args = sampler_args(request, self._vocab_size)
         plan = thinking_plan(request)
-        rendered = await asyncio.to_thread(self._renderer.prompt, request)
+        rendered = await self._render_pool.run(lambda: self._renderer.prompt(request))
         prompt = rendered.tokens
         context = self._card.context_length
         if len(prompt) >= context:
             raise PromptTooLongError(len(prompt), context)
-        tool_calls, constraint = await asyncio.to_thread(self._tools, request, rendered)
+        tool_calls, constraint = await self._render_pool.run(lambda: self._tools(request, rendered), "building the tool grammar")
         thinking, thinking_budget = self._thinking(plan, rendered)
         loop = asyncio.get_running_loop()
         events: asyncio.Queue[GenerationEvent] = asyncio.Queue()
