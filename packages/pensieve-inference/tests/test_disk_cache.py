@@ -3,8 +3,12 @@ the same weights); the files are listed and cleared without MLX."""
 
 import asyncio
 
+import pytest
+from structlog.testing import capture_logs
+
 from pensieve_claude_types import MessageParam
 from pensieve_core import Finished, GenerationRequest, Started, TextDelta
+from pensieve_inference.cache_faults import ALL
 from pensieve_inference.disk_cache import clear, list_entries
 
 SYSTEM = "You are the persistence test. " + "Remember the house rules. " * 30
@@ -80,3 +84,93 @@ def test_other_weights_do_not_read_this_models_files(tiny_model_dir, tmp_path):
     finally:
         other.worker.stop()
     assert started.cache_read_tokens == 0
+
+
+def _kv_cache(tokens=20, layers=2, dtype=None, seed=0):
+    import mlx.core as mx
+    from mlx_lm.models.cache import KVCache
+
+    mx.random.seed(seed)
+    out = []
+    for _ in range(layers):
+        c = KVCache()
+        c.update_and_fetch(*(mx.random.normal((1, 2, tokens, 8)).astype(dtype or mx.float16) for _ in range(2)))
+        out.append(c)
+    return out
+
+
+def _saved(root, tokens=tuple(range(5, 25)), **kv):
+    from pensieve_inference.disk_cache import DiskPrefixStore
+
+    store = DiskPrefixStore(root, "weights", 1 << 30, model_name="tiny")
+    store.save(list(tokens), _kv_cache(len(tokens), **kv))
+    store.wait()
+    (path,) = (root / "weights").glob("*.safetensors")
+    return path, tokens
+
+
+@pytest.mark.parametrize("name", sorted(ALL))
+def test_a_corrupt_file_is_a_logged_miss_and_is_removed(tmp_path, name):
+    """Each corruption: listing and opening the store do not raise, the load is a miss, the
+    file is gone and a warning names it."""
+    from pensieve_inference.disk_cache import DiskPrefixStore
+
+    root = tmp_path / "prefix-cache"
+    path, tokens = _saved(root)
+    path.write_bytes(ALL[name](path.read_bytes()))
+    list_entries(root)
+    with capture_logs() as logs:
+        store = DiskPrefixStore(root, "weights", 1 << 30)
+        assert store.load(tokens, path) is None
+    assert not path.exists()
+    assert [e["path"] for e in logs if e["event"] == "prefix_cache_file_corrupt"] == [str(path)]
+
+
+@pytest.mark.parametrize("name", sorted(ALL))
+def test_clear_deletes_what_it_cannot_parse(tmp_path, name):
+    path, _ = _saved(tmp_path)
+    bad = ALL[name](path.read_bytes())
+    path.write_bytes(bad)
+    assert clear(tmp_path) == (1, len(bad))
+    assert not path.exists()
+
+
+@pytest.mark.parametrize("name", sorted(ALL))
+def test_list_names_the_problem_and_verify_catches_the_rest(tmp_path, name):
+    from pensieve_inference.disk_cache import verify_entry
+
+    root = tmp_path / "prefix-cache"
+    path, _ = _saved(root)
+    path.write_bytes(ALL[name](path.read_bytes()))
+    (entry,) = list_entries(root)
+    # Only a digest check (a read of every byte) sees a flipped tensor byte; the header is fine.
+    assert bool(entry.problem) == (name != "flipped_tensor_bytes")
+    assert verify_entry(entry).problem
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32"])
+def test_a_good_file_round_trips_and_stays_mlx_lms_format(tmp_path, dtype):
+    import mlx.core as mx
+    from mlx_lm.models.cache import load_prompt_cache
+
+    from pensieve_inference.disk_cache import DiskPrefixStore, verify_entry
+
+    path, tokens = _saved(tmp_path, dtype=getattr(mx, dtype))
+    (entry,) = list_entries(tmp_path)
+    assert entry.problem == "" and verify_entry(entry).problem == "" and entry.tokens == tokens
+    loaded = DiskPrefixStore(tmp_path, "weights", 1 << 30).load(tokens, path)
+    theirs = load_prompt_cache(str(path))
+    expected = _kv_cache(len(tokens), dtype=getattr(mx, dtype))
+    for ours, mlx_lm, want in zip(loaded, theirs, expected, strict=True):
+        assert ours.offset == mlx_lm.offset == len(tokens)
+        assert mx.array_equal(ours.keys, want.keys[..., : len(tokens), :]) and ours.keys.dtype == want.keys.dtype
+        assert mx.array_equal(ours.values, mlx_lm.values)
+
+
+def test_clear_also_deletes_half_written_files(tmp_path):
+    path, _ = _saved(tmp_path)
+    partial = path.with_name("abc.tmp.safetensors")
+    partial.write_bytes(b"half")
+    size = path.stat().st_size
+    assert clear(tmp_path) == (2, size + 4)
+    assert list(tmp_path.iterdir()) == []

@@ -69,3 +69,47 @@ def test_corrupt_gguf_is_a_load_error(tmp_path):
     bad.write_bytes(b"GGUF" + b"\0" * 64)
     with pytest.raises(ModelLoadError):
         load_model(resolve_reference(str(bad)), HuggingFaceHub())
+
+
+@pytest.mark.parametrize("kind", ["Q4_K", "Q6_K", "Q5_K", "Q2_K", "IQ4_XS", "Q5_0"])
+def test_a_gguf_with_unverified_tensor_types_is_refused_naming_them(tmp_path, kind):
+    """MLX would dequantize these itself (Q4_K wrongly): refused at load, never served."""
+    from pensieve_model_support.gguf.testing import build_tiny_gguf
+
+    path = build_tiny_gguf(tmp_path / f"tiny-{kind}.gguf", kind)
+    with pytest.raises(ModelLoadError) as caught:
+        load_model(resolve_reference(str(path)), HuggingFaceHub())
+    message = caught.value.message
+    assert f"holds {kind} tensors" in message and "\n" not in message
+    assert "supported GGUF tensor types: F32, F16, BF16, Q4_0, Q4_1, Q8_0" in message
+    assert "--model mlx-community/" in message
+
+
+@pytest.mark.parametrize("kind", ["F32", "F16", "BF16", "Q4_0", "Q4_1", "Q8_0"])
+def test_a_gguf_of_supported_tensor_types_loads(tmp_path, kind):
+    from pensieve_model_support.gguf.testing import build_tiny_gguf
+
+    path = build_tiny_gguf(tmp_path / f"tiny-{kind}.gguf", kind)
+    loaded = load_model(resolve_reference(str(path)), HuggingFaceHub())
+    assert loaded.config["hidden_size"] == 256
+
+
+def test_tensor_types_read_from_the_header_agree_with_the_gguf_package(tmp_path):
+    from gguf import GGUFReader
+
+    from pensieve_model_support.gguf import tensor_types
+    from pensieve_model_support.gguf.testing import build_tiny_gguf
+
+    for path in (bundled_gguf_path(), build_tiny_gguf(tmp_path / "k.gguf", "Q4_K")):
+        assert tensor_types(path) == {t.name: t.tensor_type.name for t in GGUFReader(str(path)).tensors}
+
+
+@pytest.mark.parametrize("cut", [0, 3, 24, 1000])
+def test_a_cut_gguf_header_is_a_load_error(tmp_path, cut):
+    from pensieve_model_support.gguf import tensor_types
+
+    bad = tmp_path / "cut.gguf"
+    with bundled_gguf_path().open("rb") as f:
+        bad.write_bytes(f.read(cut))
+    with pytest.raises(ModelLoadError, match="cannot read GGUF file"):
+        tensor_types(bad)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import click
 
@@ -20,16 +21,20 @@ def cache() -> None:
 
 @cache.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def list_cmd(as_json: bool) -> None:
-    """List persisted prefixes, newest first."""
-    from pensieve_inference.disk_cache import list_entries
+@click.option("--verify", is_flag=True, help="Also check every file's tensor bytes against its digest (reads them all).")
+def list_cmd(as_json: bool, verify: bool) -> None:
+    """List persisted prefixes, newest first; a corrupt file shows as such (the server removes it)."""
+    from pensieve_inference.disk_cache import list_entries, verify_entry
 
     with fail():
         root = load_settings({}).prefix_cache_dir
         entries = list_entries(root)
+        if verify:
+            entries = [verify_entry(e) for e in entries]
     rows = [
         {"model": e.model_name, "weights": e.model, "tokens": len(e.tokens), "size_bytes": e.size_bytes,
-         "saved_at": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.saved_at)), "path": str(e.path)}
+         "saved_at": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.saved_at)), "path": str(e.path),
+         "problem": e.problem or None}
         for e in entries
     ]
     if as_json:
@@ -40,14 +45,33 @@ def list_cmd(as_json: bool) -> None:
         return
     click.echo(f"{'MODEL':<40} {'TOKENS':>7} {'SIZE':>9} SAVED")
     for r in rows:
-        click.echo(f"{r['model'][:40]:<40} {r['tokens']:>7} {_human(r['size_bytes']):>9} {r['saved_at']}")
-    click.echo(f"{len(rows)} prefixes, {_human(sum(r['size_bytes'] for r in rows))} in {root}")
+        name = "(corrupt)" if r["problem"] else r["model"]
+        click.echo(f"{name[:40]:<40} {r['tokens']:>7} {_human(r['size_bytes']):>9} {r['saved_at']}")
+        if r["problem"]:
+            click.echo(f"  {r['path']}: {r['problem']}")
+    corrupt = sum(bool(r["problem"]) for r in rows)
+    click.echo(f"{len(rows)} prefixes, {_human(sum(r['size_bytes'] for r in rows))} in {root}"
+               + (f"; {corrupt} corrupt (removed at the next start or by `pensieve cache clear`)" if corrupt else ""))
+
+
+def check_files(root: Path) -> list[str]:
+    """`validate`'s lines for the prefix cache: every file read and checked against its digest."""
+    from pensieve_inference.disk_cache import list_entries, verify_entry
+
+    entries = [verify_entry(e) for e in list_entries(root)]
+    bad = [e for e in entries if e.problem]
+    if not bad:
+        return [f"ok   prefix cache: {len(entries)} files check out ({root})"]
+    # A warning, not a failure: the server treats these files as misses and removes them.
+    return [*(f"bad  prefix cache file {e.path}: {e.problem}" for e in bad),
+            f"warn prefix cache: {len(bad)} of {len(entries)} files corrupt; the next start removes them "
+            "(or run `pensieve cache clear`)"]
 
 
 @cache.command("clear")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 def clear_cmd(yes: bool) -> None:
-    """Delete every persisted prefix (a running server keeps what it has in memory)."""
+    """Delete every persisted prefix, corrupt ones too (a running server keeps what it has in memory)."""
     from pensieve_inference.disk_cache import clear, list_entries
 
     with fail():

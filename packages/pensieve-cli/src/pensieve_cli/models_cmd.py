@@ -149,9 +149,13 @@ def validate(model: str | None, home: str | None) -> None:
     from pensieve_model_support import HuggingFaceHub, load_model, resolve_reference
     from pensieve_model_support.loading import local_path, weight_files
 
+    from .cache_cmd import check_files
+
     with fail():
         settings = load_settings({"home": home, "model": model})
         click.echo(f"ok   config ({settings.config_path()})")
+        for line in check_files(settings.prefix_cache_dir):
+            click.echo(line)
         ref = resolve_reference(settings.model)
         path = local_path(ref, HuggingFaceHub(), download=False)
         files = weight_files(path)

@@ -1,23 +1,23 @@
 """Hot prefixes on disk, so a restart does not pay for Claude Code's system prompt and tools
-again. One safetensors file per prefix (mlx-lm's prompt-cache format) under
+again. One safetensors file per prefix (mlx-lm's prompt-cache format, see `cache_file`) under
 `<home>/prefix-cache/<model identity>/<token hash>.safetensors`; the token ids travel in the
-file's metadata, so listing needs no MLX. Oldest files go first past the size cap."""
+file's metadata, so listing needs no tensor. Oldest files go first past the size cap. A file
+that fails its checks is a miss: logged and removed, never used."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import struct
 import threading
-import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import mlx.core as mx
 import structlog
-from mlx_lm.models.cache import KVCache, load_prompt_cache, save_prompt_cache
+from mlx_lm.models.cache import KVCache
+
+from . import cache_file
+from .cache_file import CorruptFileError, token_hash
 
 log = structlog.get_logger("pensieve.prefix_cache")
 
@@ -32,55 +32,65 @@ class DiskEntry:
     tokens: tuple[int, ...]
     size_bytes: int
     saved_at: float
-
-
-def token_hash(tokens: list[int] | tuple[int, ...]) -> str:
-    return hashlib.sha256(struct.pack(f"<{len(tokens)}I", *tokens)).hexdigest()[:32]
-
-
-def _metadata(path: Path) -> dict[str, str]:
-    """The safetensors header's __metadata__, read without loading any tensor."""
-    with path.open("rb") as f:
-        (length,) = struct.unpack("<Q", f.read(8))
-        header = json.loads(f.read(length))
-    meta = header.get("__metadata__", {})
-    # mlx-lm nests its own metadata under "0." (user metadata is the first list element).
-    return {k.removeprefix("0."): v for k, v in meta.items()}
+    # Why the file cannot be used ("" when its header checks out); the server removes such files.
+    problem: str = ""
 
 
 def read_entry(path: Path) -> DiskEntry | None:
+    """The entry for one file, its header checked (None if the file is gone)."""
     try:
-        meta = _metadata(path)
         stat = path.stat()
-        return DiskEntry(
-            path=path,
-            model=meta.get("pensieve_model", ""),
-            model_name=meta.get("pensieve_model_name", ""),
-            tokens=tuple(json.loads(meta["pensieve_tokens"])),
-            size_bytes=stat.st_size,
-            saved_at=stat.st_mtime,
-        )
-    except (OSError, KeyError, ValueError, struct.error):
-        return None  # half-written or foreign: not ours to use
+    except OSError:
+        return None
+    base = DiskEntry(path=path, model=path.parent.name, model_name="", tokens=(), size_bytes=stat.st_size,
+                     saved_at=stat.st_mtime)
+    try:
+        header = cache_file.read_header(path)
+    except CorruptFileError as exc:
+        return replace(base, problem=str(exc))
+    except OSError as exc:
+        return replace(base, problem=f"unreadable: {exc}")
+    return replace(base, model=header.model, model_name=header.model_name, tokens=header.tokens)
+
+
+def verify_entry(entry: DiskEntry) -> DiskEntry:
+    """The entry with its tensor bytes checked against the digest too (reads the whole file)."""
+    if entry.problem:
+        return entry
+    try:
+        cache_file.verify(entry.path)
+    except CorruptFileError as exc:
+        return replace(entry, problem=str(exc))
+    except OSError as exc:
+        return replace(entry, problem=f"unreadable: {exc}")
+    return entry
+
+
+def _files(root: Path) -> list[Path]:
+    return sorted(root.glob(f"*/*{SUFFIX}")) if root.is_dir() else []
 
 
 def list_entries(root: Path) -> list[DiskEntry]:
-    """Every persisted prefix under root (all models), newest first."""
-    if not root.is_dir():
-        return []
-    found = (read_entry(p) for p in root.glob(f"*/*{SUFFIX}") if ".tmp" not in p.name)
+    """Every persisted prefix under root (all models), newest first; broken ones carry a problem."""
+    found = (read_entry(p) for p in _files(root) if ".tmp" not in p.name)
     return sorted((e for e in found if e is not None), key=lambda e: e.saved_at, reverse=True)
 
 
 def clear(root: Path) -> tuple[int, int]:
-    """Delete every persisted prefix; (files, bytes) removed."""
+    """Delete every file the prefix cache keeps, broken and half-written ones too; (files, bytes)."""
     files = size = 0
-    for entry in list_entries(root):
+    for path in _files(root):
         try:
-            entry.path.unlink()
+            n = path.stat().st_size
+            path.unlink()
         except OSError:
             continue
-        files, size = files + 1, size + entry.size_bytes
+        files, size = files + 1, size + n
+    for folder in root.iterdir() if root.is_dir() else ():
+        try:
+            folder.rmdir()  # only the emptied ones; anything else stays
+        except OSError:
+            pass
     return files, size
 
 
@@ -109,9 +119,14 @@ class DiskPrefixStore:
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
         self._writers: list[threading.Thread] = []
-        self._index: dict[tuple[int, ...], Path] = {
-            e.tokens: e.path for e in list_entries(root) if e.path.parent == self.dir
-        }
+        self._index: dict[tuple[int, ...], Path] = {}
+        for entry in list_entries(root):
+            if entry.path.parent != self.dir:
+                continue
+            if entry.problem:
+                self._discard(entry.path, entry.problem)
+            else:
+                self._index[entry.tokens] = entry.path
 
     def __len__(self) -> int:
         return len(self._index)
@@ -125,15 +140,27 @@ class DiskPrefixStore:
         return best
 
     def load(self, tokens: tuple[int, ...], path: Path) -> list[Any] | None:
+        """The file's caches once every check passes; otherwise a miss (a corrupt file goes)."""
         try:
-            cache = load_prompt_cache(str(path))
+            header, cache = cache_file.read(path)
+            if header.tokens != tokens:
+                raise CorruptFileError("its token ids are not the ones it was indexed under")
             os.utime(path)  # recently used: the last to be evicted
             return cache
-        except Exception as exc:  # noqa: BLE001 — a missing or broken file is only a miss
+        except CorruptFileError as exc:
+            self._discard(path, str(exc))
+        except OSError as exc:  # gone (cache clear) or unreadable: only a miss
             log.warning("prefix_cache_file_unreadable", path=str(path), error=str(exc))
-            with self._lock:
-                self._index.pop(tokens, None)
-            return None
+        with self._lock:
+            self._index.pop(tokens, None)
+        return None
+
+    def _discard(self, path: Path, problem: str) -> None:
+        try:
+            path.unlink()
+        except OSError:
+            pass
+        log.warning("prefix_cache_file_corrupt", path=str(path), problem=problem, action="removed, a miss")
 
     def save(self, tokens: list[int], cache: list[Any]) -> threading.Thread | None:
         """Persist unless already there; the file is written off the worker thread."""
@@ -160,9 +187,7 @@ class DiskPrefixStore:
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
             partial = path.with_name(f"{path.stem}.tmp{SUFFIX}")
-            meta = {"pensieve_model": self.model, "pensieve_model_name": self.model_name, "pensieve_tokens": json.dumps(list(key)),
-                    "pensieve_saved_at": str(time.time())}
-            save_prompt_cache(str(partial), cache, meta)
+            cache_file.write(partial, cache, model=self.model, model_name=self.model_name, tokens=key)
             os.replace(partial, path)
             self._evict()
             log.info("prefix_cache_saved", tokens=len(key), path=str(path))

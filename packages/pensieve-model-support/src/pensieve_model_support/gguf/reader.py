@@ -1,4 +1,5 @@
-"""Read a GGUF file with MLX: tensors (Q4_0/Q4_1/Q8_0 stay quantized) and plain metadata."""
+"""Read a GGUF file with MLX: tensors (Q4_0/Q4_1/Q8_0 stay quantized) and plain metadata.
+Files with tensor types we have not checked are refused first (see `tensor_types`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import mlx.core as mx
 import msgspec
 
 from pensieve_core.errors import ModelLoadError
+
+from .tensor_types import check_tensor_types
 
 
 class GGUFContents(msgspec.Struct):
@@ -31,6 +34,7 @@ def _plain(value: Any) -> Any:
 
 
 def read_gguf(path: Path) -> GGUFContents:
+    check_tensor_types(path)
     try:
         weights, metadata = mx.load(str(path), return_metadata=True)
     except (RuntimeError, ValueError, OSError) as exc:

@@ -1,0 +1,117 @@
+"""Files the CLI must not trust: a corrupt prefix-cache file never crashes `cache list`,
+`cache clear` or `validate` (it is reported), and a GGUF of unverified tensor types is refused
+by `validate` and `start` in one line."""
+
+import json
+import socket
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from pensieve_cli import cli
+from pensieve_inference.cache_faults import ALL
+from pensieve_model_support.testing import build_tiny_model
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("PENSIEVE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    for var in ("PENSIEVE_MODEL", "PENSIEVE_PORT", "PENSIEVE_API_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    return tmp_path / "home"
+
+
+def run(*args):
+    return CliRunner().invoke(cli, list(args))
+
+
+def _corrupt_files(home, names):
+    """One good prefix file per corruption (a distinct token list each), then corrupted."""
+    import mlx.core as mx
+    from mlx_lm.models.cache import KVCache
+
+    from pensieve_inference.disk_cache import DiskPrefixStore
+
+    store = DiskPrefixStore(home / "prefix-cache", "weights", 1 << 30, model_name="tiny")
+    for i, _ in enumerate(names):
+        layer = KVCache()
+        layer.update_and_fetch(mx.ones((1, 2, 12, 8), mx.float16) * i, mx.ones((1, 2, 12, 8), mx.float16))
+        store.save(list(range(i, i + 12)), [layer])
+    store.wait()
+    paths = sorted((home / "prefix-cache" / "weights").glob("*.safetensors"))
+    for name, path in zip(names, paths, strict=True):
+        path.write_bytes(ALL[name](path.read_bytes()))
+    return paths
+
+
+def test_cache_list_shows_every_corrupt_file_and_clear_deletes_them(home):
+    names = sorted(ALL)
+    paths = _corrupt_files(home, names)
+    listed = run("cache", "list", "--json")
+    assert listed.exit_code == 0, listed.output
+    rows = json.loads(listed.output)
+    assert len(rows) == len(names)
+    # The header is checked by a plain list; a flipped tensor byte only by reading every byte.
+    assert sum(bool(r["problem"]) for r in rows) == len(names) - 1
+    verified = json.loads(run("cache", "list", "--json", "--verify").output)
+    assert all(r["problem"] for r in verified)
+    table = run("cache", "list", "--verify")
+    assert table.exit_code == 0 and f"{len(names)} corrupt" in table.output
+
+    cleared = run("cache", "clear", "--yes")
+    assert cleared.exit_code == 0, cleared.output
+    assert f"deleted {len(names)} persisted prefixes" in cleared.output
+    assert not any(p.exists() for p in paths)
+    assert json.loads(run("cache", "list", "--json").output) == []
+
+
+def test_validate_reports_corrupt_prefix_files(home, tmp_path):
+    names = ["header_length_2_63", "flipped_tensor_bytes"]
+    paths = _corrupt_files(home, names)
+    result = run("validate", "--model", str(build_tiny_model(tmp_path / "tiny")))
+    assert result.exit_code == 0, result.output
+    for path in paths:
+        assert f"bad  prefix cache file {path}: " in result.output
+    assert "header length 9223372036854775808 does not fit" in result.output
+    assert "the tensor bytes do not match the digest" in result.output
+    assert "2 of 2 files corrupt" in result.output
+    assert all(p.exists() for p in paths)  # validate only looks
+
+
+def test_validate_says_ok_for_good_prefix_files(home, tmp_path):
+    _corrupt_files(home, [])
+    result = run("validate", "--model", str(build_tiny_model(tmp_path / "tiny")))
+    assert result.exit_code == 0 and "ok   prefix cache: 0 files check out" in result.output
+
+
+def _one_line_refusal(output):
+    (line,) = [line for line in output.splitlines() if line.startswith("pensieve: ") and "tensor types" in line]
+    assert "holds Q4_K tensors" in line and "supported GGUF tensor types: F32, F16, BF16, Q4_0, Q4_1, Q8_0" in line
+    assert "--model mlx-community/" in line and "Traceback" not in output
+
+
+def test_validate_refuses_a_k_quant_gguf_in_one_line(home, tmp_path):
+    from pensieve_model_support.gguf.testing import build_tiny_gguf
+
+    result = run("validate", "--model", str(build_tiny_gguf(tmp_path / "tiny-Q4_K.gguf", "Q4_K")))
+    assert result.exit_code == 1
+    _one_line_refusal(result.output)
+
+
+def test_start_refuses_a_k_quant_gguf_in_one_line_and_exits_1(home, tmp_path):
+    import os
+
+    from pensieve_model_support.gguf.testing import build_tiny_gguf
+
+    model = build_tiny_gguf(tmp_path / "tiny-Q4_K.gguf", "Q4_K")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    # A subprocess with a timeout: were the file accepted, the server would serve until killed.
+    done = subprocess.run([sys.executable, "-m", "pensieve_cli", "start", "--model", str(model), "--port", str(port)],
+                          env={**os.environ, "HOME": str(tmp_path)}, capture_output=True, text=True, timeout=90)
+    assert done.returncode == 1, done.stdout + done.stderr
+    _one_line_refusal(done.stderr)
