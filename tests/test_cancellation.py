@@ -8,6 +8,7 @@ import pytest
 
 KEY = {"x-api-key": "pensieve-local-key"}
 LONG = {"model": "tiny", "max_tokens": 3000, "temperature": 0, "messages": [{"role": "user", "content": "Go on"}]}
+COUNT = {"model": "tiny", "messages": [{"role": "user", "content": "Go on"}]}
 
 
 def gauge(server, name) -> float:
@@ -65,8 +66,12 @@ def test_full_queue_answers_529_with_retry_after(tiny_model_dir, tmp_path):
         r = httpx.post(proc.url + "/v1/messages", headers=KEY, json={**LONG, "max_tokens": 2}, timeout=10)
         assert r.status_code == 529 and r.json()["error"]["type"] == "overloaded_error"
         assert r.headers["retry-after"] == "1" and r.headers["retry-after-ms"] == "1000"
+        # count_tokens renders and tokenizes too: it is inside the same cap.
+        counted = httpx.post(proc.url + "/v1/messages/count_tokens", headers=KEY, json=COUNT, timeout=10)
+        assert counted.status_code == 529 and counted.json()["error"]["type"] == "overloaded_error"
         for thread in busy:
             thread.join()
         assert httpx.post(proc.url + "/v1/messages", headers=KEY, json={**LONG, "max_tokens": 2}, timeout=30).status_code == 200
+        assert httpx.post(proc.url + "/v1/messages/count_tokens", headers=KEY, json=COUNT, timeout=30).status_code == 200
     finally:
         assert proc.stop() == 0, proc.output()

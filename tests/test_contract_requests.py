@@ -38,6 +38,7 @@ EVERY_BLOCK = [
         {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {"query": "q"}},
         {"type": "web_search_tool_result", "tool_use_id": "srvtoolu_1", "content": []},
         {"type": "tool_use", "id": "toolu_1", "name": "ToolSearch", "input": {"query": "read"}},
+        {"type": "tool_use", "id": "toolu_2", "name": "Read", "input": {"file_path": "x"}},
     ]},
     {"role": "user", "content": [
         {"type": "tool_result", "tool_use_id": "toolu_1", "content": [{"type": "tool_reference", "tool_name": "Read"}]},

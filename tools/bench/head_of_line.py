@@ -42,13 +42,13 @@ async def ttft(engine: MLXEngine, req: GenerationRequest) -> float:
 
 
 def long_text(engine: MLXEngine, tokens: int) -> str:
-    words, text = tokens, ""
-    while True:  # grow until the rendered prompt has about `tokens` tokens
+    words = tokens
+    while True:  # until the rendered prompt has `tokens` tokens, within 5%
         text = " ".join(f"w{i % 97}" for i in range(words))
         n = len(engine._renderer.tokens(request(text, 2)))
-        if n >= tokens:
+        if abs(n - tokens) <= tokens * 0.05:
             return text
-        words = int(words * tokens / n) + 8
+        words = max(1, int(words * tokens / n))
 
 
 async def measure(engine: MLXEngine, text: str, delay: float) -> dict[str, float]:

@@ -120,6 +120,23 @@ def test_status_and_stop_when_not_running(run):
     assert run("stop").output.strip() == "pensieve is not running"
 
 
+def test_status_shows_a_degraded_model(run, monkeypatch):
+    """What /health says of a model whose steps keep failing (the server's side is tested in
+    pensieve-server's test_failures_and_names.py); here /health is read from a stand-in."""
+    from pensieve_cli import daemon
+
+    health = {
+        "status": "degraded", "problem": "tiny: RuntimeError('device lost')", "uptime_s": 3.0, "pid": 1,
+        "model": {"id": "tiny"}, "device": {"kind": "cpu", "name": "cpu"}, "memory": {"active_bytes": 0},
+    }
+    monkeypatch.setattr(daemon, "health", lambda settings: health)
+    monkeypatch.setattr(daemon, "fetch", lambda settings, path, **kw: b"")
+    result = run("status")
+    assert result.exit_code == 0
+    assert "status          degraded: tiny: RuntimeError('device lost')" in result.output
+    assert json.loads(run("status", "--json").output)["status"] == "degraded"
+
+
 def test_default_key_is_refused_on_a_public_address(run):
     result = run("start", "--host", "0.0.0.0")
     assert result.exit_code == 1

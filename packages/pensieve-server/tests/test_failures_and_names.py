@@ -81,3 +81,23 @@ def test_tier_names_select_tier_models(engine, small_engine):
     for name in ("org/model", "./x", "~/m", "m.gguf", "C:\\models"):
         with pytest.raises(ModelNotFoundError, match=f"served models: {main.model.id}, {small.model.id}"):
             served.select(name)
+
+
+def test_a_model_that_keeps_failing_is_degraded_in_health_until_it_serves_again(client, monkeypatch):
+    import pensieve_inference.batching as batching
+
+    real = batching.generate_step
+
+    def always_fails(*args, **kwargs):
+        raise RuntimeError("device lost for good")
+        yield  # a generator, like the real one
+
+    assert client.get("/health").json()["status"] == "ok"
+    monkeypatch.setattr(batching, "generate_step", always_fails)
+    for _ in range(3):
+        assert client.post("/v1/messages", json=BODY, headers=AUTH).status_code == 500
+    health = client.get("/health").json()
+    assert health["status"] == "degraded" and "device lost for good" in health["problem"]
+    monkeypatch.setattr(batching, "generate_step", real)
+    assert client.post("/v1/messages", json=BODY, headers=AUTH).status_code == 200
+    assert client.get("/health").json()["status"] == "ok"

@@ -5,7 +5,7 @@ Validation messages keep msgspec's JSON path (``Expected `int`, got `str` - at `
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -19,29 +19,39 @@ from pensieve_claude_types import (
 from pensieve_core import GenerationRequest
 from pensieve_core.errors import InvalidRequestError
 
+from . import limits
+from .checks import check_tool_results, check_tools
+from .nesting import deeper_than, path_past
+
+MaxTokens = Annotated[int, msgspec.Meta(ge=1, le=limits.MAX_TOKENS_LIMIT)]
+UnitInterval = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+StopSequence = Annotated[str, msgspec.Meta(min_length=1, max_length=limits.MAX_STOP_SEQUENCE_CHARS)]
+StopSequences = Annotated[list[StopSequence], msgspec.Meta(max_length=limits.MAX_STOP_SEQUENCES)]
+Tools = Annotated[list[Tool], msgspec.Meta(max_length=limits.MAX_TOOLS)]
+
 
 class MessagesRequest(msgspec.Struct, kw_only=True):
     """POST /v1/messages. Unknown fields are accepted and ignored, as the API does."""
 
     model: str
-    max_tokens: int
+    max_tokens: MaxTokens
     messages: list[MessageParam]
     system: str | list[TextBlockParam] | None = None
     stream: bool = False
-    temperature: float | None = None
-    top_p: float | None = None
-    top_k: int | None = None
-    stop_sequences: list[str] | None = None
-    tools: list[Tool] | None = None
+    temperature: UnitInterval | None = None
+    top_p: UnitInterval | None = None
+    # Past the vocabulary it means "no top-k": the engine clamps it.
+    top_k: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    stop_sequences: StopSequences | None = None
+    tools: Tools | None = None
     tool_choice: ToolChoice | None = None
     thinking: ThinkingConfig | None = None
     metadata: dict[str, Any] | None = None
     service_tier: str | None = None
 
     def validate(self) -> MessagesRequest:
-        if self.max_tokens < 1:
-            raise InvalidRequestError(f"max_tokens: must be at least 1, got {self.max_tokens} - at `$.max_tokens`")
         _validate_messages(self.messages)
+        check_tools(self.tools, self.tool_choice)
         return self
 
     def to_generation(self, request_id: str = "") -> GenerationRequest:
@@ -66,12 +76,13 @@ class CountTokensRequest(msgspec.Struct, kw_only=True):
     model: str
     messages: list[MessageParam]
     system: str | list[TextBlockParam] | None = None
-    tools: list[Tool] | None = None
+    tools: Tools | None = None
     tool_choice: ToolChoice | None = None
     thinking: ThinkingConfig | None = None
 
     def validate(self) -> CountTokensRequest:
         _validate_messages(self.messages)
+        check_tools(self.tools, self.tool_choice)
         return self
 
     def to_generation(self, request_id: str = "") -> GenerationRequest:
@@ -96,6 +107,7 @@ def _validate_messages(messages: list[MessageParam]) -> None:
                 f"messages.{i}: all messages must have non-empty content except for the optional "
                 f"final assistant message - at `$.messages[{i}].content`"
             )
+    check_tool_results(messages)
 
 
 _messages_decoder = msgspec.json.Decoder(MessagesRequest)
@@ -103,6 +115,11 @@ _count_decoder = msgspec.json.Decoder(CountTokensRequest)
 
 
 def _decode(decoder: msgspec.json.Decoder[Any], body: bytes) -> Any:
+    if deeper_than(body, limits.MAX_NESTING_DEPTH):
+        raise InvalidRequestError(
+            f"arrays and objects nest more than {limits.MAX_NESTING_DEPTH} levels deep"
+            f" - at `{path_past(body, limits.MAX_NESTING_DEPTH)}`"
+        )
     try:
         return decoder.decode(body)
     except msgspec.ValidationError as exc:

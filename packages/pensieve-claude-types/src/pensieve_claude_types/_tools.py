@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Union
+from typing import Annotated, Any, Union
 
 import msgspec
 
@@ -12,7 +12,7 @@ from ._blocks import CacheControl
 class Tool(msgspec.Struct, omit_defaults=True):
     """A client tool, or a built-in typed one (those carry `type` and may lack a schema)."""
 
-    name: str
+    name: Annotated[str, msgspec.Meta(min_length=1)]  # the API's rule: a call must name its tool
     input_schema: dict[str, Any] | None = None
     description: str | None = None
     type: str | None = None

@@ -74,7 +74,8 @@ def health(settings: Settings) -> dict[str, Any] | None:
 
 
 def spawn(settings: Settings, argv: list[str], *, wait_s: float = 600) -> int:
-    """Start `pensieve start` detached; return its pid once /health answers."""
+    """Start `pensieve start` detached; return its pid once /health answers with that pid (a
+    server already on the port answers too, with its own). A failed start leaves no pid file."""
     log = log_path(settings)
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
@@ -89,7 +90,7 @@ def spawn(settings: Settings, argv: list[str], *, wait_s: float = 600) -> int:
             pid_path(settings).unlink(missing_ok=True)
             tail = log.read_text(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
             raise RuntimeError(f"the server exited during start-up: {tail[0]} (log: {log})")
-        if health(settings) is not None:
+        if (answer := health(settings)) is not None and answer.get("pid") == proc.pid:
             return proc.pid
         time.sleep(0.3)
     raise RuntimeError(f"the server did not answer within {wait_s:.0f}s (log: {log})")

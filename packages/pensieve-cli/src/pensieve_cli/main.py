@@ -65,21 +65,32 @@ def start(daemon: bool, **flags: Any) -> None:
         scheme = "https" if settings.certfile else "http"
 
         def ready() -> None:
-            click.echo(f"pensieve listening on {scheme}://{settings.host}:{settings.port}", err=True)
+            _say(f"pensieve listening on {scheme}://{settings.host}:{settings.port}")
 
         def note(text: str) -> None:
-            click.secho(f"pensieve: {text}", err=True, fg="yellow")
+            _say(f"pensieve: {text}", fg="yellow")
 
-        click.echo(f"pensieve: loading {settings.model}", err=True)
+        _say(f"pensieve: loading {settings.model}")
         try:
             asyncio.run(run_server(settings, on_ready=ready, on_note=note))
         except KeyboardInterrupt:
             pass
     # Everything is closed; skip native static destructors, which MLX's stream threads can
     # race at interpreter exit ("terminate called without an active exception", seen in CI runs).
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # the reader of a pipe is gone: nothing left to tell it
+            pass
     os._exit(0)
+
+
+def _say(text: str, **style: Any) -> None:
+    """A status line on stderr that cannot fail: its reader (`| tee log`) may have gone."""
+    try:
+        click.secho(text, err=True, **style)
+    except (OSError, ValueError):
+        pass
 
 
 def _start_daemon(settings: Settings, flags: dict[str, Any]) -> None:
@@ -124,6 +135,8 @@ def status(home: str | None, port: int | None, as_json: bool) -> None:
         click.echo(f"pensieve is not running ({info['url']})")
     else:
         click.echo(f"pensieve is running on {info['url']} (pid {info['pid'] or 'unknown'})")
+        if info["status"] != "ok":
+            click.echo(f"  {'status':<15} {info['status']}: {info['problem']}")
         for key in ("model", "device", "memory_gb", "uptime_s", "requests", "tokens_per_s", "cache_hit_rate"):
             click.echo(f"  {key:<15} {info[key]}")
     if not info["running"]:
@@ -146,6 +159,8 @@ def _status(settings: Settings) -> dict[str, Any]:
     inputs = metrics.get("pensieve_input_tokens_total", 0.0)
     cached = metrics.get("pensieve_cache_read_tokens_total", 0.0)
     info.update(
+        status=health.get("status", "ok"),
+        problem=health.get("problem"),
         model=health["model"]["id"],
         fallback_from=health["model"].get("fallback_from"),
         device=f"{health['device']['kind']} ({health['device']['name']})",

@@ -74,7 +74,9 @@ def _call_rules(dialect: Dialect, tools: ToolSpecs, ll_tokenizer: llguidance.LLT
             llguidance.LLMatcher.grammar_from_lark(f"start: call{i}\n{rule}"), ll_tokenizer
         )
         if error and not error.startswith("WARNING"):
-            log.warning("tool_schema_not_constrained", tool=function["name"], error=error[:200])
+            # llguidance's error quotes the schema (a `pattern`, say): name the tool, never the text.
+            log.warning("tool_schema_not_constrained", tool_index=i, tool=function["name"][:64],
+                        cause="a regex `pattern`" if "regex" in error else "the schema")
             rule = dialect.call_rule(i, function["name"], {"type": "object"}, style)
         rules.append(rule)
     return "".join(rules)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
-from types import SimpleNamespace
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -28,6 +28,39 @@ from .routes.messages import count_tokens, create_message
 from .routes.models import get_model, list_models
 from .signatures import ThinkingSigner
 
+
+class Lifecycle:
+    """Shutdown as the app sees it: once `draining`, new requests get 503; when the shutdown
+    timeout passes, the streams still running are cut (they end with an error event)."""
+
+    def __init__(self) -> None:
+        self.draining = False
+        self.cut = False
+        self._waiters: set[asyncio.Future[None]] = set()
+
+    def drain(self, timeout_s: float) -> None:
+        if not self.draining:
+            self.draining = True
+            asyncio.get_running_loop().call_later(timeout_s, self._cut)
+
+    def until_cut(self) -> asyncio.Future[None]:
+        """Done once streams are cut; the caller cancels it when it stops waiting. Futures, not
+        one asyncio.Event: an app may outlive its event loop (a TestClient per test)."""
+        waiter = asyncio.get_running_loop().create_future()
+        if self.cut:
+            waiter.set_result(None)
+        else:
+            self._waiters.add(waiter)
+            waiter.add_done_callback(self._waiters.discard)
+        return waiter
+
+    def _cut(self) -> None:
+        self.cut = True
+        for waiter in list(self._waiters):
+            if not waiter.done():
+                waiter.set_result(None)
+
+
 def create_app(models: ServedModels | Engine, settings: Settings) -> Starlette:
     if not isinstance(models, ServedModels):
         models = ServedModels(models, strict=settings.strict_model_names)
@@ -40,7 +73,7 @@ def create_app(models: ServedModels | Engine, settings: Settings) -> Starlette:
         Route("/metrics", metrics_endpoint, methods=["GET"]),
         Route("/v1/models/{model_id:path}", get_model, methods=["GET"]),
     ]
-    state = SimpleNamespace(draining=False)
+    state = Lifecycle()
     metrics = Metrics()
     metrics.gauges["pensieve_memory_active_bytes"] = lambda: memory_snapshot().active_bytes
     metrics.gauges["pensieve_memory_peak_bytes"] = lambda: memory_snapshot().peak_bytes

@@ -47,9 +47,15 @@ class MessageAssembler:
         self.message = Message(id=message_id, model=model, content=[], usage=Usage())
         self._open_index: int | None = None
         self.failed: Failed | None = None
+        # Text, thinking and tool-input deltas sent: about one per token (logged on a disconnect).
+        self.deltas = 0
         self._signer = signer
 
     def feed(self, event: GenerationEvent) -> Iterator[StreamEvent]:
+        if self.failed is not None:
+            return  # one error event, and nothing after it
+        if isinstance(event, (TextDelta, ThinkingDelta, ToolInputDelta)):
+            self.deltas += 1
         if isinstance(event, Started):
             usage = self.message.usage
             usage.cache_read_input_tokens = event.cache_read_tokens

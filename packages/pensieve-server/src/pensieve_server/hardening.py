@@ -9,7 +9,12 @@ from collections.abc import Iterable
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from pensieve_api_models.limits import COUNT_TOKENS_MAX_BODY_BYTES
+
 from .errors import send_error
+
+# Routes with a smaller body cap than max_body_bytes (the limit's reason is beside it).
+_ROUTE_MAX_BYTES = {"/v1/messages/count_tokens": COUNT_TOKENS_MAX_BODY_BYTES}
 
 
 def is_loopback(host: str) -> bool:
@@ -93,7 +98,8 @@ class OriginGuardMiddleware:
 
 
 class BodyGuardMiddleware:
-    """POST bodies: JSON only, and at most max_bytes (413 before reading past the limit)."""
+    """POST bodies: JSON only, and at most max_bytes, or the route's own smaller cap (413 before
+    reading past the limit)."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -109,9 +115,10 @@ class BodyGuardMiddleware:
             await send_error(scope, send, 400, "invalid_request_error",
                              f"content-type must be application/json, got {content_type or 'none'!r}")
             return
-        too_large = f"request body exceeds the {self.max_bytes}-byte limit"
+        max_bytes = min(self.max_bytes, _ROUTE_MAX_BYTES.get(scope["path"], self.max_bytes))
+        too_large = f"request body exceeds the {max_bytes}-byte limit"
         length = headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+        if length is not None and length.isdigit() and int(length) > max_bytes:
             await send_error(scope, send, 413, "request_too_large", too_large)
             return
         received = 0
@@ -121,7 +128,7 @@ class BodyGuardMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > max_bytes:
                     raise BodyTooLarge
             return message
 

@@ -8,6 +8,7 @@ import time
 
 import structlog
 from starlette.datastructures import Headers
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .errors import send_error
@@ -45,6 +46,9 @@ class RequestIdMiddleware:
         with structlog.contextvars.bound_contextvars(request_id=rid):
             try:
                 await self.app(scope, receive, send_with_id)
+            except ClientDisconnect:
+                # The client left while its body was still arriving: routine, not an error.
+                log.info("client_disconnected", path=scope["path"])
             except Exception:
                 # Anything not mapped by the error handlers: a 500 envelope if nothing was sent yet.
                 log.exception("unhandled_error", path=scope["path"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import msgspec
@@ -21,17 +22,24 @@ class Health(msgspec.Struct, kw_only=True):
     device: DeviceInfo
     memory: MemorySnapshot
     uptime_s: float
+    # `pensieve start --daemon` checks that /health is answered by the process it started.
+    pid: int
+    # With status "degraded": the model whose batch steps keep failing, and its last error.
+    problem: str | None = None
 
 
 async def health(request: Request) -> Response:
     served = request.app.state.models
+    problems = [f"{e.model.id}: {e.degraded}" for e in served.engines() if e.degraded]
     body = Health(
-        status="ok",
+        status="degraded" if problems else "ok",
+        problem="; ".join(problems) or None,
         model=served.main.model,
         models=[e.model for e in served.engines()],
         device=device_info(),
         memory=memory_snapshot(),
         uptime_s=round(time.monotonic() - request.app.state.started_at, 1),
+        pid=os.getpid(),
     )
     return Response(_encoder.encode(body), media_type="application/json")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import structlog
@@ -29,9 +29,13 @@ from ..errors import request_id_of
 from ..ids import message_id
 from ..models import ServedModels
 
+if TYPE_CHECKING:
+    from ..app import Lifecycle
+
 log = structlog.get_logger("pensieve.server")
 
 _encoder = msgspec.json.Encoder()
+SHUTTING_DOWN = "the server is shutting down"
 
 
 def _models(request: Request) -> ServedModels:
@@ -70,27 +74,32 @@ async def create_message(request: Request) -> Response:
     assembler = MessageAssembler(message_id(), body.model, signer)
     if body.stream:
         return _EventStream(
-            _sse(assembler, first, events, request.app.state.keepalive_seconds),
+            _sse(assembler, first, events, request.app.state.keepalive_seconds, request.app.state.lifecycle),
             media_type="text/event-stream",
             headers={"cache-control": "no-cache"},
         )
-    await _until_done_or_disconnected(request, _collect(assembler, first, events))
+    await _until_done_or_disconnected(request, _collect(assembler, first, events), assembler)
     if assembler.failed is not None:
         raise GenerationError(assembler.failed.message)
     return _json(assembler.message)
 
 
+def admit(request: Request) -> None:
+    """Count a request in (its templating included), or 529 past the cap. Checked and counted
+    with no await between, so concurrent requests cannot both slip in; the caller counts it out."""
+    metrics, settings = request.app.state.metrics, request.app.state.settings
+    if metrics.in_flight >= settings.max_concurrent_sequences + settings.max_queued_requests:
+        raise OverloadedError(f"{metrics.in_flight} requests are already running or queued; retry shortly")
+    metrics.in_flight += 1
+
+
 async def _measured(request: Request, events: AsyncIterator[GenerationEvent]) -> AsyncIterator[GenerationEvent]:
     """Pass events through, recording tokens, time to first token and decode rate."""
     metrics = request.app.state.metrics
-    # Checked and counted with no await between, so concurrent requests cannot both slip in.
-    settings = request.app.state.settings
-    if metrics.in_flight >= settings.max_concurrent_sequences + settings.max_queued_requests:
-        raise OverloadedError(f"{metrics.in_flight} requests are already running or queued; retry shortly")
+    admit(request)
     started = time.perf_counter()
     first_token: float | None = None
     prompt_tokens = 0
-    metrics.in_flight += 1
     try:
         async for event in events:
             if isinstance(event, Started):
@@ -123,23 +132,37 @@ async def _collect(
             pass
 
 
-async def _until_done_or_disconnected(request: Request, work: Any) -> None:
-    """Run a non-streamed generation, cancelling it if the client goes away: nothing keeps
-    computing for nobody."""
+async def _until_done_or_disconnected(request: Request, work: Any, assembler: MessageAssembler) -> None:
+    """Run a non-streamed generation, cancelling it if the client goes away (nothing keeps
+    computing for nobody) or when shutdown cuts it (a 529, not a dropped connection)."""
     task = asyncio.ensure_future(work)
 
     async def watch() -> None:
         while True:
             message = await request.receive()
             if message["type"] == "http.disconnect":
+                log_disconnect(assembler)
                 task.cancel()
                 return
 
     watcher = asyncio.ensure_future(watch())
+    cut = request.app.state.lifecycle.until_cut()
     try:
-        await task
+        await asyncio.wait({task, cut}, return_when=asyncio.FIRST_COMPLETED)
+        if not task.done():
+            raise OverloadedError(SHUTTING_DOWN)
+        task.result()
     finally:
+        task.cancel()
         watcher.cancel()
+        cut.cancel()
+
+
+def log_disconnect(assembler: MessageAssembler) -> None:
+    """A client leaving (each Esc in Claude Code) is routine: one info line, no traceback."""
+    u = assembler.message.usage
+    prompt_tokens = u.input_tokens + u.cache_read_input_tokens + u.cache_creation_input_tokens
+    log.info("client_disconnected", prompt_tokens=prompt_tokens, output_deltas=assembler.deltas)
 
 
 async def _sse(
@@ -147,25 +170,36 @@ async def _sse(
     first: GenerationEvent,
     events: AsyncIterator[GenerationEvent],
     keepalive_seconds: float,
+    lifecycle: Lifecycle,
 ) -> AsyncIterator[bytes]:
     """SSE bytes; a ping goes out whenever the model is silent for keepalive_seconds (long
-    prefills), and a failure after the 200 becomes one error event, then nothing."""
+    prefills), and a failure after the 200, or the shutdown timeout, becomes one error event,
+    then nothing."""
     for out in assembler.feed(first):
         yield encode_event(out)
     yield encode_event(Ping())
     pending: asyncio.Task[GenerationEvent] | None = None
+    cut = lifecycle.until_cut()
+    ended = False
     try:
         while True:
             pending = pending or asyncio.ensure_future(anext(events))
-            done, _ = await asyncio.wait({pending}, timeout=keepalive_seconds)
-            if not done:
+            done, _ = await asyncio.wait({pending, cut}, timeout=keepalive_seconds, return_when=asyncio.FIRST_COMPLETED)
+            if pending not in done:
+                if cut in done:
+                    ended = True
+                    for out in assembler.feed(Failed(error_type="overloaded_error", message=SHUTTING_DOWN)):
+                        yield encode_event(out)
+                    return
                 yield encode_event(Ping())
                 continue
             try:
                 event = pending.result()
             except StopAsyncIteration:
+                ended = True
                 return
             except Exception as exc:  # noqa: BLE001 — the 200 is sent: report in-band
+                ended = True
                 log.exception("stream_failed")
                 yield encode_event(ErrorEvent(error=ErrorDetail(type="api_error", message=f"generation failed: {exc}")))
                 return
@@ -173,14 +207,33 @@ async def _sse(
             for out in assembler.feed(event):
                 yield encode_event(out)
             if assembler.failed is not None or assembler.message.stop_reason is not None:
+                ended = True
                 return
     finally:
-        if pending is not None and not pending.done():
-            pending.cancel()
-        await events.aclose()
+        cut.cancel()
+        if not ended:
+            log_disconnect(assembler)
+        # Shielded: a disconnect cancels this task, and the generation must still be stopped.
+        await asyncio.shield(_close(pending, events))
+
+
+async def _close(pending: asyncio.Task[GenerationEvent] | None, events: AsyncIterator[GenerationEvent]) -> None:
+    """Close the event stream; a step still running must end first (closing a generator
+    that is mid-step raises "asynchronous generator is already running")."""
+    if pending is not None:
+        pending.cancel()
+        await asyncio.wait({pending})
+        if not pending.cancelled():
+            pending.exception()  # retrieved, so asyncio does not log it as never retrieved
+    await events.aclose()
 
 
 async def count_tokens(request: Request) -> Response:
     body = decode_count_tokens_request(await request.body())
-    tokens = await _models(request).select(body.model).count_tokens(body.to_generation(request_id_of(request) or ""))
+    engine = _models(request).select(body.model)
+    admit(request)  # counting renders and tokenizes too: it shares the cap with generation
+    try:
+        tokens = await engine.count_tokens(body.to_generation(request_id_of(request) or ""))
+    finally:
+        request.app.state.metrics.in_flight -= 1
     return _json(CountTokensResponse(input_tokens=tokens))
