@@ -22,7 +22,7 @@ from pathlib import Path
 from pensieve_claude_types import MessageParam, Tool, ToolChoiceAuto, ToolChoiceTool
 from pensieve_core import Finished, GenerationRequest, Started
 from pensieve_inference import MLXEngine
-from pensieve_inference import engine as engine_module
+from pensieve_inference import plan as plan_module
 from pensieve_inference.constrained import make_tool_constraint
 from pensieve_model_support import HuggingFaceHub, resolve_reference
 
@@ -73,7 +73,7 @@ async def one(engine: MLXEngine, req: GenerationRequest) -> tuple[int, float, fl
 
 async def run(engine: MLXEngine, mode: str, streams: int, tokens: int, repeats: int) -> dict:
     # "bare": the engine's constraint factory switched off for this run only.
-    engine_module.make_tool_constraint = (lambda *a, **k: None) if mode == "bare" else make_tool_constraint
+    plan_module.make_tool_constraint = (lambda *a, **k: None) if mode == "bare" else make_tool_constraint
     rates = []
     for r in range(repeats):
         results = await asyncio.gather(*(one(engine, request(mode, r * streams + i, tokens)) for i in range(streams)))

@@ -16,21 +16,15 @@ from pensieve_core import (
     GenerationRequest,
     ModelCard,
 )
-from pensieve_core.errors import InvalidRequestError, PromptTooLongError
 from pensieve_metal import prefix_cache_budget
 from pensieve_model_support import Hub, LoadedModel, ModelRef, load_model
 
-from pensieve_claude_types import StopReason, ToolChoiceAny, ToolChoiceAuto, ToolChoiceTool
-
 from .disk_cache import DiskPrefixStore
-from .prefix_cache import PrefixCache
-from .prompt import PromptRenderer, RenderedPrompt, function_spec, offered_tools
-from .thinking import ThinkingBudget, ThinkingPlan, ThinkingSplitter, thinking_plan
-from .constrained import ToolConstraint, make_tool_constraint
-from .tool_stream import ToolCallStream
 from .jobs import GenerationJob
+from .plan import ModelLimits, make_plan
+from .prefix_cache import PrefixCache
+from .prompt import PromptRenderer
 from .render_pool import RenderPool
-from .sampling import sampler_args
 from .worker import MAX_SEQUENCES, GenerationWorker
 
 log = structlog.get_logger("pensieve.inference")
@@ -144,87 +138,37 @@ class MLXEngine:
     async def count_tokens(self, request: GenerationRequest) -> int:
         return len(await self._prompt(request))
 
-    def _thinking(self, plan: ThinkingPlan, rendered: RenderedPrompt) -> tuple[ThinkingSplitter | None, ThinkingBudget | None]:
-        tokenizer = self._loaded.tokenizer
-        if not tokenizer.has_thinking:
-            return None, None
-        splitter = ThinkingSplitter(tokenizer.think_start, tokenizer.think_end, is_open=rendered.thinking_open)
-        budget = None
-        if plan.enabled and plan.budget is not None:
-            budget = ThinkingBudget(
-                budget=plan.budget, start=list(tokenizer.think_start_tokens), end=list(tokenizer.think_end_tokens),
-                is_open=rendered.thinking_open, prompt_tokens=len(rendered.tokens),
-            )
-        return splitter, budget
-
-    def _tools(self, request: GenerationRequest, rendered: RenderedPrompt) -> tuple[ToolCallStream | None, ToolConstraint | None]:
-        """The reader for the model's calls, and the processor that keeps them valid: every
-        answer a call under tool_choice any/tool, a call's input under auto once it opens."""
-        tools = offered_tools(request)
-        if not tools:
-            return None, None
-        choice = request.tool_choice
-        single = isinstance(choice, (ToolChoiceAuto, ToolChoiceAny, ToolChoiceTool)) and choice.disable_parallel_tool_use
-        specs = [function_spec(t) for t in tools]
-        stream = ToolCallStream(self._renderer.dialect, specs, single=single)
-        forced = specs
-        if isinstance(choice, ToolChoiceTool):
-            forced = [s for s in specs if s["function"]["name"] == choice.name]
-            if not forced:
-                raise InvalidRequestError(f"tool_choice: no tool named {choice.name!r} among the request's tools")
-        constraint = make_tool_constraint(
-            self._loaded.tokenizer, self._renderer.dialect, forced,
-            forced=isinstance(choice, (ToolChoiceAny, ToolChoiceTool)), single=single,
-            prompt_tokens=len(rendered.tokens), thinking_open=rendered.thinking_open,
-        )
-        return stream, constraint
-
-    def output_budget(self, requested: int, prompt_tokens: int) -> tuple[int, StopReason]:
-        """What the answer may use, and the stop reason when it is used up: the request's
-        max_tokens, capped by the server's limit, and by what the context leaves after the
-        prompt (then `model_context_window_exceeded`, as the API says)."""
-        budget = min(requested, self.max_output_tokens or requested)
-        room = self._card.context_length - prompt_tokens
-        return (room, "model_context_window_exceeded") if room < budget else (budget, "max_tokens")
-
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationEvent]:
-        args = sampler_args(request, self._vocab_size)
-        plan = thinking_plan(request)
-        rendered = await self._render_pool.run(lambda: self._renderer.prompt(request))
-        prompt = rendered.tokens
-        context = self._card.context_length
-        if len(prompt) >= context:
-            raise PromptTooLongError(len(prompt), context)
-        tool_calls, constraint = await self._render_pool.run(lambda: self._tools(request, rendered), "building the tool grammar")
-        thinking, thinking_budget = self._thinking(plan, rendered)
-        loop = asyncio.get_running_loop()
-        events: asyncio.Queue[GenerationEvent] = asyncio.Queue()
-        budget, exhausted = self.output_budget(request.max_tokens, len(prompt))
+        """Plan (on a render thread), submit to the worker, relay its events."""
+        limits = ModelLimits(self._card.context_length, self._vocab_size, self.max_output_tokens)
+        renderer = self._renderer
+        plan = await self._render_pool.run(lambda: make_plan(request, renderer, limits))
+        events: asyncio.Queue[list[GenerationEvent]] = asyncio.Queue()
         job = GenerationJob(
-            prompt=prompt,
-            boundaries=rendered.boundaries,
-            system_end=rendered.system_end,
-            max_tokens=budget,
-            exhausted_reason=exhausted,
-            sampler_args=args,
+            prompt=plan.rendered.tokens,
+            boundaries=plan.rendered.boundaries,
+            system_end=plan.rendered.system_end,
+            max_tokens=plan.max_tokens,
+            exhausted_reason=plan.exhausted_reason,
+            sampler_args=plan.sampler_args,
             stop_sequences=request.stop_sequences,
             request_id=request.request_id,
-            loop=loop,
+            loop=asyncio.get_running_loop(),
             events=events,
-            tool_calls=tool_calls,
-            constraint=constraint,
-            thinking=thinking,
-            thinking_budget=thinking_budget,
+            tool_calls=plan.tool_calls,
+            constraint=plan.constraint,
+            thinking=plan.thinking,
+            thinking_budget=plan.thinking_budget,
             prefix_cache=self.prefix_cache,
             cache_key=self._card.id,
         )
         self._worker.submit(self._loaded, job)
         try:
             while True:
-                event = await events.get()
-                yield event
-                if isinstance(event, (Finished, Failed)):
-                    return
+                for event in await events.get():
+                    yield event
+                    if isinstance(event, (Finished, Failed)):
+                        return
         finally:
             job.cancelled.set()
 

@@ -1,4 +1,8 @@
-"""One request's work for the worker, and the way its events get back to the event loop."""
+"""One request's work for the worker, and the way its events get back to the event loop.
+
+Events leave the worker thread together: a job keeps what one worker turn (a decode step, an
+admission) emitted, and `send_emitted()` hands each job's events to its event loop in one
+call, instead of one cross-thread call per token."""
 
 from __future__ import annotations
 
@@ -8,12 +12,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pensieve_claude_types import StopReason
-from pensieve_core import GenerationEvent, TextDelta
+from pensieve_core import GenerationEvent
 
-from .prefix_cache import PrefixCache
 from .constrained import ToolConstraint
+from .prefix_cache import PrefixCache
 from .thinking import ThinkingBudget, ThinkingSplitter
 from .tool_stream import ToolCallStream
+
+# Jobs with events not yet sent, per worker thread (tests run several engines, each its own).
+_unsent = threading.local()
 
 
 @dataclass(kw_only=True)
@@ -24,7 +31,8 @@ class GenerationJob:
     stop_sequences: list[str] | None
     request_id: str
     loop: asyncio.AbstractEventLoop
-    events: asyncio.Queue[GenerationEvent]
+    # Lists of events, each list what one worker turn emitted.
+    events: asyncio.Queue[list[GenerationEvent]]
     # Prompt offsets at message boundaries: the prefix cache keeps a copy there.
     boundaries: tuple[int, ...] = ()
     # The boundary where the system prompt and tools end: that prefix is also kept on disk.
@@ -39,36 +47,27 @@ class GenerationJob:
     prefix_cache: PrefixCache | None = None
     cache_key: str = ""
     cancelled: threading.Event = field(default_factory=threading.Event)
+    _pending: list[GenerationEvent] = field(default_factory=list, init=False, repr=False)
 
     def emit(self, event: GenerationEvent) -> None:
+        """Worker thread only: kept until the worker's turn ends (`send_emitted`)."""
+        if not self._pending:
+            unsent = getattr(_unsent, "jobs", None)
+            if unsent is None:
+                unsent = _unsent.jobs = []
+            unsent.append(self)
+        self._pending.append(event)
+
+    def _send(self) -> None:
+        events, self._pending = self._pending, []
         try:
-            self.loop.call_soon_threadsafe(self.events.put_nowait, event)
+            self.loop.call_soon_threadsafe(self.events.put_nowait, events)
         except RuntimeError:  # the loop is gone: nobody is listening
             self.cancelled.set()
 
-    def answer_text(self, text: str) -> str:
-        """The answer part of new output text; the thinking part goes out as thinking events."""
-        if self.thinking is None or self.thinking.state == "answer" and not self.thinking.buffer:
-            return text
-        events, answer = self.thinking.feed(text)
-        for event in events:
-            self.emit(event)
-        return answer
 
-    def finish_thinking(self) -> str:
-        if self.thinking is None:
-            return ""
-        events, answer = self.thinking.finish()
-        for event in events:
-            self.emit(event)
-        return answer
-
-    def emit_text(self, text: str) -> None:
-        """Visible text, through the tool-call splitter if the request offered tools."""
-        if not text:
-            return
-        if self.tool_calls is None:
-            self.emit(TextDelta(text=text))
-            return
-        for event in self.tool_calls.feed(text):
-            self.emit(event)
+def send_emitted() -> None:
+    """Hand every job's events of this worker turn to its event loop, one call per job."""
+    unsent = getattr(_unsent, "jobs", None)
+    while unsent:
+        unsent.pop(0)._send()

@@ -10,7 +10,7 @@ from typing import Any
 import structlog
 
 from pensieve_claude_types import StopReason
-from pensieve_core import Finished
+from pensieve_core import Finished, TextDelta
 
 from .jobs import GenerationJob
 from .stops import StopSequenceMatcher
@@ -55,16 +55,44 @@ class SequenceOutput:
             self.detokenizer.finalize()
         segment = self.detokenizer.last_segment
         self.answered = self.answered or bool(segment)
-        job.emit_text(self.stops.feed(job.answer_text(segment)))
+        self._emit_text(self.stops.feed(self._answer_text(segment)))
         calls = job.tool_calls
         called_once = calls is not None and calls.single and calls.calls > 0
         return finish is None and (self.stops.matched is not None or called_once)
+
+    def _answer_text(self, text: str) -> str:
+        """The answer part of new output text; the thinking part goes out as thinking events."""
+        thinking = self.job.thinking
+        if thinking is None or thinking.state == "answer" and not thinking.buffer:
+            return text
+        events, answer = thinking.feed(text)
+        for event in events:
+            self.job.emit(event)
+        return answer
+
+    def _finish_thinking(self) -> str:
+        if self.job.thinking is None:
+            return ""
+        events, answer = self.job.thinking.finish()
+        for event in events:
+            self.job.emit(event)
+        return answer
+
+    def _emit_text(self, text: str) -> None:
+        """Visible text, through the tool-call splitter if the request offered tools."""
+        if not text:
+            return
+        if self.job.tool_calls is None:
+            self.job.emit(TextDelta(text=text))
+            return
+        for event in self.job.tool_calls.feed(text):
+            self.job.emit(event)
 
     def finish(self, finish: str) -> None:
         """Flush what was held back and say why the answer ended."""
         job, stops = self.job, self.stops
         if stops.matched is None:
-            job.emit_text(stops.feed(job.finish_thinking()) + stops.flush())
+            self._emit_text(stops.feed(self._finish_thinking()) + stops.flush())
         if job.tool_calls is not None:
             for event in job.tool_calls.finish():
                 job.emit(event)

@@ -15,7 +15,7 @@ import structlog
 from pensieve_model_support import LoadedModel
 
 from .batching import MAX_SEQUENCES, PREFILL_STEP, ModelBatch
-from .jobs import GenerationJob
+from .jobs import GenerationJob, send_emitted
 
 log = structlog.get_logger("pensieve.inference")
 
@@ -44,9 +44,11 @@ class GenerationWorker:
     def _run(self) -> None:
         try:
             while self._take_tasks():
+                send_emitted()
                 for batch in list(self._batches.values()):
                     if len(batch):
                         self._step(batch)
+                send_emitted()
         finally:
             for batch in self._batches.values():
                 batch.close()
