@@ -19,6 +19,7 @@ import numpy as np
 import structlog
 
 from .dialects import Dialect, ToolSpecs
+from .markers import held_prefix
 from .processors import SequenceProcessor, only, only_tokens
 
 log = structlog.get_logger("pensieve.tools")
@@ -44,11 +45,6 @@ def grammar_tokenizer(tokenizer: Any) -> llguidance.LLTokenizer:
 def marker_tokens(ll_tokenizer: llguidance.LLTokenizer, marker: bytes) -> tuple[int, ...]:
     """Tokens whose text ends with the whole marker (a special token, or a merged spelling)."""
     return tuple(i for i in range(ll_tokenizer.vocab_size) if ll_tokenizer.decode_bytes([i]).endswith(marker))
-
-
-def _ends_with_part_of(text: bytes, marker: bytes) -> bool:
-    """Whether text ends with a proper, non-empty start of marker."""
-    return any(text.endswith(marker[:n]) for n in range(1, len(marker)))
 
 
 def _literal(tokenizer: Any) -> Any:
@@ -210,7 +206,7 @@ class ToolConstraint(SequenceProcessor):
             return True
         # Watching: the newest token's value is needed only if it may finish a marker that the
         # text already began; a marker written in one token is caught on the device (mask()).
-        return self._watching() and _ends_with_part_of(self.tail, self.trigger)
+        return self._watching() and held_prefix(self.tail, self.trigger) > 0
 
     def _watching(self) -> bool:
         return self.mode == "watch" and self.after_start is not None and not self.thinking_now

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .markers import held_prefix
+
 
 class StopSequenceMatcher:
     def __init__(self, stop_sequences: list[str] | None) -> None:
@@ -19,18 +21,10 @@ class StopSequenceMatcher:
             index, self.matched = min(hits)
             self._held = ""
             return buffer[:index]
-        keep = max((self._overlap(buffer, s) for s in self.stops), default=0)
+        keep = max((held_prefix(buffer, s) for s in self.stops), default=0)
         self._held = buffer[len(buffer) - keep :] if keep else ""
         return buffer[: len(buffer) - keep]
 
     def flush(self) -> str:
         held, self._held = self._held, ""
         return held
-
-    @staticmethod
-    def _overlap(buffer: str, stop: str) -> int:
-        """Length of the longest suffix of buffer that is a proper prefix of stop."""
-        for size in range(min(len(stop) - 1, len(buffer)), 0, -1):
-            if buffer.endswith(stop[:size]):
-                return size
-        return 0

@@ -7,13 +7,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import mlx.core as mx
-
-from pensieve_claude_types import ThinkingAdaptive, ThinkingEnabled, ToolChoiceAny, ToolChoiceTool
+from pensieve_claude_types import (
+    ThinkingAdaptive,
+    ThinkingEnabled,
+    ToolChoiceAny,
+    ToolChoiceTool,
+)
 from pensieve_core import GenerationEvent, GenerationRequest, ThinkingDelta, ThinkingEnd
 from pensieve_core.errors import InvalidRequestError
 
+from .markers import held_prefix
 from .processors import SequenceProcessor, only_tokens
-from .tool_stream import held_prefix
 
 
 @dataclass(frozen=True)

@@ -11,11 +11,17 @@ from __future__ import annotations
 import secrets
 
 import structlog
-
-from pensieve_core import GenerationEvent, TextDelta, ToolInputDelta, ToolUseEnd, ToolUseStart
+from pensieve_core import (
+    GenerationEvent,
+    TextDelta,
+    ToolInputDelta,
+    ToolUseEnd,
+    ToolUseStart,
+)
 
 from .dialects import Begin, Dialect, End, InputDelta, Loose, ToolSpecs
 from .dialects.base import ReaderEvent
+from .markers import held_prefix
 
 log = structlog.get_logger("pensieve.tools")
 
@@ -27,14 +33,6 @@ _UNREADABLE = (ValueError, TypeError, SyntaxError)
 
 def tool_use_id() -> str:
     return "toolu_" + secrets.token_hex(12)
-
-
-def held_prefix(buffer: str, marker: str) -> int:
-    """Length of the longest end of buffer that is a proper start of marker."""
-    for size in range(min(len(marker) - 1, len(buffer)), 0, -1):
-        if buffer.endswith(marker[:size]):
-            return size
-    return 0
 
 
 class ToolCallStream:
