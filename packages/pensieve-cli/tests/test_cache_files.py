@@ -89,24 +89,24 @@ def test_validate_says_ok_for_good_prefix_files(home, tmp_path):
 
 def _one_line_refusal(output):
     (line,) = [line for line in output.splitlines() if line.startswith("pensieve: ") and "tensor types" in line]
-    assert "holds Q4_K tensors" in line and "supported GGUF tensor types: F32, F16, BF16, Q4_0, Q4_1, Q8_0" in line
+    assert "holds IQ2_XXS tensors" in line and "supported GGUF tensor types: F32, F16, BF16, Q4_0, Q4_1, Q8_0, Q2_K" in line
     assert "--model mlx-community/" in line and "Traceback" not in output
 
 
-def test_validate_refuses_a_k_quant_gguf_in_one_line(home, tmp_path):
+def test_validate_refuses_a_gguf_of_an_unread_tensor_type_in_one_line(home, tmp_path):
     from pensieve_model_support.gguf.testing import build_tiny_gguf
 
-    result = run("validate", "--model", str(build_tiny_gguf(tmp_path / "tiny-Q4_K.gguf", "Q4_K")))
+    result = run("validate", "--model", str(build_tiny_gguf(tmp_path / "tiny-IQ2_XXS.gguf", "IQ2_XXS")))
     assert result.exit_code == 1
     _one_line_refusal(result.output)
 
 
-def test_start_refuses_a_k_quant_gguf_in_one_line_and_exits_1(home, tmp_path):
+def test_start_refuses_a_gguf_of_an_unread_tensor_type_in_one_line_and_exits_1(home, tmp_path):
     import os
 
     from pensieve_model_support.gguf.testing import build_tiny_gguf
 
-    model = build_tiny_gguf(tmp_path / "tiny-Q4_K.gguf", "Q4_K")
+    model = build_tiny_gguf(tmp_path / "tiny-IQ2_XXS.gguf", "IQ2_XXS")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

@@ -71,9 +71,9 @@ def test_corrupt_gguf_is_a_load_error(tmp_path):
         load_model(resolve_reference(str(bad)), HuggingFaceHub())
 
 
-@pytest.mark.parametrize("kind", ["Q4_K", "Q6_K", "Q5_K", "Q2_K", "IQ4_XS", "Q5_0"])
+@pytest.mark.parametrize("kind", ["IQ2_XXS", "IQ3_S", "IQ1_M", "TQ1_0"])
 def test_a_gguf_with_unverified_tensor_types_is_refused_naming_them(tmp_path, kind):
-    """MLX would dequantize these itself (Q4_K wrongly): refused at load, never served."""
+    """MLX would dequantize these itself, unchecked: refused at load, never served."""
     from pensieve_model_support.gguf.testing import build_tiny_gguf
 
     path = build_tiny_gguf(tmp_path / f"tiny-{kind}.gguf", kind)
@@ -81,7 +81,7 @@ def test_a_gguf_with_unverified_tensor_types_is_refused_naming_them(tmp_path, ki
         load_model(resolve_reference(str(path)), HuggingFaceHub())
     message = caught.value.message
     assert f"holds {kind} tensors" in message and "\n" not in message
-    assert "supported GGUF tensor types: F32, F16, BF16, Q4_0, Q4_1, Q8_0" in message
+    assert "supported GGUF tensor types: F32, F16, BF16, Q4_0, Q4_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K" in message
     assert "--model mlx-community/" in message
 
 

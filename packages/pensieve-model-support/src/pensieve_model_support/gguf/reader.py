@@ -1,5 +1,6 @@
-"""Read a GGUF file with MLX: tensors (Q4_0/Q4_1/Q8_0 stay quantized) and plain metadata.
-Files with tensor types we have not checked are refused first (see `tensor_types`)."""
+"""Read a GGUF file: tensors (quantized ones in MLX's quantized form) and plain metadata.
+Files with tensor types we do not read are refused first (see `tensor_types`); files of the types
+MLX reads right go through `mx.load`, the rest through our conversion (see `convert`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import msgspec
 
 from pensieve_core.errors import ModelLoadError
 
+from .convert import CONVERTED, read_converted
 from .tensor_types import check_tensor_types
 
 
@@ -34,7 +36,10 @@ def _plain(value: Any) -> Any:
 
 
 def read_gguf(path: Path) -> GGUFContents:
-    check_tensor_types(path)
+    types = check_tensor_types(path)
+    if any(kind in CONVERTED for kind in types.values()):
+        weights, metadata = read_converted(path)
+        return GGUFContents(weights=weights, metadata=metadata)
     try:
         weights, metadata = mx.load(str(path), return_metadata=True)
     except (RuntimeError, ValueError, OSError) as exc:

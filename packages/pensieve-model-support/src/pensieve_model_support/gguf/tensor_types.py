@@ -1,6 +1,7 @@
 """Which tensor types a GGUF file holds, read from its header alone, and the refusal of any
 type whose decoding we have not checked: MLX turns K-quants and IQ types into float16 itself,
-and gets some wrong (Q4_K's odd sub-blocks take the even ones' scale), so they answer garbage.
+and gets some wrong (Q4_K's odd sub-blocks take the even ones' scale), so those we read are
+converted by our own code (`convert`) and the rest refused.
 The gguf package's reader would do, but it parses all metadata first (~2 s for the bundled file)."""
 
 from __future__ import annotations
@@ -14,8 +15,11 @@ from gguf import GGMLQuantizationType
 
 from pensieve_core.errors import ModelLoadError
 
+from .convert import CONVERTED
+
 # Checked against known answers here; anything else is refused until our own code reads it.
-SUPPORTED = ("F32", "F16", "BF16", "Q4_0", "Q4_1", "Q8_0")
+# The first six MLX reads itself; the rest go through `convert` (MLX decodes Q4_K wrongly).
+SUPPORTED = ("F32", "F16", "BF16", "Q4_0", "Q4_1", "Q8_0", *CONVERTED)
 MLX_EXAMPLE = "mlx-community/Qwen2.5-Coder-7B-Instruct-4bit"
 
 # GGUF metadata value types: byte sizes of the fixed ones; 8 is a string, 9 an array.
@@ -93,7 +97,7 @@ def tensor_types(path: Path) -> dict[str, str]:
     return types
 
 
-def check_tensor_types(path: Path) -> None:
+def check_tensor_types(path: Path) -> dict[str, str]:
     """Refuse a file holding any tensor type outside SUPPORTED, naming the types found."""
     types = tensor_types(path)
     refused = [name for name, kind in types.items() if kind not in SUPPORTED]
@@ -104,3 +108,4 @@ def check_tensor_types(path: Path) -> None:
             f"does not read correctly yet; supported GGUF tensor types: {', '.join(SUPPORTED)}. Use a GGUF of those "
             f"types or an MLX model instead, e.g. --model {MLX_EXAMPLE}"
         )
+    return types
