@@ -68,6 +68,17 @@ def test_cache_list_shows_every_corrupt_file_and_clear_deletes_them(home):
     assert json.loads(run("cache", "list", "--json").output) == []
 
 
+def test_cache_commands_use_the_home_flag(home, tmp_path):
+    other = tmp_path / "other-home"
+    (path,) = _corrupt_files(other, ["flipped_tensor_bytes"])
+    assert json.loads(run("cache", "list", "--json").output) == []
+    (row,) = json.loads(run("cache", "list", "--json", "--home", str(other)).output)
+    assert row["path"] == str(path)
+    cleared = run("cache", "clear", "--yes", "--home", str(other))
+    assert cleared.exit_code == 0 and "deleted 1 persisted prefixes" in cleared.output
+    assert not path.exists()
+
+
 def test_validate_reports_corrupt_prefix_files(home, tmp_path):
     names = ["header_length_2_63", "flipped_tensor_bytes"]
     paths = _corrupt_files(home, names)

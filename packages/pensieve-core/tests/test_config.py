@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from pensieve_core import load_settings
+from pensieve_core import load_settings, parse_setting
 from pensieve_core.errors import ConfigError
 
 
@@ -49,3 +49,10 @@ def test_bad_config_file_is_a_clear_error(tmp_path, content, message):
 def test_bad_port_from_env(tmp_path):
     with pytest.raises(ConfigError, match="port"):
         load_settings(environ={"PENSIEVE_HOME": str(tmp_path), "PENSIEVE_PORT": "70000"})
+
+
+def test_parse_setting_splits_lists_and_refuses_unknown_names():
+    assert parse_setting("allowed_origins", "https://a.example, ,https://b.example") == ["https://a.example", "https://b.example"]
+    assert parse_setting("port", "8080") == "8080"  # Settings converts it
+    with pytest.raises(ConfigError, match="unknown setting 'colour'; settings: host, port"):
+        parse_setting("colour", "red")

@@ -28,9 +28,11 @@ from .requests import (
     decode_count_tokens_request,
     decode_messages_request,
 )
+from .limits import COUNT_TOKENS_MAX_BODY_BYTES
 from .sse import encode_event, keepalive_comment
 
 __all__ = [
+    "COUNT_TOKENS_MAX_BODY_BYTES",
     "BlockDelta",
     "ContentBlockDelta",
     "ContentBlockStart",

@@ -19,18 +19,22 @@ def cache() -> None:
     """Prefix caches on disk (system prompts and tools, reused after a restart)."""
 
 
+_home = click.option("--home", type=click.Path(file_okay=False), help="Pensieve's home directory.")
+
+
 @cache.command("list")
+@_home
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option("--verify", is_flag=True, help="Also check every file's tensor bytes against its digest (reads them all).")
-def list_cmd(as_json: bool, verify: bool) -> None:
+def list_cmd(home: str | None, as_json: bool, verify: bool) -> None:
     """List persisted prefixes, newest first; a corrupt file shows as such (the server removes it)."""
-    from pensieve_inference.disk_cache import list_entries, verify_entry
+    from pensieve_inference import list_disk_entries, verify_disk_entry
 
     with fail():
-        root = load_settings({}).prefix_cache_dir
-        entries = list_entries(root)
+        root = load_settings({"home": home}).prefix_cache_dir
+        entries = list_disk_entries(root)
         if verify:
-            entries = [verify_entry(e) for e in entries]
+            entries = [verify_disk_entry(e) for e in entries]
     rows = [
         {"model": e.model_name, "weights": e.model, "tokens": len(e.tokens), "size_bytes": e.size_bytes,
          "saved_at": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.saved_at)), "path": str(e.path),
@@ -56,9 +60,9 @@ def list_cmd(as_json: bool, verify: bool) -> None:
 
 def check_files(root: Path) -> list[str]:
     """`validate`'s lines for the prefix cache: every file read and checked against its digest."""
-    from pensieve_inference.disk_cache import list_entries, verify_entry
+    from pensieve_inference import list_disk_entries, verify_disk_entry
 
-    entries = [verify_entry(e) for e in list_entries(root)]
+    entries = [verify_disk_entry(e) for e in list_disk_entries(root)]
     bad = [e for e in entries if e.problem]
     if not bad:
         return [f"ok   prefix cache: {len(entries)} files check out ({root})"]
@@ -69,18 +73,19 @@ def check_files(root: Path) -> list[str]:
 
 
 @cache.command("clear")
+@_home
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
-def clear_cmd(yes: bool) -> None:
+def clear_cmd(home: str | None, yes: bool) -> None:
     """Delete every persisted prefix, corrupt ones too (a running server keeps what it has in memory)."""
-    from pensieve_inference.disk_cache import clear, list_entries
+    from pensieve_inference import clear_disk_cache, list_disk_entries
 
     with fail():
-        root = load_settings({}).prefix_cache_dir
-        entries = list_entries(root)
+        root = load_settings({"home": home}).prefix_cache_dir
+        entries = list_disk_entries(root)
         if not entries:
             click.echo(f"no persisted prefixes in {root}")
             return
         if not yes:
             click.confirm(f"Delete {len(entries)} persisted prefixes ({_human(sum(e.size_bytes for e in entries))})?", abort=True)
-        files, size = clear(root)
+        files, size = clear_disk_cache(root)
     click.echo(f"deleted {files} persisted prefixes ({_human(size)})")

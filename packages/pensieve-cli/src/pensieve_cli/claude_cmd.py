@@ -8,7 +8,7 @@ import shutil
 
 import click
 
-from pensieve_core import load_settings
+from pensieve_core import CLAUDE_TIERS, load_settings
 
 from .daemon import base_url
 from .errors import fail
@@ -23,7 +23,7 @@ def claude_environment(settings) -> dict[str, str]:  # type: ignore[no-untyped-d
         "DISABLE_AUTOUPDATER": "1",
     }
     # Claude Code's tier names go to the tier models the server was configured with.
-    for tier in ("opus", "sonnet", "haiku"):
+    for tier in CLAUDE_TIERS:
         if configured := getattr(settings, f"{tier}_model"):
             env[f"ANTHROPIC_DEFAULT_{tier.upper()}_MODEL"] = configured
     return env

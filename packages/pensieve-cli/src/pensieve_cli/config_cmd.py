@@ -8,8 +8,14 @@ from typing import Any
 import click
 import msgspec
 
-from pensieve_core import Settings, load_settings
-from pensieve_core.config import FIELDS, LIST_FIELDS
+from pensieve_core import (
+    DEFAULT_API_KEY,
+    Settings,
+    check_setting_name,
+    load_settings,
+    parse_setting,
+    read_config_file,
+)
 from pensieve_core.errors import ConfigError
 
 from .errors import fail
@@ -20,18 +26,9 @@ def _file(ctx: click.Context) -> Any:
     return settings.config_path()
 
 
-def _read(path: Any) -> dict[str, Any]:
-    if not path.exists():
-        return {}
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc}") from exc
-
-
-def _check_key(key: str) -> None:
-    if key not in FIELDS:
-        raise ConfigError(f"unknown setting {key!r}; settings: {', '.join(FIELDS)}")
+def _write(path: Any, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
 @click.group("config")
@@ -56,7 +53,7 @@ def config_show(ctx: click.Context) -> None:
     with fail():
         settings = load_settings({"home": ctx.obj.get("home")})
         data = msgspec.to_builtins(settings)
-        data["api_key"] = "(default)" if settings.api_key == "pensieve-local-key" else "(set)"
+        data["api_key"] = "(default)" if settings.api_key == DEFAULT_API_KEY else "(set)"
         click.echo(json.dumps(data, indent=2))
 
 
@@ -66,7 +63,7 @@ def config_show(ctx: click.Context) -> None:
 def config_get(ctx: click.Context, key: str) -> None:
     """Print one effective setting."""
     with fail():
-        _check_key(key)
+        check_setting_name(key)
         value = getattr(load_settings({"home": ctx.obj.get("home")}), key)
         click.echo(json.dumps(value) if not isinstance(value, str) else value)
 
@@ -78,18 +75,15 @@ def config_get(ctx: click.Context, key: str) -> None:
 def config_set(ctx: click.Context, key: str, value: str) -> None:
     """Set KEY to VALUE in the config file (validated before it is written)."""
     with fail():
-        _check_key(key)
         path = _file(ctx)
-        data = _read(path)
-        parsed: Any = [v.strip() for v in value.split(",") if v.strip()] if key in LIST_FIELDS else value
-        candidate = {**data, key: parsed}
+        data = read_config_file(path)
+        candidate = {**data, key: parse_setting(key, value)}
         try:
             typed = msgspec.convert(candidate, Settings, strict=False)
         except msgspec.ValidationError as exc:
             raise ConfigError(f"invalid value for {key}: {exc}") from exc
         data[key] = msgspec.to_builtins(getattr(typed, key))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        _write(path, data)
         click.echo(f"{key} = {json.dumps(data[key])}")
 
 
@@ -99,9 +93,9 @@ def config_set(ctx: click.Context, key: str, value: str) -> None:
 def config_unset(ctx: click.Context, key: str) -> None:
     """Remove KEY from the config file."""
     with fail():
-        _check_key(key)
+        check_setting_name(key)
         path = _file(ctx)
-        data = _read(path)
+        data = read_config_file(path)
         if data.pop(key, None) is not None:
-            path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+            _write(path, data)
         click.echo(f"{key} unset")

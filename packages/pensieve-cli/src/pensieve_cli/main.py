@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from pensieve_core import Settings, load_settings
+from pensieve_core import DEFAULT_API_KEY, Settings, load_settings
 
 from . import daemon
 from .cache_cmd import cache
@@ -38,7 +38,7 @@ def _server_options(fn: Any) -> Any:
         click.option("--model", help="Alias, Hugging Face repo id, MLX model directory or .gguf file."),
         click.option("--host", help="Address to bind (default 127.0.0.1)."),
         click.option("--port", type=int, help="Port to listen on (default 7777)."),
-        click.option("--api-key", help="Key clients must send (default pensieve-local-key)."),
+        click.option("--api-key", help=f"Key clients must send (default {DEFAULT_API_KEY})."),
         click.option("--home", type=click.Path(file_okay=False), help="Pensieve's home directory."),
         click.option("--config", type=click.Path(dir_okay=False), help="JSON config file."),
         click.option("--max-output-tokens", type=click.IntRange(min=1), help="Cap on tokens generated per request."),

@@ -146,8 +146,7 @@ def rm(model: str, yes: bool) -> None:
 def validate(model: str | None, home: str | None) -> None:
     """Check config, model files, chat template and memory; exit non-zero on a problem."""
     from pensieve_metal import check_fits, device_info
-    from pensieve_model_support import HuggingFaceHub, load_model, resolve_reference
-    from pensieve_model_support.loading import local_path, weight_files
+    from pensieve_model_support import HuggingFaceHub, load_model, local_path, resolve_reference, weight_files
 
     from .cache_cmd import check_files
 

@@ -1,7 +1,17 @@
 """Pensieve's protocols, error tree and configuration."""
 
 from . import errors
-from .config import DEFAULT_API_KEY, DEFAULT_MODEL, Settings, load_settings
+from .config import (
+    CLAUDE_TIERS,
+    DEFAULT_API_KEY,
+    DEFAULT_MODEL,
+    SETTING_NAMES,
+    Settings,
+    check_setting_name,
+    load_settings,
+    parse_setting,
+    read_config_file,
+)
 from .engine import (
     Engine,
     Failed,
@@ -19,6 +29,7 @@ from .engine import (
 )
 
 __all__ = [
+    "CLAUDE_TIERS",
     "DEFAULT_API_KEY",
     "DEFAULT_MODEL",
     "Engine",
@@ -27,6 +38,7 @@ __all__ = [
     "GenerationEvent",
     "GenerationRequest",
     "ModelCard",
+    "SETTING_NAMES",
     "Settings",
     "Started",
     "TextDelta",
@@ -35,6 +47,9 @@ __all__ = [
     "ToolInputDelta",
     "ToolUseEnd",
     "ToolUseStart",
+    "check_setting_name",
     "errors",
     "load_settings",
+    "parse_setting",
+    "read_config_file",
 ]

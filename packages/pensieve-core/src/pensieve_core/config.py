@@ -15,6 +15,8 @@ from .errors import ConfigError
 DEFAULT_API_KEY = "pensieve-local-key"
 DEFAULT_MODEL = "phi-3-mini"
 ENV_PREFIX = "PENSIEVE_"
+# Claude Code's model tiers: each may be served by its own configured model (`<tier>_model`).
+CLAUDE_TIERS = ("opus", "sonnet", "haiku")
 
 
 def default_home() -> Path:
@@ -91,11 +93,19 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         return self.home_path / "prefix-cache"
 
 
-FIELDS: tuple[str, ...] = Settings.__struct_fields__
+SETTING_NAMES: tuple[str, ...] = Settings.__struct_fields__
 LIST_FIELDS = frozenset({"allowed_hosts", "allowed_origins"})
 
 
-def _env_value(name: str, raw: str) -> Any:
+def check_setting_name(name: str) -> None:
+    if name not in SETTING_NAMES:
+        raise ConfigError(f"unknown setting {name!r}; settings: {', '.join(SETTING_NAMES)}")
+
+
+def parse_setting(name: str, raw: str) -> Any:
+    """A setting from text (environment, `pensieve config set`): lists are comma-separated;
+    the rest is converted by `Settings` itself."""
+    check_setting_name(name)
     if name in LIST_FIELDS:
         return [item.strip() for item in raw.split(",") if item.strip()]
     return raw
@@ -103,13 +113,14 @@ def _env_value(name: str, raw: str) -> Any:
 
 def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
     return {
-        name: _env_value(name, environ[ENV_PREFIX + name.upper()])
-        for name in FIELDS
+        name: parse_setting(name, environ[ENV_PREFIX + name.upper()])
+        for name in SETTING_NAMES
         if ENV_PREFIX + name.upper() in environ
     }
 
 
-def _from_file(path: Path) -> dict[str, Any]:
+def read_config_file(path: Path) -> dict[str, Any]:
+    """The JSON object a config file holds ({} when there is none)."""
     if not path.exists():
         return {}
     try:
@@ -135,7 +146,7 @@ def load_settings(
     if config_file is None:
         base = Path(home).expanduser() if home else default_home()
         config_file = Path(environ.get(ENV_PREFIX + "CONFIG", base / "config.json"))
-    merged = {**_from_file(config_file), **env, **flags}
+    merged = {**read_config_file(config_file), **env, **flags}
     try:
         # strict=False lets environment strings like "8080" become ints.
         return msgspec.convert(merged, Settings, strict=False)

@@ -10,6 +10,8 @@ import msgspec
 
 from pensieve_claude_types import MessageParam, StopReason, TextBlockParam, ThinkingConfig, Tool, ToolChoice
 
+from .errors import GenerationError, PensieveError
+
 
 class GenerationRequest(msgspec.Struct, kw_only=True):
     messages: list[MessageParam]
@@ -76,8 +78,18 @@ class Finished(msgspec.Struct, tag=True):
 
 
 class Failed(msgspec.Struct, tag=True):
+    """The generation failed; `error_type` names the error's class in the tree, and the server
+    answers with that class's status on both the streamed and non-streamed path."""
+
     error_type: str
     message: str
+
+    @classmethod
+    def of(cls, exc: BaseException) -> Failed:
+        """The event for an exception: a tree error keeps its type, anything else is a GenerationError."""
+        if not isinstance(exc, PensieveError):
+            exc = GenerationError(f"generation failed: {exc}")
+        return cls(error_type=exc.error_type, message=exc.message)
 
 
 GenerationEvent = Union[

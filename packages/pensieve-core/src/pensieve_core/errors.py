@@ -1,20 +1,20 @@
 """The one error tree. Each error knows its Anthropic error type and HTTP status;
 only the server package turns them into HTTP responses.
 
-PensieveError
+PensieveError                  500 api_error (the root; raised only as a subclass)
 ├── InvalidRequestError        400 invalid_request_error
 │   └── PromptTooLongError     400 invalid_request_error ("prompt is too long: N tokens > M maximum")
 ├── AuthenticationError        401 authentication_error
-├── PermissionDeniedError      403 permission_error
-├── NotFoundError              404 not_found_error
-│   └── ModelNotFoundError     404 not_found_error
+├── PermissionDeniedError      403 permission_error (Host or Origin not allowed)
+├── NotFoundError              404 not_found_error (no such route)
+│   ├── ModelNotFoundError     404 not_found_error
+│   └── HubUnavailableError    404 not_found_error (at startup: the hub cannot give the model)
 ├── RequestTooLargeError       413 request_too_large
-├── RateLimitError             429 rate_limit_error
-├── ApiError                   500 api_error
+├── ApiError                   500 api_error (an unhandled failure)
 │   ├── ModelLoadError         500 api_error (weights or tokenizer unusable)
-│   └── GenerationError        500 api_error (failure inside the engine)
-├── GatewayTimeoutError        504 timeout_error
-└── OverloadedError            529 overloaded_error
+│   ├── GenerationError        500 api_error (failure inside the engine)
+│   └── ConfigError            500 api_error (bad configuration: the CLI prints one line)
+└── OverloadedError            529 overloaded_error (queue full, or shutting down; SDKs retry)
 """
 
 from __future__ import annotations
@@ -61,14 +61,13 @@ class ModelNotFoundError(NotFoundError):
     pass
 
 
+class HubUnavailableError(NotFoundError):
+    """The hub could not be reached, or does not have the repository."""
+
+
 class RequestTooLargeError(PensieveError):
     error_type = "request_too_large"
     status = 413
-
-
-class RateLimitError(PensieveError):
-    error_type = "rate_limit_error"
-    status = 429
 
 
 class ApiError(PensieveError):
@@ -84,9 +83,8 @@ class GenerationError(ApiError):
     pass
 
 
-class GatewayTimeoutError(PensieveError):
-    error_type = "timeout_error"
-    status = 504
+class ConfigError(ApiError):
+    """Bad configuration, found at startup or by the CLI: a fault of the server, not of a request."""
 
 
 class OverloadedError(PensieveError):
@@ -96,10 +94,3 @@ class OverloadedError(PensieveError):
     def __init__(self, message: str, retry_after_s: int = 1) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
-
-
-class ConfigError(PensieveError):
-    """Bad configuration: reported by the CLI as one line, never over HTTP."""
-
-    error_type = "invalid_request_error"
-    status = 400

@@ -1,6 +1,10 @@
 """The MLX generation engine on mlx-lm."""
 
 from .conversation import BILLING_PREFIX, build_conversation
+from .disk_cache import DiskEntry
+from .disk_cache import clear as clear_disk_cache
+from .disk_cache import list_entries as list_disk_entries
+from .disk_cache import verify_entry as verify_disk_entry
 from .engine import MLXEngine
 from .sampling import sampler_args
 from .prompt import PromptRenderer, RenderedPrompt, offered_tools
@@ -11,6 +15,7 @@ from .worker import GenerationWorker
 
 __all__ = [
     "BILLING_PREFIX",
+    "DiskEntry",
     "GenerationJob",
     "GenerationWorker",
     "MLXEngine",
@@ -19,6 +24,9 @@ __all__ = [
     "StopSequenceMatcher",
     "ToolCallStream",
     "build_conversation",
+    "clear_disk_cache",
+    "list_disk_entries",
     "offered_tools",
     "sampler_args",
+    "verify_disk_entry",
 ]

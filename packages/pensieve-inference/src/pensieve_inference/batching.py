@@ -387,7 +387,7 @@ class ModelBatch:
             return Failed(error_type=exc.error_type, message=exc.message)
         if not logged:
             log.error("generation_failed", requests=request_ids, error=repr(exc), exc_info=exc)
-        return Failed(error_type="api_error", message=f"generation failed: {exc}")
+        return Failed.of(exc)
 
     def fail_everything(self, exc: Exception) -> None:
         """Our own code failed outside any one sequence's handling: every request here fails,

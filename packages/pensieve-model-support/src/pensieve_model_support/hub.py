@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Protocol
 
-from pensieve_core.errors import PensieveError
+from pensieve_core.errors import HubUnavailableError
 
 # Only what loading needs; weights only as safetensors (never pickles).
 ALLOW_PATTERNS = ["*.json", "*.safetensors", "*.jinja", "tokenizer.model", "*.tiktoken", "*.txt"]
@@ -20,13 +20,6 @@ def hf_cache_dir() -> Path:
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "huggingface"
     )
     return Path(home) / "hub"
-
-
-class HubUnavailableError(PensieveError):
-    """The hub could not be reached, or does not have the repository."""
-
-    error_type = "not_found_error"
-    status = 404
 
 
 class Hub(Protocol):

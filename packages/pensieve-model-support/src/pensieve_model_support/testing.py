@@ -14,11 +14,11 @@ from typing import Any
 
 import mlx.core as mx
 from mlx.utils import tree_flatten
-from mlx_lm.utils import _get_classes
 
 from .bundled import bundled_gguf_path
 from .gguf.reader import read_gguf
 from .gguf.tokenizer import build_tokenizer
+from .mlx_lm_internals import model_classes
 from .hub import HubUnavailableError
 
 CHATML_TEMPLATE = (
@@ -147,7 +147,7 @@ def build_tiny_model(
         "bos_token_id": meta["tokenizer.ggml.bos_token_id"],
     }
     mx.random.seed(seed)
-    model_class, args_class = _get_classes(config)
+    model_class, args_class = model_classes(config)
     model = model_class(args_class.from_dict(config))
     if reply is None:
         # Larger-than-default weights make random logits peaked, so greedy output varies by prompt.

@@ -30,7 +30,7 @@ from .signatures import ThinkingSigner
 
 
 class Lifecycle:
-    """Shutdown as the app sees it: once `draining`, new requests get 503; when the shutdown
+    """Shutdown as the app sees it: once `draining`, new requests get 529; when the shutdown
     timeout passes, the streams still running are cut (they end with an error event)."""
 
     def __init__(self) -> None:

@@ -9,7 +9,8 @@ from collections.abc import Iterable
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pensieve_api_models.limits import COUNT_TOKENS_MAX_BODY_BYTES
+from pensieve_api_models import COUNT_TOKENS_MAX_BODY_BYTES
+from pensieve_core.errors import InvalidRequestError, OverloadedError, PermissionDeniedError, RequestTooLargeError
 
 from .errors import send_error
 
@@ -52,7 +53,7 @@ class HostGuardMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and not self.accepts(Headers(scope=scope).get("host")):
-            await send_error(scope, send, 403, "permission_error", "this Host header is not allowed")
+            await send_error(scope, send, PermissionDeniedError("this Host header is not allowed"))
             return
         await self.app(scope, receive, send)
 
@@ -74,7 +75,7 @@ class OriginGuardMiddleware:
             await self.app(scope, receive, send)
             return
         if origin.rstrip("/").lower() not in self.allowed and "*" not in self.allowed:
-            await send_error(scope, send, 403, "permission_error", f"cross-origin requests from {origin} are not allowed")
+            await send_error(scope, send, PermissionDeniedError(f"cross-origin requests from {origin} are not allowed"))
             return
         cors = [
             (b"access-control-allow-origin", origin.encode()),
@@ -112,14 +113,14 @@ class BodyGuardMiddleware:
         headers = Headers(scope=scope)
         content_type = headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type != "application/json":
-            await send_error(scope, send, 400, "invalid_request_error",
-                             f"content-type must be application/json, got {content_type or 'none'!r}")
+            wrong = f"content-type must be application/json, got {content_type or 'none'!r}"
+            await send_error(scope, send, InvalidRequestError(wrong))
             return
         max_bytes = min(self.max_bytes, _ROUTE_MAX_BYTES.get(scope["path"], self.max_bytes))
-        too_large = f"request body exceeds the {max_bytes}-byte limit"
+        too_large = RequestTooLargeError(f"request body exceeds the {max_bytes}-byte limit")
         length = headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > max_bytes:
-            await send_error(scope, send, 413, "request_too_large", too_large)
+            await send_error(scope, send, too_large)
             return
         received = 0
 
@@ -135,7 +136,7 @@ class BodyGuardMiddleware:
         try:
             await self.app(scope, limited_receive, send)
         except BodyTooLarge:
-            await send_error(scope, send, 413, "request_too_large", too_large)
+            await send_error(scope, send, too_large)
 
 
 class BodyTooLarge(Exception):
@@ -143,7 +144,8 @@ class BodyTooLarge(Exception):
 
 
 class DrainMiddleware:
-    """Once shutdown begins, new requests get 503 while in-flight ones finish."""
+    """Once shutdown begins, new requests get 529 (SDKs retry it, reaching the next server) while
+    in-flight ones finish."""
 
     def __init__(self, app: ASGIApp, state: object) -> None:
         self.app = app
@@ -151,6 +153,6 @@ class DrainMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and getattr(self.state, "draining", False):
-            await send_error(scope, send, 503, "overloaded_error", "the server is shutting down")
+            await send_error(scope, send, OverloadedError("the server is shutting down"))
             return
         await self.app(scope, receive, send)

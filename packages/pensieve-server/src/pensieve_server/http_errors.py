@@ -11,8 +11,7 @@ import hypercorn.protocol
 import structlog
 from hypercorn.protocol.h11 import H11Protocol
 
-from pensieve_api_models import encode_envelope, error_envelope
-
+from .errors import error_body, error_of_status
 from .ids import request_id
 
 log = structlog.get_logger("pensieve.server")
@@ -29,8 +28,8 @@ _MESSAGES = {
 class EnvelopeH11Protocol(H11Protocol):
     async def _send_error_response(self, status_code: int) -> None:
         rid = request_id()
-        error_type = "request_too_large" if status_code == 413 else "invalid_request_error"
-        body = encode_envelope(error_envelope(error_type, _MESSAGES.get(status_code, "bad HTTP request"), rid))
+        exc = error_of_status(status_code, _MESSAGES.get(status_code, "bad HTTP request"))
+        body = error_body(exc, rid)
         log.info("http_protocol_error", status=status_code, request_id=rid)
         headers = [
             (b"content-type", b"application/json"),
@@ -38,7 +37,7 @@ class EnvelopeH11Protocol(H11Protocol):
             (b"connection", b"close"),
             (b"request-id", rid.encode()),
         ]
-        response = h11.Response(status_code=status_code, headers=list(chain(headers, self.config.response_headers("h11"))))
+        response = h11.Response(status_code=exc.status, headers=list(chain(headers, self.config.response_headers("h11"))))
         await self._send_h11_event(response)
         await self._send_h11_event(h11.Data(data=body))
         await self._send_h11_event(h11.EndOfMessage())

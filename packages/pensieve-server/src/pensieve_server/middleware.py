@@ -11,6 +11,8 @@ from starlette.datastructures import Headers
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from pensieve_core.errors import ApiError, AuthenticationError
+
 from .errors import send_error
 from .ids import request_id
 from .metrics import Metrics, path_label
@@ -53,7 +55,7 @@ class RequestIdMiddleware:
                 # Anything not mapped by the error handlers: a 500 envelope if nothing was sent yet.
                 log.exception("unhandled_error", path=scope["path"])
                 if status == 0:
-                    await send_error(scope, send_with_id, 500, "api_error", "internal server error")
+                    await send_error(scope, send_with_id, ApiError("internal server error"))
             finally:
                 if self.metrics is not None:
                     self.metrics.request_done(path_label(scope["path"]), status)
@@ -102,4 +104,4 @@ class ApiKeyMiddleware:
             if presented_key(headers) is not None
             else "missing API key: send it in the x-api-key header or as Authorization: Bearer"
         )
-        await send_error(scope, send, 401, "authentication_error", message)
+        await send_error(scope, send, AuthenticationError(message))

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import re
 
-from pensieve_core import Engine
+from pensieve_core import CLAUDE_TIERS, Engine
 from pensieve_core.errors import ModelNotFoundError
 
-TIERS = ("opus", "sonnet", "haiku")
 _PATH_LIKE = re.compile(r"[/\\]|^[.~]|\.gguf$|\.safetensors$")
 
 
@@ -52,7 +51,7 @@ class ServedModels:
         if name in self._names:
             return self._names[name]
         if name.startswith("claude-"):
-            tier = next((t for t in TIERS if t in name), None)
+            tier = next((t for t in CLAUDE_TIERS if t in name), None)
             return self._tiers.get(tier, self.main) if tier else self.main
         if _PATH_LIKE.search(name) or self.strict:
             raise self._not_found(name)

@@ -1,7 +1,7 @@
 """Run the app on Hypercorn until a signal arrives.
 
 Start-up binds the port before loading the model, and says "serving" only once the socket
-listens. Shutdown: new requests get 503 at once, streams still running at shutdown_timeout end
+listens. Shutdown: new requests get 529 at once, streams still running at shutdown_timeout end
 with an error event, and the process is gone by shutdown_timeout + FORCE_EXIT_GRACE_S at the
 latest, or at once on a second signal."""
 
@@ -118,7 +118,7 @@ async def serve_models(
 
         async def trigger() -> None:
             await stop.wait()
-            # New requests get 503 from now on; in-flight ones may finish within shutdown_timeout.
+            # New requests get 529 from now on; in-flight ones may finish within shutdown_timeout.
             app.state.lifecycle.drain(settings.shutdown_timeout)
 
         log.info(

@@ -8,18 +8,18 @@ import asyncio
 import msgspec
 import structlog
 
-from pensieve_core import ModelCard, Settings
+from pensieve_core import CLAUDE_TIERS, ModelCard, Settings
 from pensieve_inference import MLXEngine
 from pensieve_metal import AppliedLimits, apply_memory_limits
 from pensieve_model_support import (
     Hub,
     HubUnavailableError,
     HuggingFaceHub,
+    local_path,
     resolve_reference,
 )
-from pensieve_model_support.loading import local_path
 
-from .models import TIERS, ServedModels
+from .models import ServedModels
 
 log = structlog.get_logger("pensieve.startup")
 
@@ -73,7 +73,7 @@ async def open_models(settings: Settings, hub: Hub | None = None) -> ServedModel
     main = await open_engine(settings, hub)
     names = {settings.model: main}
     tiers: dict[str, MLXEngine] = {}
-    for tier in TIERS:
+    for tier in CLAUDE_TIERS:
         reference = settings.tier_model(tier)
         if reference not in names:
             # Tier models share the main model's worker: all MLX work stays on one thread.

@@ -8,12 +8,12 @@ from typing import Any
 import mlx.core as mx
 import mlx.nn as nn
 from mlx_lm.tokenizer_utils import BPEStreamingDetokenizer, TokenizerWrapper
-from mlx_lm.utils import _get_classes
 
 from pensieve_core.errors import ModelLoadError
 
 from .architectures import architecture_module
 from .reader import GGUFContents, read_gguf
+from ..mlx_lm_internals import model_classes
 from .tokenizer import build_tokenizer
 
 GROUP_SIZE = 32
@@ -33,7 +33,7 @@ def _quantized_bits(weights: dict[str, mx.array]) -> dict[str, int]:
 def build_model(gguf: GGUFContents) -> tuple[nn.Module, dict[str, Any]]:
     arch = architecture_module(gguf.architecture)
     config = arch.model_config(gguf)
-    model_class, args_class = _get_classes(config)
+    model_class, args_class = model_classes(config)
     model = model_class(args_class.from_dict(config))
 
     renamed = {}

@@ -14,18 +14,16 @@ from starlette.responses import Response, StreamingResponse
 
 from pensieve_api_models import (
     CountTokensResponse,
-    ErrorDetail,
-    ErrorEvent,
     Ping,
     decode_count_tokens_request,
     decode_messages_request,
     encode_event,
 )
 from pensieve_core import Failed, Finished, GenerationEvent, Started, TextDelta, ThinkingDelta, ToolUseStart
-from pensieve_core.errors import GenerationError, OverloadedError
+from pensieve_core.errors import OverloadedError
 
 from ..assembly import MessageAssembler
-from ..errors import request_id_of
+from ..errors import error_of_failed, request_id_of
 from ..ids import message_id
 from ..models import ServedModels
 
@@ -70,7 +68,7 @@ async def create_message(request: Request) -> Response:
     # The first event comes after validation and templating: errors before it are still 4xx.
     first = await anext(events)
     if isinstance(first, Failed):  # nothing was sent yet: an ordinary error response
-        raise GenerationError(first.message)
+        raise error_of_failed(first)
     assembler = MessageAssembler(message_id(), body.model, signer)
     if body.stream:
         return _EventStream(
@@ -80,7 +78,7 @@ async def create_message(request: Request) -> Response:
         )
     await _until_done_or_disconnected(request, _collect(assembler, first, events), assembler)
     if assembler.failed is not None:
-        raise GenerationError(assembler.failed.message)
+        raise error_of_failed(assembler.failed)
     return _json(assembler.message)
 
 
@@ -188,7 +186,7 @@ async def _sse(
             if pending not in done:
                 if cut in done:
                     ended = True
-                    for out in assembler.feed(Failed(error_type="overloaded_error", message=SHUTTING_DOWN)):
+                    for out in assembler.feed(Failed.of(OverloadedError(SHUTTING_DOWN))):
                         yield encode_event(out)
                     return
                 yield encode_event(Ping())
@@ -201,7 +199,8 @@ async def _sse(
             except Exception as exc:  # noqa: BLE001 — the 200 is sent: report in-band
                 ended = True
                 log.exception("stream_failed")
-                yield encode_event(ErrorEvent(error=ErrorDetail(type="api_error", message=f"generation failed: {exc}")))
+                for out in assembler.feed(Failed.of(exc)):
+                    yield encode_event(out)
                 return
             pending = None
             for out in assembler.feed(event):
