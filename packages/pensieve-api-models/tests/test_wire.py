@@ -14,9 +14,20 @@ def test_decodes_a_minimal_request_and_ignores_unknown_fields():
     assert req.model == "m" and req.max_tokens == 5 and req.stream is False
 
 
+@pytest.mark.parametrize("field", [
+    b'"output_config":{"effort":"low","format":{"type":"json_schema","schema":{"type":"integer"}}}',
+    b'"output_format":{"type":"json_schema","schema":{"type":"integer"}}',  # the earlier beta's shape
+])
+def test_a_json_schema_output_format_reaches_the_engine_as_its_schema(field):
+    body = b'{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"hi"}],' + field + b"}"
+    assert api.decode_messages_request(body).to_generation().output_schema == {"type": "integer"}
+
+
 @pytest.mark.parametrize(
     "body, path",
     [
+        (b'{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"x"}],'
+         b'"output_config":{"format":{"type":"xml","schema":{}}}}', "$.output_config.format"),
         (b'{"model":"m","max_tokens":"5","messages":[]}', "$.max_tokens"),
         (b'{"model":"m","messages":[{"role":"user","content":"x"}]}', "max_tokens"),
         (b'{"model":"m","max_tokens":5,"messages":[{"role":"robot","content":"x"}]}', "$.messages[0].role"),

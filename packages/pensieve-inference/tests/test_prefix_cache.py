@@ -2,7 +2,7 @@ import asyncio
 
 import pytest
 
-from pensieve_claude_types import MessageParam
+from pensieve_claude_types import CacheControl, MessageParam, TextBlockParam
 from pensieve_core import Finished, GenerationRequest, Started, TextDelta
 
 
@@ -18,11 +18,14 @@ def cached_engine(tiny_model_dir):
     engine.worker.stop()
 
 
-def run(engine, messages, max_tokens=6):
+def run(engine, messages, max_tokens=6, **kw):
     request = GenerationRequest(
-        messages=[MessageParam(role=r, content=c) for r, c in messages], max_tokens=max_tokens, temperature=0.0
+        messages=[MessageParam(role=r, content=c) for r, c in messages], max_tokens=max_tokens, temperature=0.0, **kw
     )
+    return run_request(engine, request)
 
+
+def run_request(engine, request):
     async def collect():
         return [e async for e in engine.generate(request)]
 
@@ -32,13 +35,51 @@ def run(engine, messages, max_tokens=6):
     return started, "".join(e.text for e in events if isinstance(e, TextDelta)), events[-1]
 
 
-def test_first_request_creates_then_a_repeat_reads(cached_engine):
+def marked(text):
+    return [TextBlockParam(text=text, cache_control=CacheControl())]
+
+
+def test_without_cache_control_nothing_is_created_and_a_repeat_reads(cached_engine):
+    # The API writes its cache only at cache_control breakpoints: without one, all is input.
     first, text1, _ = run(cached_engine, [("user", "The prefix cache test, first words")])
-    assert first.cache_read_tokens == 0 and first.cache_creation_tokens == first.prompt_tokens
+    assert first.cache_read_tokens == 0 and first.cache_creation_tokens == 0
     again, text2, _ = run(cached_engine, [("user", "The prefix cache test, first words")])
     # All but the last prompt token come from the cache; that one runs to give the next logits.
-    assert again.cache_read_tokens == again.prompt_tokens - 1 and again.cache_creation_tokens == 1
+    assert again.cache_read_tokens == again.prompt_tokens - 1 and again.cache_creation_tokens == 0
     assert text2 == text1
+
+
+def test_a_system_breakpoint_creates_up_to_the_end_of_the_system_prompt(cached_engine):
+    request = GenerationRequest(
+        messages=[MessageParam(role="user", content="After a cached system prompt")], max_tokens=6,
+        temperature=0.0, system=marked("You are the system-breakpoint test. " * 5),
+    )
+    system_end = cached_engine._renderer.prompt(request).system_end
+    cold, _, _ = run_request(cached_engine, request)
+    assert cold.cache_creation_tokens == system_end - cold.cache_read_tokens > 20
+    assert cold.prompt_tokens - cold.cache_read_tokens - cold.cache_creation_tokens > 0  # the user turn: input
+    warm, _, _ = run_request(cached_engine, request)
+    assert warm.cache_read_tokens > system_end and warm.cache_creation_tokens == 0
+
+
+def test_automatic_caching_creates_all_but_the_generation_prompt(cached_engine):
+    conversation = [("user", "Automatic caching, one turn only")]
+    started, _, _ = run(cached_engine, conversation, cache_control=CacheControl())
+    created_or_read = started.cache_creation_tokens + started.cache_read_tokens
+    # The breakpoint is the last block: only the template's assistant header after it is input.
+    assert started.cache_creation_tokens > 0 and 0 < started.prompt_tokens - created_or_read < 8
+
+
+def test_a_breakpoint_mid_conversation_ends_creation_at_the_end_of_its_message(cached_engine):
+    request = GenerationRequest(messages=[
+        MessageParam(role="user", content=marked("Mid-conversation breakpoint, " * 8)),
+        MessageParam(role="assistant", content="An answer that is not cached."),
+        MessageParam(role="user", content="And the last question, not cached either."),
+    ], max_tokens=6, temperature=0.0)
+    rendered = cached_engine._renderer.prompt(request)
+    started, _, _ = run_request(cached_engine, request)
+    assert 0 < rendered.cache_end < rendered.boundaries[-1]
+    assert started.cache_creation_tokens == rendered.cache_end - started.cache_read_tokens > 20
 
 
 def test_a_longer_conversation_reuses_the_earlier_turn_and_its_answer(cached_engine):
@@ -46,7 +87,7 @@ def test_a_longer_conversation_reuses_the_earlier_turn_and_its_answer(cached_eng
     follow, _, _ = run(cached_engine, [
         ("user", "Tell me something about caches"), ("assistant", reply), ("user", "And more?")])
     assert follow.cache_read_tokens >= start.prompt_tokens
-    assert follow.cache_read_tokens + follow.cache_creation_tokens == follow.prompt_tokens
+    assert follow.cache_creation_tokens == 0 and follow.cache_read_tokens < follow.prompt_tokens
 
 
 def test_off_by_default(engine):

@@ -105,3 +105,33 @@ def test_a_conversation_with_only_system_text_is_an_invalid_request(engine):
     req = request([{"role": "system", "content": "only a system note"}])
     with pytest.raises(InvalidRequestError, match="no user or assistant content"):
         PromptRenderer(engine.loaded.tokenizer, "m").text(req)
+
+
+CACHED = {"type": "ephemeral"}
+
+
+def test_cache_end_is_where_the_message_with_the_last_breakpoint_ends(engine):
+    renderer = PromptRenderer(engine.loaded.tokenizer, "m")
+    tok = engine.loaded.tokenizer
+
+    def cached_text(req):
+        rendered = renderer.prompt(req)
+        return tok.decode(rendered.tokens[:rendered.cache_end])
+
+    plain = [{"role": "user", "content": "hi"}]
+    assert renderer.prompt(request(plain, system="S")).cache_end == 0
+    # A breakpoint on a tool covers the system turn, where the tools are described.
+    from pensieve_claude_types import Tool
+
+    tools = msgspec.convert([{**TOOLS[0], "cache_control": CACHED}], list[Tool])
+    with_tools = renderer.prompt(request(plain, system="S", tools=tools))
+    assert with_tools.cache_end == with_tools.system_end > 0
+    assert "get_weather" in tok.decode(with_tools.tokens[:with_tools.cache_end])
+    # Merged same-role messages: creation stops where the marked one ends.
+    merged = [{"role": "user", "content": [{"type": "text", "text": "first", "cache_control": CACHED}]},
+              {"role": "user", "content": "second"}]
+    assert cached_text(request(merged)).endswith("user\nfirst")
+    # A breakpoint on a prefill covers the prefill itself.
+    prefill = [*plain, {"role": "assistant", "content": [{"type": "text", "text": "Sure", "cache_control": CACHED}]}]
+    rendered = renderer.prompt(request(prefill))
+    assert rendered.cache_end == len(rendered.tokens) and tok.decode(rendered.tokens).endswith("assistant\nSure")

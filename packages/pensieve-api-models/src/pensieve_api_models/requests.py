@@ -10,7 +10,10 @@ from typing import Annotated, Any
 import msgspec
 
 from pensieve_claude_types import (
+    CacheControl,
+    JsonOutputFormat,
     MessageParam,
+    OutputConfig,
     TextBlockParam,
     ThinkingConfig,
     Tool,
@@ -48,6 +51,11 @@ class MessagesRequest(msgspec.Struct, kw_only=True):
     thinking: ThinkingConfig | None = None
     metadata: dict[str, Any] | None = None
     service_tier: str | None = None
+    # Automatic prompt caching: the breakpoint sits on the last cacheable block.
+    cache_control: CacheControl | None = None
+    output_config: OutputConfig | None = None
+    # The structured-outputs beta's shape (before output_config): the same format, top level.
+    output_format: JsonOutputFormat | None = None
 
     def validate(self) -> MessagesRequest:
         _validate_messages(self.messages)
@@ -66,8 +74,14 @@ class MessagesRequest(msgspec.Struct, kw_only=True):
             top_k=self.top_k,
             stop_sequences=self.stop_sequences,
             thinking=self.thinking,
+            output_schema=self._output_schema(),
+            cache_control=self.cache_control,
             request_id=request_id,
         )
+
+    def _output_schema(self) -> dict[str, Any] | None:
+        found = (self.output_config.format if self.output_config else None) or self.output_format
+        return found.schema if found else None
 
 
 class CountTokensRequest(msgspec.Struct, kw_only=True):

@@ -30,6 +30,7 @@ from ._blocks import (
     WebSearchToolResultBlockParam,
 )
 from ._message import Message, StopReason, Usage
+from ._output import JsonOutputFormat, OutputConfig
 from ._tools import (
     ThinkingAdaptive,
     ThinkingConfig,
@@ -52,9 +53,11 @@ __all__ = [
     "DocumentBlockParam",
     "FileSource",
     "ImageBlockParam",
+    "JsonOutputFormat",
     "MediaSource",
     "Message",
     "MessageParam",
+    "OutputConfig",
     "RedactedThinkingBlock",
     "RedactedThinkingBlockParam",
     "Role",

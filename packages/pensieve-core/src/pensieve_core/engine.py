@@ -8,7 +8,9 @@ from typing import Any, Protocol, Union
 
 import msgspec
 
-from pensieve_claude_types import MessageParam, StopReason, TextBlockParam, ThinkingConfig, Tool, ToolChoice
+from pensieve_claude_types import (
+    CacheControl, MessageParam, StopReason, TextBlockParam, ThinkingConfig, Tool, ToolChoice,
+)
 
 from .errors import GenerationError, PensieveError
 
@@ -24,12 +26,17 @@ class GenerationRequest(msgspec.Struct, kw_only=True):
     top_k: int | None = None
     stop_sequences: list[str] | None = None
     thinking: ThinkingConfig | None = None
+    # output_config.format: the text answer must be one JSON value valid against this schema.
+    output_schema: dict[str, Any] | None = None
+    # Top-level (automatic) caching: the breakpoint sits on the request's last block.
+    cache_control: CacheControl | None = None
     request_id: str = ""
 
 
 class Started(msgspec.Struct, tag=True):
-    """The job is on the worker and about to prefill: the prompt's size is known, and how much
-    of it comes from the prefix cache (read) or is being added to it (creation)."""
+    """The job is on the worker and about to prefill: the prompt's size is known, how much of it
+    comes from the prefix cache (read), and how much of what is prefilled now lies at or before
+    the request's last cache_control breakpoint (creation, as the API counts it)."""
 
     prompt_tokens: int
     cache_read_tokens: int = 0

@@ -114,11 +114,9 @@ class ModelBatch:
             job=job, detokenizer=self.loaded.tokenizer.detokenizer, stops=StopSequenceMatcher(job.stop_sequences),
         )
         reused = self._enter(seq, job.prompt)
-        job.emit(Started(
-            prompt_tokens=len(job.prompt),
-            cache_read_tokens=reused,
-            cache_creation_tokens=len(job.prompt) - reused if job.prefix_cache is not None else 0,
-        ))
+        # As the API counts it: only what is prefilled up to the last breakpoint is written.
+        created = max(0, min(job.cache_end, len(job.prompt)) - reused) if job.prefix_cache is not None else 0
+        job.emit(Started(prompt_tokens=len(job.prompt), cache_read_tokens=reused, cache_creation_tokens=created))
 
     def _enter(self, seq: _Sequence, tokens: list[int]) -> int:
         """Put a sequence whose context is `tokens` into the lane or the batch; return how many

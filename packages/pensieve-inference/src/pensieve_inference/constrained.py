@@ -104,6 +104,16 @@ def make_tool_constraint(
     )
 
 
+def one_call(tokenizer: Any, dialect: Dialect, tools: ToolSpecs) -> tuple[str, str] | None:
+    """Lark for one call of an offered tool, as (expression, the rules it uses), written the
+    forced way; None when the dialect's calls are not JSON. A structured answer's alternative."""
+    if dialect.grammar is None or dialect.call_rule is None or not tools:
+        return None
+    rules = "call: " + " | ".join(f"call{i}" for i in range(len(tools))) + "\n"
+    rules += _call_rules(dialect, tools, grammar_tokenizer(tokenizer), _FORCED_STYLE)
+    return dialect.grammar("call", _literal(tokenizer)).single, rules
+
+
 class ToolConstraint(SequenceProcessor):
     """The grammar for one sequence: from the first token (forced), or from a call's start
     marker to its end (watch → call → watch), never inside the model's thinking."""

@@ -8,6 +8,7 @@ convention in `dialects.generic`).
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from pensieve_claude_types import (
@@ -117,12 +118,40 @@ class ConversationBuilder:
             texts.clear()
 
 
-def build_conversation(
-    request: GenerationRequest, model_name: str, *, native_tools: bool
-) -> tuple[str, list[ChatMessage], str]:
-    """(system text, turns, prefill): a final assistant turn is returned as text to continue."""
+@dataclass
+class Conversation:
+    system: str
+    turns: list[ChatMessage]
+    # A final assistant turn, as text for the answer to continue.
+    prefill: str = ""
+    # The system text and turns as they stood at the end of the message holding the request's
+    # last cache_control breakpoint (None: it has none); the API's cache writes end there.
+    marked: tuple[str, list[ChatMessage]] | None = None
+
+
+def _has_breakpoint(message: MessageParam) -> bool:
+    return not isinstance(message.content, str) and any(
+        getattr(b, "cache_control", None) is not None for b in message.content
+    )
+
+
+def _system_breakpoint(request: GenerationRequest) -> bool:
+    """Tools come before the system prompt in the API's order; both render in the system turn."""
+    blocks = request.system if isinstance(request.system, list) else []
+    return any(b.cache_control is not None for b in [*blocks, *(request.tools or [])])
+
+
+def read_conversation(request: GenerationRequest, model_name: str, *, native_tools: bool) -> Conversation:
     system_parts = [system_text(request.system)]
     builder = ConversationBuilder(model_name, native_tools)
+
+    def system() -> str:
+        return "\n\n".join(p for p in system_parts if p)
+
+    def snapshot() -> tuple[str, list[ChatMessage]]:
+        return system(), [dict(t) for t in builder.turns]
+
+    marked = snapshot() if _system_breakpoint(request) else None
     for message in request.messages:
         if message.role == "system":
             text = system_text(message.content if isinstance(message.content, str) else [
@@ -134,8 +163,20 @@ def build_conversation(
                 system_parts.append(text)
         else:
             builder.add(message)
+        if _has_breakpoint(message):
+            marked = snapshot()
+    if request.cache_control is not None:  # automatic caching: the last block is the breakpoint
+        marked = snapshot()
     turns = builder.turns
     prefill = ""
     if turns and turns[-1]["role"] == "assistant" and "tool_calls" not in turns[-1]:
         prefill = turns.pop()["content"]
-    return "\n\n".join(p for p in system_parts if p), turns, prefill
+    return Conversation(system(), turns, prefill, marked)
+
+
+def build_conversation(
+    request: GenerationRequest, model_name: str, *, native_tools: bool
+) -> tuple[str, list[ChatMessage], str]:
+    """(system text, turns, prefill): a final assistant turn is returned as text to continue."""
+    c = read_conversation(request, model_name, native_tools=native_tools)
+    return c.system, c.turns, c.prefill

@@ -148,6 +148,7 @@ class MLXEngine:
             prompt=plan.rendered.tokens,
             boundaries=plan.rendered.boundaries,
             system_end=plan.rendered.system_end,
+            cache_end=plan.rendered.cache_end,
             max_tokens=plan.max_tokens,
             exhausted_reason=plan.exhausted_reason,
             sampler_args=plan.sampler_args,

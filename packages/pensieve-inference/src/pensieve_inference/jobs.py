@@ -14,8 +14,8 @@ from typing import Any
 from pensieve_claude_types import StopReason
 from pensieve_core import GenerationEvent
 
-from .constrained import ToolConstraint
 from .prefix_cache import PrefixCache
+from .processors import SequenceProcessor
 from .thinking import ThinkingBudget, ThinkingSplitter
 from .tool_stream import ToolCallStream
 
@@ -37,9 +37,12 @@ class GenerationJob:
     boundaries: tuple[int, ...] = ()
     # The boundary where the system prompt and tools end: that prefix is also kept on disk.
     system_end: int = 0
+    # Where the request's last cache_control breakpoint ends: usage counts creation up to there.
+    cache_end: int = 0
     tool_calls: ToolCallStream | None = None
-    # Keeps tool calls valid (constrained decoding); one per sequence, it holds its state.
-    constraint: ToolConstraint | None = None
+    # Keeps tool calls or a structured answer valid (constrained decoding); one per sequence,
+    # it holds its state.
+    constraint: SequenceProcessor | None = None
     # A reasoning model's thinking, split from its answer; and its token budget, if any.
     thinking: ThinkingSplitter | None = None
     thinking_budget: ThinkingBudget | None = None

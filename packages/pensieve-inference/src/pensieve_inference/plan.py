@@ -1,8 +1,8 @@
 """From a request to what the worker runs: the rendered prompt and its message boundaries, the
 output budget and the stop reason when it is spent, the sampling values, the logits
-processors (tool constraint, thinking budget) and the readers of the output (thinking
-splitter, tool-call stream). One call, on a render thread: everything here is request work,
-none of it MLX work."""
+processors (tool constraint or structured answer, thinking budget) and the readers of the
+output (thinking splitter, tool-call stream). One call, on a render thread: everything here
+is request work, none of it MLX work."""
 
 from __future__ import annotations
 
@@ -15,9 +15,11 @@ from pensieve_claude_types import StopReason, ToolChoiceAny, ToolChoiceAuto, Too
 from pensieve_core import GenerationRequest
 from pensieve_core.errors import InvalidRequestError, PromptTooLongError
 
-from .constrained import ToolConstraint, make_tool_constraint
+from .constrained import ToolConstraint, make_tool_constraint, one_call
+from .processors import SequenceProcessor
 from .prompt import PromptRenderer, RenderedPrompt, function_spec, offered_tools
 from .sampling import sampler_args
+from .structured import FormatConstraint, check_schema, make_format_constraint
 from .thinking import ThinkingBudget, ThinkingPlan, ThinkingSplitter, thinking_plan
 from .tool_stream import ToolCallStream
 
@@ -38,7 +40,7 @@ class GenerationPlan:
     exhausted_reason: StopReason
     sampler_args: dict[str, Any]
     tool_calls: ToolCallStream | None
-    constraint: ToolConstraint | None
+    constraint: SequenceProcessor | None  # a ToolConstraint or a FormatConstraint
     thinking: ThinkingSplitter | None
     thinking_budget: ThinkingBudget | None
 
@@ -77,6 +79,9 @@ def _tools(
         return None, None
     choice = request.tool_choice
     single = isinstance(choice, (ToolChoiceAuto, ToolChoiceAny, ToolChoiceTool)) and choice.disable_parallel_tool_use
+    for i, tool in enumerate(request.tools or []):
+        if tool.strict and tool.input_schema is not None:  # strict: held to its schema, or a 400
+            check_schema(tool.input_schema, f"tools[{i}].input_schema")
     specs = [function_spec(t) for t in tools]
     stream = ToolCallStream(renderer.dialect, specs, single=single)
     forced = specs
@@ -92,6 +97,22 @@ def _tools(
     return stream, constraint
 
 
+def _structured(
+    request: GenerationRequest, renderer: PromptRenderer, rendered: RenderedPrompt
+) -> FormatConstraint | None:
+    """The processor for output_config.format: the text answer, or one call under auto. A
+    forced call is the whole answer (None), but the schema must still be one we can enforce."""
+    assert request.output_schema is not None
+    if isinstance(request.tool_choice, (ToolChoiceAny, ToolChoiceTool)):
+        check_schema(request.output_schema, "output_config.format.schema")
+        return None
+    call = one_call(renderer.tokenizer, renderer.dialect, [function_spec(t) for t in offered_tools(request)])
+    return make_format_constraint(
+        renderer.tokenizer, request.output_schema, prompt_tokens=len(rendered.tokens),
+        thinking_open=rendered.thinking_open, call=call,
+    )
+
+
 def make_plan(request: GenerationRequest, renderer: PromptRenderer, limits: ModelLimits) -> GenerationPlan:
     """Everything a generation needs before the worker takes it; raises the request's 4xx."""
     args = sampler_args(request, limits.vocab_size)
@@ -100,6 +121,8 @@ def make_plan(request: GenerationRequest, renderer: PromptRenderer, limits: Mode
     if len(rendered.tokens) >= limits.context_length:
         raise PromptTooLongError(len(rendered.tokens), limits.context_length)
     tool_calls, constraint = _tools(request, renderer, rendered)
+    if request.output_schema is not None:
+        constraint = _structured(request, renderer, rendered) or constraint
     splitter, budget = _thinking(renderer.tokenizer, thinking, rendered)
     max_tokens, exhausted = output_budget(request.max_tokens, len(rendered.tokens), limits)
     return GenerationPlan(

@@ -12,7 +12,7 @@ from pensieve_claude_types import ThinkingAdaptive, ThinkingEnabled, Tool, ToolC
 from pensieve_core import GenerationRequest
 from pensieve_core.errors import InvalidRequestError
 
-from .conversation import ChatMessage, build_conversation
+from .conversation import ChatMessage, read_conversation
 from .dialects import GENERIC, Dialect, detect, generic
 from .thinking import opens_thinking
 
@@ -48,6 +48,20 @@ class RenderedPrompt:
     system_end: int = 0
     # The template opened the model's thinking section at the end of the prompt.
     thinking_open: bool = False
+    # Where the message holding the last cache_control breakpoint ends (0: none): what is
+    # prefilled up to there counts as cache creation, the rest as input.
+    cache_end: int = 0
+
+
+@dataclass(frozen=True)
+class _Render:
+    text: str
+    # The chat messages, when the template took them as they are (so partial renders line up).
+    messages: list[ChatMessage] | None
+    tools: list[Tool]
+    thinking: bool
+    # The chat messages up to the last cache_control breakpoint (None: there is none).
+    marked: list[ChatMessage] | None
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:
@@ -77,26 +91,31 @@ class PromptRenderer:
         )
 
     def text(self, request: GenerationRequest) -> str:
-        return self._render(request)[0]
+        return self._render(request).text
 
-    def _render(self, request: GenerationRequest) -> tuple[str, list[ChatMessage] | None, list[Tool], bool]:
-        """The prompt text, plus the chat messages, tools and thinking switch it came from when
-        the template took them as they are (so partial renders line up with it)."""
-        tools = offered_tools(request)
-        thinking = isinstance(request.thinking, (ThinkingEnabled, ThinkingAdaptive))
-        system, turns, prefill = build_conversation(request, self.model_name, native_tools=self.native_tools)
+    def _chat(self, system: str, turns: list[ChatMessage], tools: list[Tool]) -> list[ChatMessage]:
         if tools and not self.native_tools:
             described = generic.system_text([function_spec(t) for t in tools])
             system = f"{system}\n\n{described}" if system else described
-        messages = ([{"role": "system", "content": system}] if system else []) + turns
+        return ([{"role": "system", "content": system}] if system else []) + turns
+
+    def _render(self, request: GenerationRequest) -> _Render:
+        tools = offered_tools(request)
+        thinking = isinstance(request.thinking, (ThinkingEnabled, ThinkingAdaptive))
+        conv = read_conversation(request, self.model_name, native_tools=self.native_tools)
+        turns, prefill = conv.turns, conv.prefill
+        messages = self._chat(conv.system, turns, tools)
+        marked = self._chat(*conv.marked, tools) if conv.marked is not None else None
         if not turns:
             raise InvalidRequestError("messages: the conversation has no user or assistant content to answer")
         if not self.tokenizer.has_chat_template:
             body = "\n\n".join(f"{m['role']}: {m['content']}" for m in messages)
-            return f"{body}\n\nassistant: {prefill}", None, tools, thinking
+            return _Render(f"{body}\n\nassistant: {prefill}", None, tools, thinking, marked)
         try:
-            return self._apply(messages, tools, thinking) + prefill, messages, tools, thinking
+            return _Render(self._apply(messages, tools, thinking) + prefill, messages, tools, thinking, marked)
         except TemplateError as exc:
+            # The system text as rendered (with the generic tool descriptions).
+            system = messages[0]["content"] if messages[0]["role"] == "system" else ""
             if not system:
                 raise InvalidRequestError(f"the chat template of {self.model_name!r} rejected the conversation: {exc}") from exc
             # Some templates refuse a system role: fold it into the first user turn instead.
@@ -106,7 +125,7 @@ class PromptRenderer:
             else:
                 rest.insert(0, {"role": "user", "content": system})
             try:
-                return self._apply(rest, tools, thinking) + prefill, None, tools, thinking
+                return _Render(self._apply(rest, tools, thinking) + prefill, None, tools, thinking, marked)
             except TemplateError as exc2:
                 raise InvalidRequestError(
                     f"the chat template of {self.model_name!r} rejected the conversation: {exc2}"
@@ -118,12 +137,29 @@ class PromptRenderer:
     def _encode(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False)
 
+    def _prefix_end(self, head: list[ChatMessage], r: _Render, tokens: list[int]) -> int | None:
+        """How far `head`, rendered alone, agrees with the full prompt (None: it did not render)."""
+        try:
+            partial = self._encode(self._apply(head, r.tools, r.thinking, generation_prompt=False))
+        except Exception:  # noqa: BLE001 — a template that needs more turns: no boundary there
+            return None
+        return _common_prefix(partial, tokens)
+
+    def _cache_end(self, r: _Render, tokens: list[int]) -> int:
+        if r.marked is None:
+            return 0
+        # Not located (no template, or one that will not render the head): the whole prompt.
+        at = self._prefix_end(r.marked, r, tokens) if r.messages is not None else None
+        return len(tokens) if at is None else at
+
     def prompt(self, request: GenerationRequest) -> RenderedPrompt:
-        text, messages, tools, thinking = self._render(request)
-        tokens = self._encode(text)
-        thinking_open = opens_thinking(text, self.tokenizer)
+        r = self._render(request)
+        tokens = self._encode(r.text)
+        thinking_open = opens_thinking(r.text, self.tokenizer)
+        cache_end = self._cache_end(r, tokens)
+        messages = r.messages
         if not messages or len(messages) < 2:
-            return RenderedPrompt(tokens, thinking_open=thinking_open)
+            return RenderedPrompt(tokens, thinking_open=thinking_open, cache_end=cache_end)
         # Render the leading system message, and everything before the last message, alone;
         # where their tokens agree with the full prompt's is a message boundary.
         heads = []
@@ -134,13 +170,9 @@ class PromptRenderer:
         boundaries = set()
         system_end = 0
         for head in heads:
-            try:
-                partial = self._encode(self._apply(head, tools, thinking, generation_prompt=False))
-            except Exception:  # noqa: BLE001 — a template that needs more turns: no boundary there
-                continue
-            at = _common_prefix(partial, tokens)
-            if 0 < at < len(tokens):
+            at = self._prefix_end(head, r, tokens)
+            if at is not None and 0 < at < len(tokens):
                 boundaries.add(at)
                 if head[-1]["role"] == "system" and len(head) == 1:
                     system_end = at
-        return RenderedPrompt(tokens, tuple(sorted(boundaries)), system_end, thinking_open)
+        return RenderedPrompt(tokens, tuple(sorted(boundaries)), system_end, thinking_open, cache_end)
