@@ -7,8 +7,6 @@ request arrives it goes back into the batch with its cache. Worker thread only."
 
 from __future__ import annotations
 
-import time
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,14 +15,15 @@ import mlx.core as mx
 from mlx_lm.generate import BatchGenerator, generate_step
 from mlx_lm.models.cache import make_prompt_cache, trim_prompt_cache
 
-from pensieve_core import Failed, Started
-from pensieve_core.errors import InvalidRequestError, PensieveError
+from pensieve_core import Started
+from pensieve_core.errors import InvalidRequestError
 from pensieve_model_support import LoadedModel
 
 from .processors import Shifted
 from .jobs import GenerationJob
 from .prefill_lane import LANE_MIN_TOKENS, Prefill, PrefillLane, snapshot
 from .sampling import GuardedSampler, make_request_sampler
+from .failures import StepFailures, failure_event
 from .output import SequenceOutput, processors_of
 from .stops import StopSequenceMatcher
 
@@ -35,9 +34,6 @@ log = structlog.get_logger("pensieve.inference")
 PREFILL_STEP = 2048
 # Default cap on sequences decoded together per model; more wait inside the batch queue.
 MAX_SEQUENCES = 16
-# Batch steps that failed within DEGRADED_WINDOW_S seconds before the model counts as degraded.
-DEGRADED_FAILURES = 3
-DEGRADED_WINDOW_S = 300.0
 
 
 @dataclass
@@ -84,8 +80,7 @@ class ModelBatch:
         self._lane = PrefillLane(loaded.model, chunk=prefill_step)
         self._solo: _Solo | None = None
         self._eos = set(loaded.tokenizer.eos_token_ids)
-        self._failures: deque[float] = deque(maxlen=DEGRADED_FAILURES)
-        self.last_error: str | None = None
+        self.failures = StepFailures()
 
     def _new_generator(self) -> BatchGenerator:
         eos = sorted(self.loaded.tokenizer.eos_token_ids)
@@ -99,12 +94,6 @@ class ModelBatch:
 
     def __len__(self) -> int:
         return len(self._running) + len(self._lane)
-
-    @property
-    def degraded(self) -> bool:
-        """Batch steps keep failing: DEGRADED_FAILURES of them within the window."""
-        window = time.monotonic() - DEGRADED_WINDOW_S
-        return len(self._failures) == DEGRADED_FAILURES and self._failures[0] >= window
 
     def admit(self, job: GenerationJob) -> None:
         if job.cancelled.is_set():
@@ -199,7 +188,7 @@ class ModelBatch:
             except Exception:  # noqa: BLE001 — not there any more: nothing to take out
                 pass
         if seq is not None:
-            seq.job.emit(self._failure(exc, [seq.job.request_id]))
+            seq.job.emit(failure_event(exc, [seq.job.request_id]))
 
     def _fail_broken_samplers(self) -> None:
         for uid, seq in list(self._running.items()):
@@ -213,14 +202,14 @@ class ModelBatch:
         except Exception as exc:  # noqa: BLE001 — only this prompt's prefill ran: it alone fails
             failed = self._lane.pop_failed()
             if failed is not None:
-                failed.job.emit(self._failure(exc, [failed.job.request_id]))
+                failed.job.emit(failure_event(exc, [failed.job.request_id]))
             return
         if ready is not None:
             seq, tokens = ready.carry
             try:
                 self._insert(seq, tokens, ready.done, ready.cache, ready.boundaries)
             except Exception as exc:  # noqa: BLE001
-                seq.job.emit(self._failure(exc, [seq.job.request_id]))
+                seq.job.emit(failure_event(exc, [seq.job.request_id]))
 
     def _lane_boundary(self, prefill: Prefill, at: int) -> None:
         job = prefill.job
@@ -232,14 +221,13 @@ class ModelBatch:
         """A batch step raised: its generator cannot be trusted again. Every sequence in it
         starts over in a fresh one from its prompt and what it has said (the prefix cache
         holds most of that); one that was in a failed step before fails now."""
-        self._failures.append(time.monotonic())
-        self.last_error = repr(exc)
+        self.failures.record(exc)
         seqs = list(self._running.values())
         log.error("batch_step_failed", requests=[s.job.request_id for s in seqs], error=repr(exc), exc_info=exc)
         self._running.clear()
         self._generator.close()
         self._generator = self._new_generator()
-        failed = self._failure(exc, [], logged=True)
+        failed = failure_event(exc, [], logged=True)
         for seq in seqs:
             seq.strikes += 1
             if seq.strikes > 1 or seq.output_tokens >= seq.job.max_tokens:
@@ -248,7 +236,7 @@ class ModelBatch:
             try:
                 self._enter(seq, seq.job.prompt + seq.generated)
             except Exception as again:  # noqa: BLE001
-                seq.job.emit(self._failure(again, [seq.job.request_id]))
+                seq.job.emit(failure_event(again, [seq.job.request_id]))
 
     def _go_solo(self, uid: int) -> None:
         """Its prompt is in, nobody else is here: decode with generate_step. The batch's first
@@ -273,8 +261,7 @@ class ModelBatch:
             self._solo_step()
         except Exception as exc:  # noqa: BLE001 — the lone sequence fails, nobody else was in it
             if self._solo is solo:
-                self._failures.append(time.monotonic())
-                self.last_error = repr(exc)
+                self.failures.record(exc)
             self._fail_sequence(solo.uid, exc, seq=self._running.get(solo.uid))
             return
         self._fail_broken_samplers()
@@ -373,27 +360,18 @@ class ModelBatch:
         self._finish(seq, "length" if r.finish_reason == "length" else "stop")
 
     def _finish(self, seq: _Sequence, finish: str) -> None:
-        self._failures.clear()  # a generation finished: the model serves again
+        self.failures.served()
         seq.finish(finish)
 
     def fail_one(self, job: GenerationJob, exc: Exception) -> None:
-        job.emit(self._failure(exc, [job.request_id]))
-
-    @staticmethod
-    def _failure(exc: Exception, request_ids: list[str], *, logged: bool = False) -> Failed:
-        if isinstance(exc, PensieveError):
-            return Failed(error_type=exc.error_type, message=exc.message)
-        if not logged:
-            log.error("generation_failed", requests=request_ids, error=repr(exc), exc_info=exc)
-        return Failed.of(exc)
+        job.emit(failure_event(exc, [job.request_id]))
 
     def fail_everything(self, exc: Exception) -> None:
         """Our own code failed outside any one sequence's handling: every request here fails,
         and the batch starts over empty with a fresh generator."""
-        self._failures.append(time.monotonic())
-        self.last_error = repr(exc)
+        self.failures.record(exc)
         jobs = [s.job for s in self._running.values()] + [p.job for p in self._lane]
-        failed = self._failure(exc, [j.request_id for j in jobs])
+        failed = failure_event(exc, [j.request_id for j in jobs])
         if self._solo is not None:
             self._solo.steps.close()
             self._solo = None

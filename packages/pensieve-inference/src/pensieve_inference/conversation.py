@@ -7,7 +7,6 @@ convention in `dialects.generic`).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 

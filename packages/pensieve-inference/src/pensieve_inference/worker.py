@@ -66,7 +66,7 @@ class GenerationWorker:
     def health(self, model: Any) -> tuple[bool, str | None]:
         """Whether `model`'s batch keeps failing, and the last error it saw."""
         batch = self._batches.get(id(model))
-        return (batch.degraded, batch.last_error) if batch is not None else (False, None)
+        return (batch.failures.degraded, batch.failures.last_error) if batch is not None else (False, None)
 
     def _take_tasks(self) -> bool:
         """Run whatever tasks are waiting (blocking only when no batch has work); False on stop."""

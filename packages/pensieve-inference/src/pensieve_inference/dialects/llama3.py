@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from .base import CallGrammar, Dialect, Literal
+from .base import CallGrammar, Dialect
 from .grammar import json_call_rule
 from .json_call import JsonCallReader
 
