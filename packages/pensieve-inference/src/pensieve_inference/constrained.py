@@ -60,7 +60,19 @@ def _literal(tokenizer: Any) -> Any:
 
 
 def _call_rules(dialect: Dialect, tools: ToolSpecs, ll_tokenizer: llguidance.LLTokenizer, style: dict[str, Any]) -> str:
-    """One rule per tool; a schema llguidance cannot compile is loosened to any object."""
+    """One rule per tool; a schema llguidance cannot compile is loosened to any object.
+    Checking each tool's grammar costs ~8 ms for Claude Code's 12 tools, and its tool list is
+    the same every turn: kept per tool set."""
+    forced = style is _FORCED_STYLE
+    return _cached_call_rules(dialect, json.dumps(tools, sort_keys=True), ll_tokenizer, forced)
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_call_rules(dialect: Dialect, tools_json: str, ll_tokenizer: llguidance.LLTokenizer, forced: bool) -> str:
+    return _build_call_rules(dialect, json.loads(tools_json), ll_tokenizer, _FORCED_STYLE if forced else _CHOSEN_STYLE)
+
+
+def _build_call_rules(dialect: Dialect, tools: ToolSpecs, ll_tokenizer: llguidance.LLTokenizer, style: dict[str, Any]) -> str:
     assert dialect.call_rule is not None
     rules = []
     for i, tool in enumerate(tools):
