@@ -174,3 +174,41 @@ def test_clear_also_deletes_half_written_files(tmp_path):
     size = path.stat().st_size
     assert clear(tmp_path) == (2, size + 4)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("reading_pays", [True, False])
+def test_a_persisted_prefix_is_restored_only_when_reading_beats_prefilling(tiny_model_dir, tmp_path, reading_pays):
+    """The speeds as measured on a device where reading wins (a CPU, Apple Silicon), and on
+    one where prefilling wins (a fast GPU and a prefix with many KV heads)."""
+    cache_dir = tmp_path / "prefix-cache"
+    first = load(tiny_model_dir, cache_dir)
+    try:
+        ask(first, "Before the restart")
+        wait_written(first)
+    finally:
+        first.worker.stop()
+    second = load(tiny_model_dir, cache_dir)
+    try:
+        speeds = second.prefix_cache.speeds
+        speeds.read(1_000_000, 1.0)  # 1 MB/s: the tiny model's file reads in well under a second
+        speeds.prefilled(10 if reading_pays else 10**9, 1.0)
+        with capture_logs() as logs:
+            warm, _ = ask(second, "Before the restart")
+    finally:
+        second.worker.stop()
+    skipped = [e for e in logs if e["event"] == "prefix_cache_restore_skipped"]
+    if reading_pays:
+        assert warm.cache_read_tokens > 150 and not skipped
+    else:
+        assert warm.cache_read_tokens < 10 and skipped and skipped[0]["prefill_s"] < skipped[0]["read_s"]
+
+
+def test_device_speeds_say_whether_a_read_pays():
+    from pensieve_inference.restore_cost import DeviceSpeeds
+
+    speeds = DeviceSpeeds()
+    assert speeds.worth_reading(1000, 10**9)  # nothing measured yet: read, and measure it
+    speeds.prefilled(10_000, 1.0)  # 10K tokens/s
+    speeds.read(2 * 10**9, 1.0)  # 2 GB/s
+    assert speeds.worth_reading(10_000, 10**9)  # 0.5 s to read vs 1 s to prefill
+    assert not speeds.worth_reading(10_000, 4 * 10**9)  # 2 s to read vs 1 s

@@ -139,6 +139,13 @@ class DiskPrefixStore:
                 best = (tokens, path)
         return best
 
+    @staticmethod
+    def size_of(path: Path) -> int:
+        try:
+            return path.stat().st_size
+        except OSError:
+            return 0
+
     def load(self, tokens: tuple[int, ...], path: Path) -> list[Any] | None:
         """The file's caches once every check passes; otherwise a miss (a corrupt file goes)."""
         try:

@@ -5,8 +5,11 @@ kept on disk when a store is given. Worker thread only."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+import mlx.core as mx
+import structlog
 from mlx_lm.models.cache import (
     LRUPromptCache,
     can_trim_prompt_cache,
@@ -15,12 +18,16 @@ from mlx_lm.models.cache import (
 )
 
 from .disk_cache import DiskPrefixStore
+from .restore_cost import DeviceSpeeds
+
+log = structlog.get_logger("pensieve.inference")
 
 
 class PrefixCache:
     def __init__(self, max_bytes: int, max_entries: int = 8, *, disk: DiskPrefixStore | None = None) -> None:
         self._lru = LRUPromptCache(max_size=max_entries, max_bytes=max_bytes)
         self.disk = disk
+        self.speeds = DeviceSpeeds()
 
     @property
     def nbytes(self) -> int:
@@ -47,9 +54,17 @@ class PrefixCache:
         found = self.disk.longest_prefix(prompt, longer_than=len(prompt) - len(rest))
         if found is None:
             return cache, rest
+        gain = len(found[0]) - (len(prompt) - len(rest))  # tokens the restore saves prefilling
+        nbytes = self.disk.size_of(found[1])
+        if not self.speeds.worth_reading(gain, nbytes):
+            log.info("prefix_cache_restore_skipped", tokens=gain, bytes=nbytes, **self.speeds.estimates(gain, nbytes))
+            return cache, rest
+        started = time.perf_counter()
         loaded = self.disk.load(*found)
         if loaded is None:
             return cache, rest
+        mx.eval([c.state for c in loaded])  # on the device now: the read is measured whole
+        self.speeds.read(nbytes, time.perf_counter() - started)
         tokens = list(found[0])
         self._lru.insert_cache(key, tokens, loaded, cache_type="system")
         return self._lru.fetch_nearest_cache(key, prompt)
