@@ -55,9 +55,10 @@ def test_full_queue_answers_529_with_retry_after(tiny_model_dir, tmp_path):
     proc = ServerProcess(["--model", str(tiny_model_dir), "--port", str(port)], env, port, tmp_path / "log")
     proc.wait_ready()
     try:
-        # One request decoding, one waiting for its slot: the queue is full.
-        busy = [threading.Thread(target=lambda: httpx.post(
-            proc.url + "/v1/messages", headers=KEY, json={**LONG, "max_tokens": 200}, timeout=60)) for _ in range(2)]
+        # One request decoding, one waiting for its slot: the queue is full. Two different
+        # bodies: identical ones would be one generation (a resend joins the first).
+        busy = [threading.Thread(target=lambda i=i: httpx.post(
+            proc.url + "/v1/messages", headers=KEY, json={**LONG, "max_tokens": 200 + i}, timeout=60)) for i in range(2)]
         for thread in busy:
             thread.start()
         deadline = time.monotonic() + 10

@@ -38,17 +38,36 @@ def test_every_response_carries_a_request_id(server, method, path, headers, stat
         assert r.json()["type"] == "error" and r.json()["request_id"] == r.headers["request-id"]
 
 
+TIER_IDS = ["claude-opus-5-5", "claude-sonnet-5-5", "claude-haiku-5-5"]
+
+
 def test_models_list_and_get(server):
     listing = httpx.get(server.url + "/v1/models", headers=KEY, timeout=10).json()
     assert listing["has_more"] is False
-    (model,) = listing["data"]
-    assert listing["first_id"] == listing["last_id"] == model["id"]
+    model, *tiers = listing["data"]
+    assert listing["first_id"] == model["id"] and listing["last_id"] == tiers[-1]["id"]
     assert model["type"] == "model" and model["max_input_tokens"] == 4096
     assert model["created_at"].endswith("Z")
     one = httpx.get(server.url + f"/v1/models/{model['id']}", headers=KEY, timeout=10).json()
     assert one == model
     tier = httpx.get(server.url + "/v1/models/claude-opus-5-5", headers=KEY, timeout=10).json()
-    assert tier["id"] == "claude-opus-5-5" and tier["max_input_tokens"] == 4096
+    assert tier == tiers[0] and tier["max_input_tokens"] == 4096
+
+
+def test_models_list_the_tier_ids_claude_code_keeps(server):
+    """Claude Code's /model picker (CLAUDE_CODE_ENABLE_GATEWAY_MODEL_DISCOVERY=1) keeps only
+    ids that start with "claude": one per tier, with the served model's window and output cap."""
+    sdk = anthropic.Anthropic(base_url=server.url, api_key="pensieve-local-key", max_retries=0)
+    listed = {m.id: m for m in sdk.models.list(limit=1000)}
+    assert [i for i in listed if i.startswith("claude")] == TIER_IDS
+    for model_id in TIER_IDS:
+        m = listed[model_id]
+        assert m.type == "model" and m.lifecycle == "active" and "tiny" in m.display_name
+        assert (m.max_input_tokens, m.max_tokens) == (4096, 4096)
+        assert sdk.models.retrieve(model_id) == m
+    page = sdk.models.list(limit=2)
+    assert page.has_more is True and [m.id for m in page.data] == list(listed)[:2]
+    assert [m.id for m in page.get_next_page().data] == list(listed)[2:]
 
 
 def test_unserved_path_like_model_is_404_listing_served(server):
@@ -63,7 +82,7 @@ def test_unserved_path_like_model_is_404_listing_served(server):
 def test_official_client_models_and_count_tokens(server):
     sdk = anthropic.Anthropic(base_url=server.url, api_key="pensieve-local-key", max_retries=0)
     ids = [m.id for m in sdk.models.list()]
-    assert len(ids) == 1
+    assert ids == [ids[0], *TIER_IDS]
     counted = sdk.messages.count_tokens(model="tiny", messages=[{"role": "user", "content": "Hi"}])
     created = sdk.messages.create(model="tiny", max_tokens=2, messages=[{"role": "user", "content": "Hi"}])
     u = created.usage

@@ -70,3 +70,47 @@ def test_a_forced_call_streams_its_input_and_validates(server):
     assert len(deltas) > 1, "the input streamed while it was written"
     assert json.loads("".join(deltas)) == call.input
     jsonschema.validate(call.input, READ["input_schema"])
+
+
+def _thinking_blocks(sdk, effort=None, system_effort=None, max_tokens=12):
+    messages = [{"role": "user", "content": "Think, then answer."}]
+    if system_effort:  # as Claude Code sends it: a system message with only its own output_config
+        messages.append({"role": "system", "content": [], "output_config": {"effort": system_effort}})
+    extra = {"output_config": {"effort": effort}} if effort else {}
+    message = sdk.messages.create(
+        model="tiny", max_tokens=max_tokens, thinking={"type": "adaptive"}, messages=messages, extra_body=extra,
+    )
+    return [b for b in message.content if b.type == "thinking"]
+
+
+def test_low_effort_turns_adaptive_thinking_off_and_high_keeps_it(thinking_server):
+    with client(thinking_server) as sdk:
+        assert not _thinking_blocks(sdk, effort="low")
+        assert _thinking_blocks(sdk, effort="high"), "the template opened thinking: high keeps it"
+        assert _thinking_blocks(sdk), "no effort is high, as in the API"
+
+
+def test_a_system_messages_own_effort_wins_over_the_top_level_one(thinking_server):
+    with client(thinking_server) as sdk:
+        assert not _thinking_blocks(sdk, effort="high", system_effort="low")
+        assert _thinking_blocks(sdk, effort="low", system_effort="max")
+
+
+def test_omitted_display_returns_empty_thinking_with_a_signature_that_is_accepted_back(thinking_server):
+    question = {"role": "user", "content": "Think, then answer."}
+    thinking = {"type": "adaptive", "display": "omitted"}
+    with client(thinking_server) as sdk:
+        message = sdk.messages.create(model="tiny", max_tokens=20, thinking=thinking, messages=[question])
+        block = message.content[0]
+        assert block.type == "thinking" and block.thinking == "" and block.signature
+        assert message.usage.output_tokens > 1, "the model still thought"
+        assert ThinkingSigner(install_secret(thinking_server.home)).verify("", block.signature)
+        follow_up = sdk.messages.create(model="tiny", max_tokens=20, thinking=thinking, messages=[
+            question, {"role": "assistant", "content": message.content}, {"role": "user", "content": "And?"},
+        ])
+        assert follow_up.content[0].type == "thinking", "the empty block was accepted"
+        with sdk.messages.stream(model="tiny", max_tokens=20, thinking=thinking, messages=[question]) as stream:
+            deltas = [e.delta.type for e in stream if e.type == "content_block_delta" and e.index == 0]
+            final = stream.get_final_message()
+    assert deltas == ["signature_delta"], "no thinking_delta, as the API streams an omitted block"
+    assert final.content[0].thinking == "" and final.content[0].signature

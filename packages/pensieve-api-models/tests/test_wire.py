@@ -1,3 +1,5 @@
+import re
+
 import msgspec
 import pytest
 
@@ -79,3 +81,50 @@ def test_empty_content_is_refused_except_for_a_final_assistant_prefill():
         b'{"model":"m","max_tokens":1,"messages":[{"role":"user","content":"x"},{"role":"assistant","content":""}]}'
     )
     assert ok.messages[-1].content == ""
+
+
+def _body(*parts: bytes) -> bytes:
+    return b'{"model":"m","max_tokens":64,' + b",".join(parts) + b"}"
+
+
+USER = b'{"role":"user","content":"hi"}'
+
+
+@pytest.mark.parametrize(("parts", "effort"), [
+    ((b'"messages":[' + USER + b"]",), None),
+    ((b'"messages":[' + USER + b"]", b'"output_config":{"effort":"low"}'), "low"),
+    # Claude Code's shape: a system message with no content, only its own output_config.
+    ((b'"messages":[' + USER + b',{"role":"system","content":[],"output_config":{"effort":"max"}}]',
+      b'"output_config":{"effort":"medium"}'), "max"),
+    ((b'"messages":[{"role":"system","content":"s","output_config":{"effort":"xhigh"}},' + USER + b"]",), "xhigh"),
+])
+def test_effort_reaches_the_engine_the_last_messages_own_winning(parts, effort):
+    assert api.decode_messages_request(_body(*parts)).to_generation().effort == effort
+    counted = api.decode_count_tokens_request(_body(*parts).replace(b'"max_tokens":64,', b""))
+    assert counted.to_generation().effort == effort, "count_tokens renders as generation does"
+
+
+@pytest.mark.parametrize(("field", "path"), [
+    (b'"output_config":{"effort":"extreme"}', "$.output_config.effort"),
+    (b'"thinking":{"type":"adaptive","display":"full"}', "$.thinking.display"),
+])
+def test_unknown_effort_or_display_is_an_invalid_request_with_its_path(field, path):
+    with pytest.raises(InvalidRequestError, match=re.escape(path)):
+        api.decode_messages_request(_body(b'"messages":[' + USER + b"]", field))
+
+
+def test_a_message_level_effort_is_checked_with_its_path():
+    with pytest.raises(InvalidRequestError, match=re.escape("$.messages[1].output_config.effort")):
+        api.decode_messages_request(_body(
+            b'"messages":[' + USER + b',{"role":"system","content":[],"output_config":{"effort":"huge"}}]'
+        ))
+
+
+@pytest.mark.parametrize(("thinking", "display"), [
+    (b"", "summarized"),
+    (b',"thinking":{"type":"adaptive"}', "summarized"),
+    (b',"thinking":{"type":"adaptive","display":"omitted"}', "omitted"),
+    (b',"thinking":{"type":"enabled","budget_tokens":10,"display":"omitted"}', "omitted"),
+])
+def test_thinking_display_is_read_from_the_thinking_config(thinking, display):
+    assert api.decode_messages_request(_body(b'"messages":[' + USER + b"]" + thinking)).thinking_display == display

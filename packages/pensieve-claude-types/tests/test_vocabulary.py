@@ -47,3 +47,8 @@ def test_tool_choice_and_thinking_are_tagged_unions():
 
 def test_public_names_are_exactly_exported():
     assert sorted(ct.__all__) == sorted(n for n in vars(ct) if not n.startswith("_") and n[0].isupper())
+
+
+def test_a_system_message_may_carry_its_own_effort_and_no_content():
+    msg = decode_message.decode(b'{"role":"system","content":[],"output_config":{"effort":"xhigh"}}')
+    assert msg.output_config == ct.MessageOutputConfig(effort="xhigh") and msg.content == []

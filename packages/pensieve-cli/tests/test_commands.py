@@ -99,13 +99,58 @@ def test_validate_passes_for_a_good_model_and_fails_clearly(run, tmp_path):
     assert missing.exit_code == 1 and "not in the Hugging Face cache" in missing.output
 
 
+def exports(output):
+    return dict(line.removeprefix("export ").split("=", 1) for line in output.splitlines() if line.startswith("export "))
+
+
 def test_claude_print_env(run):
-    result = run("claude", "--print-env", "--port", "7800")
+    result = run("claude", "--print-env", "--port", "1")
     assert result.exit_code == 0
-    lines = dict(line.removeprefix("export ").split("=", 1) for line in result.output.strip().splitlines())
-    assert lines["ANTHROPIC_BASE_URL"] == "http://127.0.0.1:7800"
+    lines = exports(result.output)
+    assert lines["ANTHROPIC_BASE_URL"] == "http://127.0.0.1:1"
     assert lines["ANTHROPIC_AUTH_TOKEN"] == "pensieve-local-key"
     assert lines["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] == "1"
+    # No server answers on port 1: the window is left to Claude Code, and it says so.
+    assert "CLAUDE_CODE_MAX_CONTEXT_TOKENS" not in lines and "no server at http://127.0.0.1:1" in result.output
+
+
+def served_listing(monkeypatch, *windows):
+    """/v1/models as a running server answers it (the route is tested in pensieve-server)."""
+    from pensieve_cli import daemon
+
+    data = [{"type": "model", "id": f"m{i}", "max_input_tokens": w, "max_tokens": w} for i, w in enumerate(windows)]
+    calls = []
+
+    def fetch(settings, path, **_):
+        calls.append(path)
+        return json.dumps({"data": data, "has_more": False}).encode()
+
+    monkeypatch.setattr(daemon, "fetch", fetch)
+    return calls
+
+
+def test_claude_env_sets_the_served_window_and_keeps_the_prompt_stable(run, monkeypatch):
+    calls = served_listing(monkeypatch, 32768, 40960)
+    lines = exports(run("claude", "--print-env").output)
+    assert calls == ["/v1/models?limit=1000"]
+    assert lines["CLAUDE_CODE_MAX_CONTEXT_TOKENS"] == "32768"  # the smallest served window
+    # Claude Code reads a compaction window under 100K as 100K: not set for a smaller model.
+    assert "CLAUDE_CODE_AUTO_COMPACT_WINDOW" not in lines
+    assert lines["CLAUDE_CODE_ENABLE_GATEWAY_MODEL_DISCOVERY"] == "1"
+    assert lines["CLAUDE_CODE_ATTRIBUTION_HEADER"] == "0"
+    assert lines["CLAUDE_CODE_TOTAL_TOKENS_REMINDER"] == "off"
+    assert not {"ANTHROPIC_SMALL_FAST_MODEL", "CLAUDE_CODE_SUBAGENT_MODEL"} & set(lines)  # no tiers configured
+
+
+def test_claude_env_points_tiers_subagents_and_small_model_where_configured(run, monkeypatch):
+    served_listing(monkeypatch, 131072)
+    monkeypatch.setenv("PENSIEVE_SONNET_MODEL", "qwen3-8b")
+    monkeypatch.setenv("PENSIEVE_HAIKU_MODEL", "qwen3-0.6b")
+    lines = exports(run("claude", "--print-env").output)
+    assert lines["CLAUDE_CODE_MAX_CONTEXT_TOKENS"] == lines["CLAUDE_CODE_AUTO_COMPACT_WINDOW"] == "131072"
+    assert lines["ANTHROPIC_DEFAULT_SONNET_MODEL"] == lines["CLAUDE_CODE_SUBAGENT_MODEL"] == "qwen3-8b"
+    assert lines["ANTHROPIC_DEFAULT_HAIKU_MODEL"] == lines["ANTHROPIC_SMALL_FAST_MODEL"] == "qwen3-0.6b"
+    assert "ANTHROPIC_DEFAULT_OPUS_MODEL" not in lines
 
 
 def test_claude_without_claude_code_installed_is_one_line(run, monkeypatch):

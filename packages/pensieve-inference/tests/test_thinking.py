@@ -7,7 +7,7 @@ import pytest
 from pensieve_claude_types import MessageParam, ThinkingAdaptive, ThinkingDisabled, ThinkingEnabled, Tool, ToolChoiceAny
 from pensieve_core import Finished, GenerationRequest, TextDelta, ThinkingDelta, ThinkingEnd
 from pensieve_core.errors import InvalidRequestError
-from pensieve_inference.thinking import ThinkingSplitter
+from pensieve_inference.thinking import ThinkingPlan, ThinkingSplitter, thinking_plan
 from pensieve_model_support.testing import THINK_CHATML_TEMPLATE, build_tiny_model
 
 
@@ -99,3 +99,47 @@ def test_an_answer_without_thinking_passes_through():
     splitter = ThinkingSplitter("<think>", "</think>", is_open=False)
     assert splitter.feed("<") == ([], "")
     assert splitter.feed("b>bold</b>") == ([], "<b>bold</b>")
+
+
+def test_low_effort_turns_adaptive_thinking_off_and_high_leaves_it_on(thinker):
+    low, high = request(ThinkingAdaptive(), effort="low"), request(ThinkingAdaptive(), effort="high")
+    assert thinker._renderer.text(low).endswith("<think>\n\n</think>\n\n"), "enable_thinking=False for the template"
+    assert thinker._renderer.text(high).endswith("<think>\n")
+    events = asyncio.run(collect(thinker, low))
+    assert not [e for e in events if isinstance(e, (ThinkingDelta, ThinkingEnd))]
+    events = asyncio.run(collect(thinker, request(ThinkingAdaptive(), max_tokens=12, effort="high")))
+    assert isinstance(events[1], ThinkingDelta) and events[-1].thinking_tokens is None, "high: no budget"
+
+
+@pytest.mark.parametrize(("effort", "budget"), [(None, None), ("medium", 10), ("high", None), ("xhigh", None), ("max", None)])
+def test_effort_sets_the_adaptive_thinking_budget(effort, budget):
+    assert thinking_plan(request(ThinkingAdaptive(), max_tokens=40, effort=effort)) == ThinkingPlan(True, budget)
+
+
+def test_medium_effort_closes_adaptive_thinking_at_its_budget(thinker):
+    events = asyncio.run(collect(thinker, request(ThinkingAdaptive(), max_tokens=40, effort="medium")))
+    finished = events[-1]
+    assert isinstance(finished, Finished) and 1 <= finished.thinking_tokens <= 10, "a quarter of max_tokens"
+    assert any(isinstance(e, ThinkingEnd) for e in events)
+
+
+def test_effort_leaves_explicit_thinking_settings_alone():
+    assert thinking_plan(request(ThinkingEnabled(budget_tokens=20), effort="low")) == ThinkingPlan(True, 20)
+    assert thinking_plan(request(ThinkingDisabled(), effort="max")) == ThinkingPlan(False)
+
+
+EFFORT_TEMPLATE = THINK_CHATML_TEMPLATE.replace(
+    "{% for message", "{% if reasoning_effort is defined %}Reasoning: {{ reasoning_effort }}\n{% endif %}{% for message"
+)
+
+
+@pytest.mark.parametrize(("effort", "shown"), [("low", "low"), ("medium", "medium"), ("xhigh", "high"), ("max", "high")])
+def test_effort_reaches_a_template_that_reads_reasoning_effort(thinker, monkeypatch, effort, shown):
+    from pensieve_inference.prompt import PromptRenderer
+
+    assert not thinker._renderer.reads_effort, "a template without the switch is not given it"
+    tokenizer = thinker.loaded.tokenizer
+    monkeypatch.setattr(tokenizer._tokenizer, "chat_template", EFFORT_TEMPLATE)
+    renderer = PromptRenderer(tokenizer, "m")
+    assert renderer.text(request(ThinkingAdaptive(), effort=effort)).startswith(f"Reasoning: {shown}\n")
+    assert "Reasoning:" not in renderer.text(request(ThinkingAdaptive())), "no effort asked: the template's default"

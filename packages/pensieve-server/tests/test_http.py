@@ -111,3 +111,29 @@ def test_thinking_signatures_round_trip_and_the_secret_is_private(tmp_path):
     assert again.verify("Let me think.", signature)
     assert not again.verify("Let me think!", signature)
     assert not ThinkingSigner(home=tmp_path / "elsewhere").verify("Let me think.", signature)
+
+
+def test_models_list_one_claude_id_per_tier_with_its_window_and_output_cap(engine):
+    from starlette.testclient import TestClient
+
+    from pensieve_core import ModelCard, Settings
+    from pensieve_server import ServedModels, create_app
+
+    class SmallModel:  # /v1/models reads only the card
+        model = ModelCard(id="small-model", source="test", context_length=1024)
+
+    served = ServedModels(engine, tiers={"haiku": SmallModel()})  # type: ignore[dict-item]
+    app = create_app(served, Settings(api_key="test-key", max_output_tokens=512))
+    with TestClient(app, base_url="http://localhost") as c:
+        sdk = anthropic.Anthropic(base_url="http://localhost", api_key="test-key", http_client=c, max_retries=0)
+        listed = {m.id: (m.display_name, m.max_input_tokens, m.max_tokens) for m in sdk.models.list()}
+        haiku = sdk.models.retrieve("claude-haiku-5-5")
+    main = engine.model.id
+    assert listed == {
+        main: (main, 4096, 512),
+        "small-model": ("small-model", 1024, 512),
+        "claude-opus-5-5": (f"{main} (opus)", 4096, 512),
+        "claude-sonnet-5-5": (f"{main} (sonnet)", 4096, 512),
+        "claude-haiku-5-5": ("small-model (haiku)", 1024, 512),
+    }
+    assert (haiku.display_name, haiku.max_input_tokens, haiku.max_tokens) == listed["claude-haiku-5-5"]

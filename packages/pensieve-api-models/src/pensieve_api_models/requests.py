@@ -11,11 +11,15 @@ import msgspec
 
 from pensieve_claude_types import (
     CacheControl,
+    Effort,
     JsonOutputFormat,
     MessageParam,
     OutputConfig,
     TextBlockParam,
+    ThinkingAdaptive,
     ThinkingConfig,
+    ThinkingDisplay,
+    ThinkingEnabled,
     Tool,
     ToolChoice,
 )
@@ -75,9 +79,17 @@ class MessagesRequest(msgspec.Struct, kw_only=True):
             stop_sequences=self.stop_sequences,
             thinking=self.thinking,
             output_schema=self._output_schema(),
+            effort=effort_of(self.messages, self.output_config),
             cache_control=self.cache_control,
             request_id=request_id,
         )
+
+    @property
+    def thinking_display(self) -> ThinkingDisplay:
+        """How thinking blocks come back; "summarized" (the text) unless the request says "omitted"."""
+        thinking = self.thinking
+        shown = thinking.display if isinstance(thinking, (ThinkingEnabled, ThinkingAdaptive)) else None
+        return shown or "summarized"
 
     def _output_schema(self) -> dict[str, Any] | None:
         found = (self.output_config.format if self.output_config else None) or self.output_format
@@ -93,6 +105,8 @@ class CountTokensRequest(msgspec.Struct, kw_only=True):
     tools: Tools | None = None
     tool_choice: ToolChoice | None = None
     thinking: ThinkingConfig | None = None
+    # Effort can change the rendering (enable_thinking, reasoning_effort): count as generation renders.
+    output_config: OutputConfig | None = None
 
     def validate(self) -> CountTokensRequest:
         _validate_messages(self.messages)
@@ -102,7 +116,8 @@ class CountTokensRequest(msgspec.Struct, kw_only=True):
     def to_generation(self, request_id: str = "") -> GenerationRequest:
         return GenerationRequest(
             messages=self.messages, max_tokens=1, system=self.system, tools=self.tools,
-            tool_choice=self.tool_choice, thinking=self.thinking, request_id=request_id,
+            tool_choice=self.tool_choice, thinking=self.thinking,
+            effort=effort_of(self.messages, self.output_config), request_id=request_id,
         )
 
 
@@ -110,13 +125,23 @@ class CountTokensResponse(msgspec.Struct):
     input_tokens: int
 
 
+def effort_of(messages: list[MessageParam], config: OutputConfig | None) -> Effort | None:
+    """The effort for the next answer: a message's own output_config applies from that message
+    on (Claude Code changes effort mid-conversation that way), so the last one wins."""
+    for message in reversed(messages):
+        if message.output_config is not None and message.output_config.effort is not None:
+            return message.output_config.effort
+    return config.effort if config else None
+
+
 def _validate_messages(messages: list[MessageParam]) -> None:
     if not messages:
         raise InvalidRequestError("messages: at least one message is required - at `$.messages`")
     for i, message in enumerate(messages):
         last_assistant = i == len(messages) - 1 and message.role == "assistant"
-        if not message.content and not last_assistant:
-            # The API's rule: only a final assistant turn (a prefill) may be empty.
+        if not message.content and not last_assistant and message.output_config is None:
+            # The API's rule: only a final assistant turn (a prefill), or a message that carries
+            # its own output_config, may be empty.
             raise InvalidRequestError(
                 f"messages.{i}: all messages must have non-empty content except for the optional "
                 f"final assistant message - at `$.messages[{i}].content`"

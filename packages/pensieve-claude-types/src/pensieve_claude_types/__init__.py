@@ -30,11 +30,12 @@ from ._blocks import (
     WebSearchToolResultBlockParam,
 )
 from ._message import Message, StopReason, Usage
-from ._output import JsonOutputFormat, OutputConfig
+from ._output import Effort, JsonOutputFormat, MessageOutputConfig, OutputConfig
 from ._tools import (
     ThinkingAdaptive,
     ThinkingConfig,
     ThinkingDisabled,
+    ThinkingDisplay,
     ThinkingEnabled,
     Tool,
     ToolChoice,
@@ -51,11 +52,13 @@ __all__ = [
     "ContentBlockParam",
     "ContentSource",
     "DocumentBlockParam",
+    "Effort",
     "FileSource",
     "ImageBlockParam",
     "JsonOutputFormat",
     "MediaSource",
     "Message",
+    "MessageOutputConfig",
     "MessageParam",
     "OutputConfig",
     "RedactedThinkingBlock",
@@ -72,6 +75,7 @@ __all__ = [
     "ThinkingBlockParam",
     "ThinkingConfig",
     "ThinkingDisabled",
+    "ThinkingDisplay",
     "ThinkingEnabled",
     "Tool",
     "ToolChoice",

@@ -6,6 +6,7 @@ from typing import Any, Literal, Union
 
 import msgspec
 
+from ._output import MessageOutputConfig
 
 class CacheControl(msgspec.Struct, omit_defaults=True):
     type: str = "ephemeral"
@@ -168,4 +169,6 @@ Role = Literal["user", "assistant", "system"]
 
 class MessageParam(msgspec.Struct, omit_defaults=True):
     role: Role
+    # Claude Code sends `{"role": "system", "content": [], "output_config": …}` to change effort.
     content: str | list[ContentBlockParam]
+    output_config: MessageOutputConfig | None = None

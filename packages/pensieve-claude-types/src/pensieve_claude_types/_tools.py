@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Union
+from typing import Annotated, Any, Literal, Union
 
 import msgspec
 
@@ -41,9 +41,14 @@ class ToolChoiceNone(msgspec.Struct, tag_field="type", tag="none", omit_defaults
 ToolChoice = Union[ToolChoiceAuto, ToolChoiceAny, ToolChoiceTool, ToolChoiceNone]
 
 
+# "omitted": thinking blocks come back with empty text and a signature (the model still thinks);
+# "updates" (a 2026 beta) hides the reasoning too, and a local model writes no progress updates.
+ThinkingDisplay = Literal["summarized", "omitted", "updates"]
+
+
 class ThinkingEnabled(msgspec.Struct, tag_field="type", tag="enabled", omit_defaults=True):
     budget_tokens: int = 1024
-    display: str | None = None
+    display: ThinkingDisplay | None = None
 
 
 class ThinkingDisabled(msgspec.Struct, tag_field="type", tag="disabled"):
@@ -51,7 +56,7 @@ class ThinkingDisabled(msgspec.Struct, tag_field="type", tag="disabled"):
 
 
 class ThinkingAdaptive(msgspec.Struct, tag_field="type", tag="adaptive", omit_defaults=True):
-    display: str | None = None
+    display: ThinkingDisplay | None = None
 
 
 ThinkingConfig = Union[ThinkingEnabled, ThinkingDisabled, ThinkingAdaptive]

@@ -9,7 +9,7 @@ from typing import Any, Protocol, Union
 import msgspec
 
 from pensieve_claude_types import (
-    CacheControl, MessageParam, StopReason, TextBlockParam, ThinkingConfig, Tool, ToolChoice,
+    CacheControl, Effort, MessageParam, StopReason, TextBlockParam, ThinkingConfig, Tool, ToolChoice,
 )
 
 from .errors import GenerationError, PensieveError
@@ -28,6 +28,8 @@ class GenerationRequest(msgspec.Struct, kw_only=True):
     thinking: ThinkingConfig | None = None
     # output_config.format: the text answer must be one JSON value valid against this schema.
     output_schema: dict[str, Any] | None = None
+    # output_config.effort in force for this answer: the last message's own, else the top-level one.
+    effort: Effort | None = None
     # Top-level (automatic) caching: the breakpoint sits on the request's last block.
     cache_control: CacheControl | None = None
     request_id: str = ""

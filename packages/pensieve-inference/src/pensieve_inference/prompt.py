@@ -8,12 +8,13 @@ from typing import Any
 from jinja2 import TemplateError
 from mlx_lm.tokenizer_utils import TokenizerWrapper
 
-from pensieve_claude_types import ThinkingAdaptive, ThinkingEnabled, Tool, ToolChoiceNone
+from pensieve_claude_types import Tool, ToolChoiceNone
 from pensieve_core import GenerationRequest
 from pensieve_core.errors import InvalidRequestError
 
 from .conversation import ChatMessage, read_conversation
 from .dialects import GENERIC, Dialect, detect, generic
+from .effort import template_effort, template_reads_effort, thinks
 from .thinking import opens_thinking
 
 
@@ -60,6 +61,8 @@ class _Render:
     messages: list[ChatMessage] | None
     tools: list[Tool]
     thinking: bool
+    # The template's reasoning_effort, where it reads one and the request set an effort.
+    effort: str | None
     # The chat messages up to the last cache_control breakpoint (None: there is none).
     marked: list[ChatMessage] | None
 
@@ -79,13 +82,17 @@ class PromptRenderer:
         self.dialect: Dialect = detect(tokenizer)
         # Templates with a tool dialect of their own render tools and calls themselves.
         self.native_tools = self.dialect is not GENERIC
+        self.reads_effort = template_reads_effort(tokenizer)
 
     def _apply(
-        self, messages: list[ChatMessage], tools: list[Tool], thinking: bool, *, generation_prompt: bool = True
+        self, messages: list[ChatMessage], tools: list[Tool], thinking: bool, effort: str | None = None, *,
+        generation_prompt: bool = True,
     ) -> str:
         kwargs: dict[str, Any] = {"tools": [function_spec(t) for t in tools]} if tools and self.native_tools else {}
         if self.tokenizer.has_thinking:  # mlx-lm would otherwise turn thinking on for every request
             kwargs["enable_thinking"] = thinking
+        if effort is not None:
+            kwargs["reasoning_effort"] = effort
         return self.tokenizer.apply_chat_template(
             messages, tokenize=False, add_generation_prompt=generation_prompt, **kwargs
         )
@@ -101,7 +108,8 @@ class PromptRenderer:
 
     def _render(self, request: GenerationRequest) -> _Render:
         tools = offered_tools(request)
-        thinking = isinstance(request.thinking, (ThinkingEnabled, ThinkingAdaptive))
+        thinking = thinks(request)
+        effort = template_effort(request) if self.reads_effort else None
         conv = read_conversation(request, self.model_name, native_tools=self.native_tools)
         turns, prefill = conv.turns, conv.prefill
         messages = self._chat(conv.system, turns, tools)
@@ -110,9 +118,11 @@ class PromptRenderer:
             raise InvalidRequestError("messages: the conversation has no user or assistant content to answer")
         if not self.tokenizer.has_chat_template:
             body = "\n\n".join(f"{m['role']}: {m['content']}" for m in messages)
-            return _Render(f"{body}\n\nassistant: {prefill}", None, tools, thinking, marked)
+            return _Render(f"{body}\n\nassistant: {prefill}", None, tools, thinking, effort, marked)
         try:
-            return _Render(self._apply(messages, tools, thinking) + prefill, messages, tools, thinking, marked)
+            return _Render(
+                self._apply(messages, tools, thinking, effort) + prefill, messages, tools, thinking, effort, marked
+            )
         except TemplateError as exc:
             # The system text as rendered (with the generic tool descriptions).
             system = messages[0]["content"] if messages[0]["role"] == "system" else ""
@@ -125,7 +135,8 @@ class PromptRenderer:
             else:
                 rest.insert(0, {"role": "user", "content": system})
             try:
-                return _Render(self._apply(rest, tools, thinking) + prefill, None, tools, thinking, marked)
+                text = self._apply(rest, tools, thinking, effort) + prefill
+                return _Render(text, None, tools, thinking, effort, marked)
             except TemplateError as exc2:
                 raise InvalidRequestError(
                     f"the chat template of {self.model_name!r} rejected the conversation: {exc2}"
@@ -140,7 +151,7 @@ class PromptRenderer:
     def _prefix_end(self, head: list[ChatMessage], r: _Render, tokens: list[int]) -> int | None:
         """How far `head`, rendered alone, agrees with the full prompt (None: it did not render)."""
         try:
-            partial = self._encode(self._apply(head, r.tools, r.thinking, generation_prompt=False))
+            partial = self._encode(self._apply(head, r.tools, r.thinking, r.effort, generation_prompt=False))
         except Exception:  # noqa: BLE001 — a template that needs more turns: no boundary there
             return None
         return _common_prefix(partial, tokens)

@@ -8,7 +8,6 @@ from typing import Any
 
 import mlx.core as mx
 from pensieve_claude_types import (
-    ThinkingAdaptive,
     ThinkingEnabled,
     ToolChoiceAny,
     ToolChoiceTool,
@@ -16,6 +15,7 @@ from pensieve_claude_types import (
 from pensieve_core import GenerationEvent, GenerationRequest, ThinkingDelta, ThinkingEnd
 from pensieve_core.errors import InvalidRequestError
 
+from .effort import adaptive_budget, thinks
 from .markers import held_prefix
 from .processors import SequenceProcessor, only_tokens
 
@@ -29,8 +29,8 @@ class ThinkingPlan:
 
 
 def thinking_plan(request: GenerationRequest) -> ThinkingPlan:
-    """The API's rules: thinking is off unless enabled; the budget must leave room to answer;
-    a forced tool call and thinking do not go together."""
+    """The API's rules: thinking is off unless enabled (or adaptive, as effort says); the budget
+    must leave room to answer; a forced tool call and thinking do not go together."""
     config = request.thinking
     if isinstance(config, ThinkingEnabled):
         budget = config.budget_tokens
@@ -42,7 +42,7 @@ def thinking_plan(request: GenerationRequest) -> ThinkingPlan:
             )
         plan = ThinkingPlan(enabled=True, budget=budget)
     else:
-        plan = ThinkingPlan(enabled=isinstance(config, ThinkingAdaptive))
+        plan = ThinkingPlan(enabled=thinks(request), budget=adaptive_budget(request))
     if plan.enabled and isinstance(request.tool_choice, (ToolChoiceAny, ToolChoiceTool)):
         raise InvalidRequestError("Thinking may not be enabled when tool_choice forces tool use.")
     return plan

@@ -26,6 +26,7 @@ from .routes.health import metrics_endpoint
 from .routes.health import health, root
 from .routes.messages import count_tokens, create_message
 from .routes.models import get_model, list_models
+from .shared_runs import SharedRuns
 from .signatures import ThinkingSigner
 
 
@@ -92,6 +93,7 @@ def create_app(models: ServedModels | Engine, settings: Settings) -> Starlette:
     app.state.metrics = metrics
     app.state.models = models
     app.state.settings = settings
+    app.state.runs = SharedRuns()
     app.state.signer = ThinkingSigner(home=settings.home_path)
     app.state.keepalive_seconds = settings.keepalive_seconds
     app.state.started_at = time.monotonic()

@@ -22,7 +22,7 @@ from pensieve_api_models import (
     TextDeltaPayload,
     ThinkingDeltaPayload,
 )
-from pensieve_claude_types import Message, TextBlock, ThinkingBlock, ToolUseBlock, Usage
+from pensieve_claude_types import Message, TextBlock, ThinkingBlock, ThinkingDisplay, ToolUseBlock, Usage
 from pensieve_core import (
     Failed,
     Finished,
@@ -43,13 +43,19 @@ class MessageAssembler:
     """Keeps the stream's invariants: message_start first, block indices 0..n, every opened
     block closed, message_delta then message_stop last, or one error event and nothing after."""
 
-    def __init__(self, message_id: str, model: str, signer: ThinkingSigner | None = None) -> None:
+    def __init__(
+        self, message_id: str, model: str, signer: ThinkingSigner | None = None,
+        display: ThinkingDisplay = "summarized",
+    ) -> None:
         self.message = Message(id=message_id, model=model, content=[], usage=Usage())
         self._open_index: int | None = None
         self.failed: Failed | None = None
         # Text, thinking and tool-input deltas sent: about one per token (logged on a disconnect).
         self.deltas = 0
         self._signer = signer
+        # display "omitted" (or "updates"): thinking text is kept here for its signature, never sent.
+        self._omitted = display != "summarized"
+        self._hidden = ""
 
     def feed(self, event: GenerationEvent) -> Iterator[StreamEvent]:
         if self.failed is not None:
@@ -76,8 +82,11 @@ class MessageAssembler:
                 yield from self._open(ThinkingBlock(thinking="", signature=""), ThinkingBlock(thinking="", signature=""))
                 block = self._current(ThinkingBlock)
             assert block is not None
-            block.thinking += event.thinking
-            yield ContentBlockDelta(index=self._index(), delta=ThinkingDeltaPayload(thinking=event.thinking))
+            if self._omitted:  # the API sends no thinking_delta then: the block opens, later its signature
+                self._hidden += event.thinking
+            else:
+                block.thinking += event.thinking
+                yield ContentBlockDelta(index=self._index(), delta=ThinkingDeltaPayload(thinking=event.thinking))
         elif isinstance(event, ThinkingEnd):
             yield from self._close_open_block()
         elif isinstance(event, ToolUseStart):
@@ -135,10 +144,18 @@ class MessageAssembler:
         block = self.message.content[self._open_index]
         if isinstance(block, ThinkingBlock):
             # The signature goes out last, just before the block stops, as the API sends it.
-            block.signature = self._signer.sign(block.thinking) if self._signer else ""
+            block.signature = self._signature(block)
             yield ContentBlockDelta(index=self._open_index, delta=SignatureDelta(signature=block.signature))
         yield ContentBlockStop(index=self._open_index)
         self._open_index = None
+
+    def _signature(self, block: ThinkingBlock) -> str:
+        if self._signer is None:
+            return ""
+        if self._omitted:
+            hidden, self._hidden = self._hidden, ""
+            return self._signer.sign_omitted(hidden)
+        return self._signer.sign(block.thinking)
 
     def _snapshot(self) -> Message:
         u = self.message.usage

@@ -38,6 +38,8 @@ class Metrics:
         self.input_tokens = 0
         self.output_tokens = 0
         self.cache_read_tokens = 0
+        self.generations = 0
+        self.joined_requests = 0
         self.ttft = Histogram(TTFT_BUCKETS)
         self.decode_rate = Histogram(RATE_BUCKETS)
         self.in_flight = 0
@@ -68,6 +70,12 @@ class Metrics:
                 "# HELP pensieve_output_tokens_total Tokens generated.",
                 "# TYPE pensieve_output_tokens_total counter",
                 f"pensieve_output_tokens_total {self.output_tokens}",
+                "# HELP pensieve_generations_total Generations started (a request that joined one running is not another).",
+                "# TYPE pensieve_generations_total counter",
+                f"pensieve_generations_total {self.generations}",
+                "# HELP pensieve_joined_requests_total Requests that joined an identical generation already running (resends).",
+                "# TYPE pensieve_joined_requests_total counter",
+                f"pensieve_joined_requests_total {self.joined_requests}",
                 "# HELP pensieve_cache_read_tokens_total Prompt tokens served from the prefix cache.",
                 "# TYPE pensieve_cache_read_tokens_total counter",
                 f"pensieve_cache_read_tokens_total {self.cache_read_tokens}",

@@ -15,6 +15,9 @@ from pensieve_core import CLAUDE_TIERS, Engine
 from pensieve_core.errors import ModelNotFoundError
 
 _PATH_LIKE = re.compile(r"[/\\]|^[.~]|\.gguf$|\.safetensors$")
+# The ids Claude Code 2.1.332 asks for by default (opus/sonnet/haiku aliases); its /model
+# picker keeps only gateway ids that start with "claude", so /v1/models lists these.
+CLAUDE_TIER_IDS = {tier: f"claude-{tier}-5-5" for tier in CLAUDE_TIERS}
 
 
 class ServedModels:
@@ -38,6 +41,10 @@ class ServedModels:
         for engine in [self.main, *self._names.values(), *self._tiers.values()]:
             unique.setdefault(id(engine), engine)
         return list(unique.values())
+
+    def tier_engines(self) -> dict[str, Engine]:
+        """Each Claude tier and the engine its `claude-*` names select (as `select` does)."""
+        return {tier: self._tiers.get(tier, self.main) for tier in CLAUDE_TIERS}
 
     def served_ids(self) -> list[str]:
         return [e.model.id for e in self.engines()]

@@ -1,5 +1,10 @@
 """Thinking signatures: an HMAC of the thinking text with a secret made once per install, so a
-thinking block that comes back in a later request can be checked as ours and unaltered."""
+thinking block that comes back in a later request can be checked as ours and unaltered.
+
+A block sent with display "omitted" has empty text; its signature is the thinking's SHA-256
+followed by an HMAC of that digest, so the block comes back (text still empty) as ours. It
+certifies that this install wrote that thinking; the thinking itself is not kept, and is not
+needed: thinking blocks are never replayed to the model."""
 
 from __future__ import annotations
 
@@ -53,7 +58,23 @@ class ThinkingSigner:
         digest = hmac.new(self._key(), thinking.encode("utf-8"), hashlib.sha256).digest()
         return base64.b64encode(digest).decode("ascii")
 
+    def sign_omitted(self, thinking: str) -> str:
+        """The signature of a block whose text is not shown (sent, and sent back, as "")."""
+        digest = hashlib.sha256(thinking.encode("utf-8")).digest()
+        return base64.b64encode(digest + self._omitted_mac(digest)).decode("ascii")
+
+    def _omitted_mac(self, digest: bytes) -> bytes:
+        # Its own prefix, so an omitted signature can never pass as the HMAC of some shown text.
+        return hmac.new(self._key(), b"omitted\0" + digest, hashlib.sha256).digest()
+
     def verify(self, thinking: str, signature: str) -> bool:
+        if thinking == "":
+            try:
+                raw = base64.b64decode(signature, validate=True)
+            except ValueError:
+                return False
+            if len(raw) == 64:
+                return hmac.compare_digest(self._omitted_mac(raw[:32]), raw[32:])
         return hmac.compare_digest(self.sign(thinking), signature)
 
     def check(self, messages: list[MessageParam]) -> None:

@@ -24,8 +24,9 @@ from pensieve_core.errors import OverloadedError
 
 from ..assembly import MessageAssembler
 from ..errors import error_of_failed, request_id_of
-from ..ids import message_id
+from ..middleware import presented_key
 from ..models import ServedModels
+from ..shared_runs import Listener, SharedRuns, run_key
 
 if TYPE_CHECKING:
     from ..app import Lifecycle
@@ -34,6 +35,7 @@ log = structlog.get_logger("pensieve.server")
 
 _encoder = msgspec.json.Encoder()
 SHUTTING_DOWN = "the server is shutting down"
+SESSION_HEADER = "x-claude-code-session-id"
 
 
 def _models(request: Request) -> ServedModels:
@@ -44,6 +46,10 @@ class _EventStream(StreamingResponse):
     """Closes its event iterator however the response ends. Starlette abandons it when the
     client leaves mid-send, and the generation behind it would run until garbage collection."""
 
+    def __init__(self, content: AsyncIterator[bytes], listener: Listener, **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self._listener = listener
+
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         try:
             await super().__call__(scope, receive, send)
@@ -52,6 +58,8 @@ class _EventStream(StreamingResponse):
             if hasattr(body, "aclose"):
                 # Shielded: the disconnect cancelled this task, and the close must still run.
                 await asyncio.shield(asyncio.ensure_future(body.aclose()))
+            # A body never started never closes its listener: leave the run here too.
+            await asyncio.shield(asyncio.ensure_future(self._listener.aclose()))
 
 
 def _json(payload: object, status: int = 200) -> Response:
@@ -59,24 +67,41 @@ def _json(payload: object, status: int = 200) -> Response:
 
 
 async def create_message(request: Request) -> Response:
-    body = decode_messages_request(await request.body())
+    raw = await request.body()
+    body = decode_messages_request(raw)
     rid = request_id_of(request) or ""
     engine = _models(request).select(body.model)
     signer = request.app.state.signer
     signer.check(body.messages)
-    events = _measured(request, engine.generate(body.to_generation(rid)))
-    # The first event comes after validation and templating: errors before it are still 4xx.
-    first = await anext(events)
-    if isinstance(first, Failed):  # nothing was sent yet: an ordinary error response
-        raise error_of_failed(first)
-    assembler = MessageAssembler(message_id(), body.model, signer)
-    if body.stream:
-        return _EventStream(
-            _sse(assembler, first, events, request.app.state.keepalive_seconds, request.app.state.lifecycle),
-            media_type="text/event-stream",
-            headers={"cache-control": "no-cache"},
-        )
-    await _until_done_or_disconnected(request, _collect(assembler, first, events), assembler)
+    runs: SharedRuns = request.app.state.runs
+    # A resend of a request still running joins it: one prefill, the same events for both.
+    # Only within a Claude Code session: identical bodies from other clients (a benchmark's
+    # streams, best-of-n sampling) are independent requests.
+    session = request.headers.get(SESSION_HEADER)
+    key = run_key(raw, session, presented_key(request.headers)) if session else f"alone:{rid or id(request)}"
+    events = runs.attach(key, lambda: _measured(request, engine.generate(body.to_generation(rid))))
+    if events.joined:
+        request.app.state.metrics.joined_requests += 1
+        log.info("request_joined", message_id=events.message_id)
+    streaming = False
+    try:
+        # The first event comes after validation and templating: errors before it are still 4xx.
+        first = await anext(events)
+        if isinstance(first, Failed):  # nothing was sent yet: an ordinary error response
+            raise error_of_failed(first)
+        assembler = MessageAssembler(events.message_id, body.model, signer, display=body.thinking_display)
+        if body.stream:
+            streaming = True
+            return _EventStream(
+                _sse(assembler, first, events, request.app.state.keepalive_seconds, request.app.state.lifecycle),
+                events,
+                media_type="text/event-stream",
+                headers={"cache-control": "no-cache"},
+            )
+        await _until_done_or_disconnected(request, _collect(assembler, first, events), assembler)
+    finally:
+        if not streaming:  # the stream leaves the run when it ends
+            await asyncio.shield(asyncio.ensure_future(events.aclose()))
     if assembler.failed is not None:
         raise error_of_failed(assembler.failed)
     return _json(assembler.message)
@@ -95,6 +120,7 @@ async def _measured(request: Request, events: AsyncIterator[GenerationEvent]) ->
     """Pass events through, recording tokens, time to first token and decode rate."""
     metrics = request.app.state.metrics
     admit(request)
+    metrics.generations += 1
     started = time.perf_counter()
     first_token: float | None = None
     prompt_tokens = 0

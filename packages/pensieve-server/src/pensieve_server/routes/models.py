@@ -11,7 +11,7 @@ from starlette.responses import Response
 from pensieve_core import Engine
 from pensieve_core.errors import InvalidRequestError
 
-from ..models import ServedModels
+from ..models import CLAUDE_TIER_IDS, ServedModels
 
 _encoder = msgspec.json.Encoder()
 
@@ -22,6 +22,8 @@ class ModelInfo(msgspec.Struct, tag_field="type", tag="model"):
     created_at: str
     max_input_tokens: int
     max_tokens: int
+    # The current SDKs' ModelInfo requires it; a served model is always usable.
+    lifecycle: str = "active"
 
 
 class ModelList(msgspec.Struct):
@@ -31,14 +33,16 @@ class ModelList(msgspec.Struct):
     last_id: str | None
 
 
-def _info(engine: Engine, created: datetime, model_id: str | None = None) -> ModelInfo:
+def _info(request: Request, engine: Engine, model_id: str | None = None, tier: str | None = None) -> ModelInfo:
     card = engine.model
+    # A request may generate up to the server's output cap, never past the context.
+    cap = request.app.state.settings.max_output_tokens or card.context_length
     return ModelInfo(
         id=model_id or card.id,
-        display_name=card.id,
-        created_at=created.isoformat().replace("+00:00", "Z"),
+        display_name=f"{card.id} ({tier})" if tier else card.id,
+        created_at=_created(request).isoformat().replace("+00:00", "Z"),
         max_input_tokens=card.context_length,
-        max_tokens=card.context_length,
+        max_tokens=min(cap, card.context_length),
     )
 
 
@@ -48,7 +52,13 @@ def _created(request: Request) -> datetime:
 
 async def list_models(request: Request) -> Response:
     models: ServedModels = request.app.state.models
-    infos = [_info(e, _created(request)) for e in models.engines()]
+    infos = [_info(request, e) for e in models.engines()]
+    # One claude-* id per tier: the ids Claude Code asks for and its /model picker keeps.
+    infos += [
+        _info(request, e, CLAUDE_TIER_IDS[t], t)
+        for t, e in models.tier_engines().items()
+        if CLAUDE_TIER_IDS[t] not in models.served_ids()
+    ]
     params = request.query_params
     try:
         limit = int(params.get("limit", 20))
@@ -75,4 +85,5 @@ async def get_model(request: Request) -> Response:
     models: ServedModels = request.app.state.models
     model_id = request.path_params["model_id"]
     engine = models.select(model_id)
-    return Response(_encoder.encode(_info(engine, _created(request), model_id)), media_type="application/json")
+    tier = next((t for t, i in CLAUDE_TIER_IDS.items() if i == model_id), None)
+    return Response(_encoder.encode(_info(request, engine, model_id, tier)), media_type="application/json")
