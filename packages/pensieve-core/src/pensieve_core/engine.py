@@ -43,6 +43,11 @@ class Started(msgspec.Struct, tag=True):
     prompt_tokens: int
     cache_read_tokens: int = 0
     cache_creation_tokens: int = 0
+    # With the prefix cache on and more than the last token to prefill: the token where reuse
+    # ended, and which part of the prompt it lies in ("system and tools", "conversation" or
+    # "last message"): where a slow turn's prompt first left what was cached.
+    reuse_ended_at: int | None = None
+    reuse_ended_in: str | None = None
 
 
 class TextDelta(msgspec.Struct, tag=True):

@@ -70,6 +70,13 @@ def _split(rest: list[int], reused: int, boundaries: tuple[int, ...]) -> list[li
     return segments
 
 
+def _region(job: GenerationJob, at: int) -> str:
+    """The part of the prompt a token lies in, by the message boundaries the render found."""
+    if at < job.system_end:
+        return "system and tools"
+    return "last message" if not job.boundaries or at >= job.boundaries[-1] else "conversation"
+
+
 class ModelBatch:
     def __init__(self, loaded: LoadedModel, *, max_sequences: int = MAX_SEQUENCES, prefill_step: int = PREFILL_STEP) -> None:
         self.loaded = loaded
@@ -105,7 +112,11 @@ class ModelBatch:
         reused = self._enter(seq, job.prompt)
         # As the API counts it: only what is prefilled up to the last breakpoint is written.
         created = max(0, min(job.cache_end, len(job.prompt)) - reused) if job.prefix_cache is not None else 0
-        job.emit(Started(prompt_tokens=len(job.prompt), cache_read_tokens=reused, cache_creation_tokens=created))
+        ended_at = reused if job.prefix_cache is not None and reused < len(job.prompt) - 1 else None
+        job.emit(Started(
+            prompt_tokens=len(job.prompt), cache_read_tokens=reused, cache_creation_tokens=created,
+            reuse_ended_at=ended_at, reuse_ended_in=None if ended_at is None else _region(job, ended_at),
+        ))
 
     def _enter(self, seq: _Sequence, tokens: list[int]) -> int:
         """Put a sequence whose context is `tokens` into the lane or the batch; return how many

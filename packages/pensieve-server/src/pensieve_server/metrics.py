@@ -40,6 +40,9 @@ class Metrics:
         self.cache_read_tokens = 0
         self.generations = 0
         self.joined_requests = 0
+        # Generations whose prompt the prefix cache served in part (hits) or not at all (misses).
+        self.prefix_hits = 0
+        self.prefix_misses = 0
         self.ttft = Histogram(TTFT_BUCKETS)
         self.decode_rate = Histogram(RATE_BUCKETS)
         self.in_flight = 0
@@ -76,6 +79,12 @@ class Metrics:
                 "# HELP pensieve_joined_requests_total Requests that joined an identical generation already running (resends).",
                 "# TYPE pensieve_joined_requests_total counter",
                 f"pensieve_joined_requests_total {self.joined_requests}",
+                "# HELP pensieve_prefix_cache_hits_total Generations whose prompt the prefix cache served in part.",
+                "# TYPE pensieve_prefix_cache_hits_total counter",
+                f"pensieve_prefix_cache_hits_total {self.prefix_hits}",
+                "# HELP pensieve_prefix_cache_misses_total Generations the prefix cache served nothing of.",
+                "# TYPE pensieve_prefix_cache_misses_total counter",
+                f"pensieve_prefix_cache_misses_total {self.prefix_misses}",
                 "# HELP pensieve_cache_read_tokens_total Prompt tokens served from the prefix cache.",
                 "# TYPE pensieve_cache_read_tokens_total counter",
                 f"pensieve_cache_read_tokens_total {self.cache_read_tokens}",

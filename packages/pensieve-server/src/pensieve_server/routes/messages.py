@@ -62,8 +62,8 @@ class _EventStream(StreamingResponse):
             await asyncio.shield(asyncio.ensure_future(self._listener.aclose()))
 
 
-def _json(payload: object, status: int = 200) -> Response:
-    return Response(_encoder.encode(payload), status_code=status, media_type="application/json")
+def _json(payload: object, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(_encoder.encode(payload), status_code=status, media_type="application/json", headers=headers)
 
 
 async def create_message(request: Request) -> Response:
@@ -96,7 +96,7 @@ async def create_message(request: Request) -> Response:
                 _sse(assembler, first, events, request.app.state.keepalive_seconds, request.app.state.lifecycle),
                 events,
                 media_type="text/event-stream",
-                headers={"cache-control": "no-cache"},
+                headers={"cache-control": "no-cache", **reuse_header(first)},
             )
         await _until_done_or_disconnected(request, _collect(assembler, first, events), assembler)
     finally:
@@ -104,7 +104,7 @@ async def create_message(request: Request) -> Response:
             await asyncio.shield(asyncio.ensure_future(events.aclose()))
     if assembler.failed is not None:
         raise error_of_failed(assembler.failed)
-    return _json(assembler.message)
+    return _json(assembler.message, headers=reuse_header(first))
 
 
 def admit(request: Request) -> None:
@@ -114,6 +114,26 @@ def admit(request: Request) -> None:
     if metrics.in_flight >= settings.max_concurrent_sequences + settings.max_queued_requests:
         raise OverloadedError(f"{metrics.in_flight} requests are already running or queued; retry shortly")
     metrics.in_flight += 1
+
+
+def _note_reuse(metrics: Any, started: Started) -> None:
+    if started.cache_read_tokens > 0:
+        metrics.prefix_hits += 1
+    elif started.reuse_ended_at is not None:
+        metrics.prefix_misses += 1
+    if started.reuse_ended_at is not None:
+        log.info("prefix_cache_reuse", read=started.cache_read_tokens, prompt_tokens=started.prompt_tokens,
+                 reuse_ended_at=started.reuse_ended_at, reuse_ended_in=started.reuse_ended_in)
+
+
+def reuse_header(started: GenerationEvent) -> dict[str, str]:
+    """How much of the prompt the prefix cache served, and where reuse ended (docs/api.md)."""
+    if not isinstance(started, Started):
+        return {}
+    value = f"read={started.cache_read_tokens}; prompt={started.prompt_tokens}"
+    if started.reuse_ended_at is not None:
+        value += f'; ended-at={started.reuse_ended_at}; ended-in="{started.reuse_ended_in}"'
+    return {"pensieve-prefix-cache": value}
 
 
 async def _measured(request: Request, events: AsyncIterator[GenerationEvent]) -> AsyncIterator[GenerationEvent]:
@@ -129,6 +149,7 @@ async def _measured(request: Request, events: AsyncIterator[GenerationEvent]) ->
             if isinstance(event, Started):
                 prompt_tokens = event.prompt_tokens
                 metrics.cache_read_tokens += event.cache_read_tokens
+                _note_reuse(metrics, event)
             elif first_token is None and isinstance(event, (TextDelta, ThinkingDelta, ToolUseStart)):
                 first_token = time.perf_counter()
             elif isinstance(event, Finished):
