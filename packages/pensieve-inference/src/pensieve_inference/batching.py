@@ -70,13 +70,6 @@ def _split(rest: list[int], reused: int, boundaries: tuple[int, ...]) -> list[li
     return segments
 
 
-def _region(job: GenerationJob, at: int) -> str:
-    """The part of the prompt a token lies in, by the message boundaries the render found."""
-    if at < job.system_end:
-        return "system and tools"
-    return "last message" if not job.boundaries or at >= job.boundaries[-1] else "conversation"
-
-
 class ModelBatch:
     def __init__(self, loaded: LoadedModel, *, max_sequences: int = MAX_SEQUENCES, prefill_step: int = PREFILL_STEP) -> None:
         self.loaded = loaded
@@ -115,7 +108,7 @@ class ModelBatch:
         ended_at = reused if job.prefix_cache is not None and reused < len(job.prompt) - 1 else None
         job.emit(Started(
             prompt_tokens=len(job.prompt), cache_read_tokens=reused, cache_creation_tokens=created,
-            reuse_ended_at=ended_at, reuse_ended_in=None if ended_at is None else _region(job, ended_at),
+            reuse_ended_at=ended_at, reuse_ended_in=None if ended_at is None else job.part_of_prompt(ended_at),
         ))
 
     def _enter(self, seq: _Sequence, tokens: list[int]) -> int:

@@ -52,6 +52,12 @@ class GenerationJob:
     cancelled: threading.Event = field(default_factory=threading.Event)
     _pending: list[GenerationEvent] = field(default_factory=list, init=False, repr=False)
 
+    def part_of_prompt(self, at: int) -> str:
+        """Where a prompt token lies, by the message boundaries the render found."""
+        if at < self.system_end:
+            return "system and tools"
+        return "last message" if not self.boundaries or at >= self.boundaries[-1] else "conversation"
+
     def emit(self, event: GenerationEvent) -> None:
         """Worker thread only: kept until the worker's turn ends (`send_emitted`)."""
         if not self._pending:
