@@ -126,3 +126,41 @@ def test_start_refuses_a_gguf_of_an_unread_tensor_type_in_one_line_and_exits_1(h
                           env={**os.environ, "HOME": str(tmp_path)}, capture_output=True, text=True, timeout=90)
     assert done.returncode == 1, done.stdout + done.stderr
     _one_line_refusal(done.stderr)
+
+
+def _converted_copy(home, tmp_path):
+    """A GGUF converted and kept as the server keeps it under the home."""
+    from pensieve_model_support.gguf.convert import read_converted
+    from pensieve_model_support.gguf.converted_store import save_converted
+    from pensieve_model_support.gguf.testing import build_tiny_gguf
+
+    gguf = build_tiny_gguf(tmp_path / "tiny-q4_k.gguf", "Q4_K")
+    return gguf, save_converted(home / "converted", gguf, read_converted(gguf)[0])
+
+
+def test_cache_list_converted_shows_the_kept_copies_and_clear_converted_deletes_them(home, tmp_path):
+    gguf, kept = _converted_copy(home, tmp_path)
+    (row,) = json.loads(run("cache", "list", "--converted", "--json").output)
+    assert row["source"] == str(gguf.resolve()) and row["path"] == str(kept) and row["problem"] is None
+    table = run("cache", "list", "--converted")
+    assert table.exit_code == 0 and str(gguf.resolve()) in table.output and "1 converted GGUF files" in table.output
+    # The prefix listing keeps its own output, with one line pointing at the converted files.
+    plain = run("cache", "list")
+    assert plain.output.splitlines()[0].startswith("no persisted prefixes in ")
+    assert "also 1 converted GGUF files" in plain.output
+    assert json.loads(run("cache", "list", "--json").output) == []
+
+    assert "deleted 0" not in run("cache", "clear", "--yes").output and kept.exists()
+    cleared = run("cache", "clear", "--converted", "--yes")
+    assert cleared.exit_code == 0 and "deleted 1 converted GGUF files" in cleared.output
+    assert not kept.exists()
+    assert "no converted GGUF files in" in run("cache", "list", "--converted").output
+
+
+def test_a_truncated_converted_copy_lists_as_corrupt_and_clears(home, tmp_path):
+    _, kept = _converted_copy(home, tmp_path)
+    kept.write_bytes(kept.read_bytes()[:-10])
+    (row,) = json.loads(run("cache", "list", "--converted", "--json").output)
+    assert "truncated" in row["problem"]
+    assert "(corrupt)" in run("cache", "list", "--converted").output
+    assert "deleted 1 converted GGUF files" in run("cache", "clear", "--converted", "--yes").output

@@ -24,6 +24,7 @@ EXPECTED = {
     "ToolUseEnd",
     "ToolUseStart",
     "check_setting_name",
+    "default_home",
     "errors",
     "load_settings",
     "parse_setting",

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
-from typing import Any
 
 import click
 
@@ -30,66 +28,6 @@ def pull(model: str) -> None:
         click.echo(f"{ref.repo_id} is in {path}")
 
 
-def _mlx_entry(name: str, snapshot: Path, size: int) -> dict[str, Any]:
-    try:
-        config = json.loads((snapshot / "config.json").read_text())
-    except (OSError, ValueError):
-        config = {}
-    quant = config.get("quantization") or config.get("quantization_config") or {}
-    bits = quant.get("bits")
-    return {
-        "name": name,
-        "size_bytes": size,
-        "format": "mlx",
-        "context_length": config.get("max_position_embeddings") or config.get("text_config", {}).get("max_position_embeddings"),
-        "quantization": f"{bits}-bit" if bits else "none",
-        "path": str(snapshot),
-    }
-
-
-def _gguf_entry(name: str, path: Path) -> dict[str, Any]:
-    from gguf import GGUFReader
-
-    reader = GGUFReader(str(path))
-    arch = reader.fields["general.architecture"].contents()
-    context = reader.fields.get(f"{arch}.context_length")
-    kinds = {t.tensor_type.name for t in reader.tensors}
-    main = max(kinds, key=lambda k: sum(t.tensor_type.name == k for t in reader.tensors))
-    return {
-        "name": name,
-        "size_bytes": path.stat().st_size,
-        "format": "gguf",
-        "context_length": int(context.contents()) if context else None,
-        "quantization": main,
-        "path": str(path),
-    }
-
-
-def cached_models() -> list[dict[str, Any]]:
-    from huggingface_hub import scan_cache_dir
-    from huggingface_hub.errors import CacheNotFound
-
-    from pensieve_model_support import BUNDLED_ALIAS, bundled_gguf_path, hf_cache_dir
-
-    entries = [_gguf_entry(BUNDLED_ALIAS, bundled_gguf_path())]
-    try:
-        repos = scan_cache_dir(hf_cache_dir()).repos
-    except CacheNotFound:
-        repos = frozenset()
-    for repo in sorted(repos, key=lambda r: r.repo_id):
-        if repo.repo_type != "model":
-            continue
-        for revision in repo.revisions:
-            if (revision.snapshot_path / "config.json").exists():
-                entries.append(_mlx_entry(repo.repo_id, revision.snapshot_path, repo.size_on_disk))
-                break
-            ggufs = sorted(revision.snapshot_path.glob("*.gguf"))
-            if ggufs:
-                entries.append(_gguf_entry(repo.repo_id, ggufs[0]))
-                break
-    return entries
-
-
 def _human(size: int) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if size < 1000:
@@ -101,15 +39,25 @@ def _human(size: int) -> str:
 @click.command("models")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def models(as_json: bool) -> None:
-    """List models on this machine: the bundled one and the Hugging Face cache."""
+    """List models on this machine: bundled, Hugging Face cache, Ollama, LM Studio; which load."""
+    from .model_listing import local_models
+
     with fail():
-        entries = cached_models()
+        entries = local_models()
     if as_json:
         click.echo(json.dumps(entries, indent=2))
         return
-    click.echo(f"{'NAME':<48} {'SIZE':>9} {'FORMAT':<6} {'CONTEXT':>8} QUANTIZATION")
+    click.echo(f"{'NAME':<44} {'SOURCE':<11} {'SIZE':>9} {'FORMAT':<6} {'CONTEXT':>8} {'QUANT':<7} LOADS")
     for e in entries:
-        click.echo(f"{e['name']:<48} {_human(e['size_bytes']):>9} {e['format']:<6} {e['context_length'] or '?':>8} {e['quantization']}")
+        loads = "yes" if e["loads"] else f"no: {e['why_not']}"
+        if e["loads"] and e["chat_template"] is False:
+            loads = "yes (no chat template: plain role: text prompt)"
+        click.echo(
+            f"{e['name']:<44} {e['source']:<11} {_human(e['size_bytes']):>9} {e['format']:<6} "
+            f"{e['context_length'] or '?':>8} {e['quantization']:<7} {loads}"
+        )
+        if e["reference"] != e["name"]:
+            click.echo(f"  --model {e['reference']}")
 
 
 @click.command("rm")
@@ -165,7 +113,7 @@ def validate(model: str | None, home: str | None) -> None:
         check_fits(settings.model, size)
         device = device_info()
         click.echo(f"ok   fits memory ({device.recommended_working_set_bytes / 1e9:.1f} GB on {device.kind})")
-        loaded = load_model(ref, HuggingFaceHub(), download=False)
+        loaded = load_model(ref, HuggingFaceHub(), download=False, converted_dir=settings.converted_dir)
         text = loaded.tokenizer.apply_chat_template(
             [{"role": "system", "content": "s"}, {"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True
         )

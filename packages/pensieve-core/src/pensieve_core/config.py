@@ -92,6 +92,11 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     def prefix_cache_dir(self) -> Path:
         return self.home_path / "prefix-cache"
 
+    @property
+    def converted_dir(self) -> Path:
+        # GGUF weights converted to MLX's format, kept so a file is converted once.
+        return self.home_path / "converted"
+
 
 SETTING_NAMES: tuple[str, ...] = Settings.__struct_fields__
 LIST_FIELDS = frozenset({"allowed_hosts", "allowed_origins"})

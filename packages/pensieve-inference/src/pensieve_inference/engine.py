@@ -89,12 +89,14 @@ class MLXEngine:
         prefix_cache_entries: int = 8,
         prefix_cache_dir: Path | None = None,
         prefix_cache_disk_bytes: int = 0,
+        converted_dir: Path | None = None,
     ) -> MLXEngine:
         """Load on the worker thread; several engines may share one worker (one MLX thread)."""
         owns = worker is None
         worker = worker or GenerationWorker(max_sequences=max_sequences)
         try:
-            loaded = await asyncio.wrap_future(worker.call(lambda: load_model(ref, hub, download=download)))
+            loaded = await asyncio.wrap_future(worker.call(
+                lambda: load_model(ref, hub, download=download, converted_dir=converted_dir)))
         except BaseException:
             if owns:
                 worker.stop()

@@ -14,6 +14,7 @@ from pensieve_core.errors import ModelLoadError
 from pensieve_metal import check_fits
 
 from .gguf import load_gguf
+from .gguf.reader import loaded_bytes
 from .hub import Hub, HubUnavailableError
 from .references import ModelRef
 
@@ -78,16 +79,25 @@ def weights_identity(name: str, files: list[Path]) -> str:
 
 
 def load_model(
-    ref: ModelRef, hub: Hub, *, download: bool = True, memory_budget_bytes: int | None = None
+    ref: ModelRef,
+    hub: Hub,
+    *,
+    download: bool = True,
+    memory_budget_bytes: int | None = None,
+    converted_dir: Path | None = None,
 ) -> LoadedModel:
+    """`converted_dir`: where a GGUF's converted weights are kept for the next start (None: not kept)."""
     path = local_path(ref, hub, download=download)
     files = weight_files(path)
     if not files:
         raise ModelLoadError(f"{path} holds no safetensors or GGUF weights")
     weights_bytes = sum(f.stat().st_size for f in files)
+    if ref.kind in ("bundled", "gguf_file"):
+        # The fit check and memory limits need the size after conversion, not the file's.
+        weights_bytes = loaded_bytes(path, converted_dir)
     check_fits(ref.name, weights_bytes, budget_bytes=memory_budget_bytes)
     if ref.kind in ("bundled", "gguf_file"):
-        model, tokenizer, config = load_gguf(path)
+        model, tokenizer, config = load_gguf(path, converted_dir)
     else:
         model, tokenizer, config = _load_mlx_dir(path)
     return LoadedModel(

@@ -2,7 +2,8 @@
 
 - a served model's id, or the reference it was configured with, selects that model;
 - `claude-*` names select by tier (opus / sonnet / haiku → configured models, default the main one);
-- a name that looks like a path or a hub id and is not served → 404 listing what is served;
+- a name that looks like a path, a hub id or a local store's model (`ollama:`, `lmstudio:`) and
+  is not served → 404 listing what is served;
 - any other name → the main model, unless strict names are configured (then 404 too).
 No request string ever becomes a path or a hub id.
 """
@@ -14,7 +15,7 @@ import re
 from pensieve_core import CLAUDE_TIERS, Engine
 from pensieve_core.errors import ModelNotFoundError
 
-_PATH_LIKE = re.compile(r"[/\\]|^[.~]|\.gguf$|\.safetensors$")
+_PATH_LIKE = re.compile(r"[/\\]|^[.~]|\.gguf$|\.safetensors$|^(ollama|lmstudio):")
 # The ids Claude Code 2.1.332 asks for by default (opus/sonnet/haiku aliases); its /model
 # picker keeps only gateway ids that start with "claude", so /v1/models lists these.
 CLAUDE_TIER_IDS = {tier: f"claude-{tier}-5-5" for tier in CLAUDE_TIERS}

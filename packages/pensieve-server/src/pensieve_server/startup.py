@@ -34,6 +34,7 @@ async def _load(reference: str, settings: Settings, hub: Hub, worker=None) -> ML
         max_output_tokens=settings.max_output_tokens,
         prefix_cache_bytes=settings.prefix_cache_bytes, prefix_cache_entries=settings.prefix_cache_entries,
         prefix_cache_dir=settings.prefix_cache_dir, prefix_cache_disk_bytes=settings.prefix_cache_disk_bytes,
+        converted_dir=settings.converted_dir,
     )
 
 

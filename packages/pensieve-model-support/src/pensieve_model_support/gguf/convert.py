@@ -10,6 +10,7 @@ width makes itself (`tests/test_convert.py` holds that rule)."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,8 @@ from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFReader, quants
 from pensieve_core.errors import ModelLoadError
 
 GROUP_SIZE = 32
+# Bump on any change to what conversion produces: converted copies on disk are keyed by it.
+CONVERTER_VERSION = "1"
 # Source type → MLX affine bits at group size 32.
 MLX_BITS = {
     "Q4_0": 4, "Q4_1": 4, "Q5_0": 5, "Q5_1": 5, "Q8_0": 8, "Q4_K": 4, "Q5_K": 5,  # grid kept
@@ -108,16 +111,44 @@ def _metadata_value(field: Any) -> Any:
     return value.tolist() if isinstance(value, np.ndarray) else value
 
 
-def read_converted(path: Path) -> tuple[dict[str, mx.array], dict[str, Any]]:
-    """Weights and metadata of a file holding CONVERTED types, as `mx.load` gives them for others."""
+# Bytes per element of the safetensors dtypes `converted_layout` names.
+ITEM_BYTES = {"U32": 4, "F16": 2, "BF16": 2, "F32": 4}
+
+
+def converted_layout(reader: GGUFReader) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """Each array `read_converted` gives (safetensors dtype, shape), from the header alone:
+    what a converted copy on disk is checked against."""
+    layout: dict[str, tuple[str, tuple[int, ...]]] = {}
+    for tensor in reader.tensors:
+        kind = tensor.tensor_type.name
+        shape = tuple(int(d) for d in reversed(tensor.shape.tolist()))
+        if kind in _FLOAT:
+            layout[tensor.name] = (kind, shape)
+            continue
+        rows, cols = math.prod(shape[:-1]), shape[-1]
+        base = tensor.name.removesuffix(".weight")
+        layout[tensor.name] = ("U32", (rows, cols * MLX_BITS[kind] // 32))
+        layout[f"{base}.scales"] = layout[f"{base}.biases"] = ("F16", (rows, cols // GROUP_SIZE))
+    return layout
+
+
+def open_gguf(path: Path) -> GGUFReader:
     try:
-        reader = GGUFReader(str(path))
+        return GGUFReader(str(path))
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"cannot read GGUF file {path}: {exc}") from exc
+
+
+def gguf_metadata(reader: GGUFReader) -> dict[str, Any]:
+    return {k: _metadata_value(f) for k, f in reader.fields.items() if not k.startswith("GGUF.")}
+
+
+def read_converted(path: Path) -> tuple[dict[str, mx.array], dict[str, Any]]:
+    """Weights and metadata of a file holding CONVERTED types, as `mx.load` gives them for others."""
+    reader = open_gguf(path)
     weights: dict[str, mx.array] = {}
     for tensor in reader.tensors:
         base = tensor.name.removesuffix(".weight")
         for suffix, array in convert_tensor(tensor.data, tensor.tensor_type.name).items():
             weights[tensor.name if suffix == "weight" else f"{base}.{suffix}"] = array
-    metadata = {k: _metadata_value(f) for k, f in reader.fields.items() if not k.startswith("GGUF.")}
-    return weights, metadata
+    return weights, gguf_metadata(reader)

@@ -60,8 +60,8 @@ def build_model(gguf: GGUFContents) -> tuple[nn.Module, dict[str, Any]]:
     return model, config
 
 
-def load_gguf(path: Path) -> tuple[nn.Module, TokenizerWrapper, dict[str, Any]]:
-    gguf = read_gguf(path)
+def load_gguf(path: Path, converted_dir: Path | None = None) -> tuple[nn.Module, TokenizerWrapper, dict[str, Any]]:
+    gguf = read_gguf(path, converted_dir)
     model, config = build_model(gguf)
     hf_tokenizer = build_tokenizer(gguf.metadata)
     tokenizer = TokenizerWrapper(
