@@ -4,7 +4,6 @@ Reads only the header (`tensor_types`' cursor): the gguf package's reader takes 
 
 from __future__ import annotations
 
-import mmap
 import struct
 from collections import Counter
 from pathlib import Path
@@ -14,7 +13,7 @@ import msgspec
 from pensieve_core.errors import ModelLoadError
 
 from .architectures import SUPPORTED as ARCHITECTURES
-from .tensor_types import _STRING, SUPPORTED, _Cursor, tensor_types
+from .tensor_types import _STRING, SUPPORTED, gguf_header, tensor_types
 
 _INTS = {4: "<I", 5: "<i", 10: "<Q", 11: "<q"}
 
@@ -31,12 +30,7 @@ class GGUFSummary(msgspec.Struct, kw_only=True):
 def _metadata(path: Path) -> dict[str, object]:
     """Every key: its value when a string or an integer, else None."""
     values: dict[str, object] = {}
-    with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        r = _Cursor(data)
-        magic, version = r.take("<4sI")
-        if magic != b"GGUF" or version not in (2, 3):
-            raise ValueError(f"not a GGUF v2/v3 file (magic {magic!r}, version {version})")
-        _n_tensors, n_kv = r.take("<QQ")
+    with gguf_header(path) as (r, _n_tensors, n_kv):
         for _ in range(n_kv):
             key = r.string().decode("utf-8", "replace")
             (kind,) = r.take("<I")

@@ -6,9 +6,11 @@ The gguf package's reader would do, but it parses all metadata first (~2 s for t
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import struct
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 from gguf import GGMLQuantizationType
@@ -71,15 +73,22 @@ def _type_name(kind: int) -> str:
         return f"unknown type {kind}"
 
 
+@contextlib.contextmanager
+def gguf_header(path: Path) -> Iterator[tuple[_Cursor, int, int]]:
+    """A cursor at the first metadata key of a GGUF file, with its tensor and key counts."""
+    with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        r = _Cursor(data)
+        magic, version = r.take("<4sI")
+        if magic != b"GGUF" or version not in (2, 3):
+            raise ValueError(f"not a GGUF v2/v3 file (magic {magic!r}, version {version})")
+        n_tensors, n_kv = r.take("<QQ")
+        yield r, n_tensors, n_kv
+
+
 def tensor_types(path: Path) -> dict[str, str]:
     """Each tensor's name and GGML type name, in file order."""
     try:
-        with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            r = _Cursor(data)
-            magic, version = r.take("<4sI")
-            if magic != b"GGUF" or version not in (2, 3):
-                raise ValueError(f"not a GGUF v2/v3 file (magic {magic!r}, version {version})")
-            n_tensors, n_kv = r.take("<QQ")
+        with gguf_header(path) as (r, n_tensors, n_kv):
             for _ in range(n_kv):
                 r.string()
                 r.skip_value(*r.take("<I"))
