@@ -55,7 +55,10 @@ def tool_server(tmp_path_factory):
 def bash_server(tmp_path_factory):
     """A Qwen-style tool model that calls Claude Code's Bash tool every turn; 32K context."""
     path = build_tiny_model(
-        tmp_path_factory.mktemp("bash"), context_length=32768, reply=BASH_REPLY, tool_tokens=True,
+        tmp_path_factory.mktemp("bash"),
+        context_length=32768,
+        reply=BASH_REPLY,
+        tool_tokens=True,
         chat_template=TOOL_CHATML_TEMPLATE,
     )
     proc = _serve(tmp_path_factory, path, "bash")

@@ -26,7 +26,9 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    def __init__(self, args: list[str], env: dict[str, str], port: int, log: Path, *, command: list[str] | None = None) -> None:
+    def __init__(
+        self, args: list[str], env: dict[str, str], port: int, log: Path, *, command: list[str] | None = None
+    ) -> None:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.log = log
@@ -34,7 +36,9 @@ class ServerProcess:
         self._out = log.open("wb")
         self.proc = subprocess.Popen(
             [*(command or [sys.executable, "-m", "pensieve_cli"]), "start", *args],
-            env=env, stdout=self._out, stderr=subprocess.STDOUT,
+            env=env,
+            stdout=self._out,
+            stderr=subprocess.STDOUT,
         )
 
     def wait_ready(self, timeout: float = 120) -> dict:

@@ -15,8 +15,11 @@ GENERATIONS = {
     "2026-10-21": {"anthropic-version": "2026-10-21", "authorization": f"Bearer {KEY}"},
 }
 BODY = {"model": "tiny", "max_tokens": 6, "temperature": 0, "messages": [{"role": "user", "content": "Hello"}]}
-WEATHER = {"name": "get_weather", "description": "Forecast", "input_schema": {
-    "type": "object", "properties": {"days": {"type": "integer"}}, "required": ["days"]}}
+WEATHER = {
+    "name": "get_weather",
+    "description": "Forecast",
+    "input_schema": {"type": "object", "properties": {"days": {"type": "integer"}}, "required": ["days"]},
+}
 versions = pytest.mark.parametrize("version", GENERATIONS)
 
 

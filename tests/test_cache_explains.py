@@ -35,7 +35,7 @@ def test_each_answer_says_what_was_reused_and_where_reuse_ended(chat_server):
 
     # The next turn reads the previous prompt and answer; reuse ends where the history goes on
     # past what was generated (the template's newline after the answer's end-of-turn token).
-    nxt = turn + [{"role": "assistant", "content": CHAT_REPLY}, {"role": "user", "content": "And the next one?"}]
+    nxt = [*turn, {"role": "assistant", "content": CHAT_REPLY}, {"role": "user", "content": "And the next one?"}]
     warm = parsed(ask(chat_server, SYSTEM, nxt, stream=True))
     assert int(warm["read"]) > int(cold["prompt"]) and warm["ended-in"] in ('"conversation"', '"last message"')
 

@@ -57,8 +57,14 @@ def test_full_queue_answers_529_with_retry_after(tiny_model_dir, tmp_path):
     try:
         # One request decoding, one waiting for its slot: the queue is full. Two different
         # bodies: identical ones would be one generation (a resend joins the first).
-        busy = [threading.Thread(target=lambda i=i: httpx.post(
-            proc.url + "/v1/messages", headers=KEY, json={**LONG, "max_tokens": 200 + i}, timeout=60)) for i in range(2)]
+        busy = [
+            threading.Thread(
+                target=lambda i=i: httpx.post(
+                    proc.url + "/v1/messages", headers=KEY, json={**LONG, "max_tokens": 200 + i}, timeout=60
+                )
+            )
+            for i in range(2)
+        ]
         for thread in busy:
             thread.start()
         deadline = time.monotonic() + 10
@@ -72,7 +78,12 @@ def test_full_queue_answers_529_with_retry_after(tiny_model_dir, tmp_path):
         assert counted.status_code == 529 and counted.json()["error"]["type"] == "overloaded_error"
         for thread in busy:
             thread.join()
-        assert httpx.post(proc.url + "/v1/messages", headers=KEY, json={**LONG, "max_tokens": 2}, timeout=30).status_code == 200
-        assert httpx.post(proc.url + "/v1/messages/count_tokens", headers=KEY, json=COUNT, timeout=30).status_code == 200
+        assert (
+            httpx.post(proc.url + "/v1/messages", headers=KEY, json={**LONG, "max_tokens": 2}, timeout=30).status_code
+            == 200
+        )
+        assert (
+            httpx.post(proc.url + "/v1/messages/count_tokens", headers=KEY, json=COUNT, timeout=30).status_code == 200
+        )
     finally:
         assert proc.stop() == 0, proc.output()

@@ -11,8 +11,9 @@ from server_process import CHAT_REPLY, free_port, isolated_env
 
 
 def pensieve(*args, env, timeout=300):
-    return subprocess.run([sys.executable, "-m", "pensieve_cli", *args], env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "pensieve_cli", *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_daemon_start_status_stop(tiny_model_dir, tmp_path):
@@ -49,7 +50,13 @@ def test_print_env_runs_claude_code(chat_server, tmp_path):
     exports = dict(line.removeprefix("export ").split("=", 1) for line in out.stdout.strip().splitlines())
     claude_env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "CLAUDE"))}
     claude_env.update(exports, HOME=str(tmp_path))
-    result = subprocess.run([str(CLAUDE), "-p", "hello", "--output-format", "json"], cwd=tmp_path,
-                            env=claude_env, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [str(CLAUDE), "-p", "hello", "--output-format", "json"],
+        cwd=tmp_path,
+        env=claude_env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert json.loads(result.stdout)["result"] == CHAT_REPLY

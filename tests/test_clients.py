@@ -37,8 +37,11 @@ def test_auth_token_as_bearer(server):
 
 @pytest.mark.parametrize("headers", [{}, {"x-api-key": "nope"}, {"authorization": "Bearer nope"}])
 def test_wrong_or_missing_key_is_401(server, headers):
-    r = httpx.post(server.url + "/v1/messages", headers=headers,
-                   json={"model": "t", "max_tokens": 2, "messages": [{"role": "user", "content": "x"}]})
+    r = httpx.post(
+        server.url + "/v1/messages",
+        headers=headers,
+        json={"model": "t", "max_tokens": 2, "messages": [{"role": "user", "content": "x"}]},
+    )
     assert r.status_code == 401
     assert r.json()["error"]["type"] == "authentication_error"
 

@@ -19,8 +19,9 @@ def node_dir():
 
 def test_typescript_sdk_final_message(node_dir, chat_server):
     env = {**os.environ, "PENSIEVE_URL": chat_server.url, "PENSIEVE_KEY": "pensieve-local-key"}
-    out = subprocess.run([shutil.which("node"), "final_message.mjs"], cwd=node_dir, env=env,
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [shutil.which("node"), "final_message.mjs"], cwd=node_dir, env=env, capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     message = result["message"]
@@ -32,7 +33,11 @@ def test_typescript_sdk_final_message(node_dir, chat_server):
 def run_claude(node_dir, server, tmp_path, *args, prompt="Say hello"):
     return subprocess.run(
         [str(CLAUDE), "-p", prompt, "--output-format", "json", *args],
-        cwd=tmp_path, env=claude_env(server.url, tmp_path), capture_output=True, text=True, timeout=600,
+        cwd=tmp_path,
+        env=claude_env(server.url, tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
 
 
@@ -56,8 +61,9 @@ def test_claude_code_runs_the_tool_the_model_called(node_dir, bash_server, tmp_p
     """The model answers with a Bash call in its own dialect; Claude Code receives a tool_use
     block, runs the command, and sends the result back (the model then calls again, until
     the turn limit)."""
-    out = run_claude(node_dir, bash_server, tmp_path, "--allowedTools", "Bash", "--max-turns", "2",
-                     prompt="Create pensieve.txt")
+    out = run_claude(
+        node_dir, bash_server, tmp_path, "--allowedTools", "Bash", "--max-turns", "2", prompt="Create pensieve.txt"
+    )
     result = json.loads(out.stdout)
     assert (tmp_path / "pensieve.txt").exists(), out.stdout + out.stderr
     assert result["subtype"] == "error_max_turns" and result["num_turns"] >= 2

@@ -12,7 +12,9 @@ KEY = {"x-api-key": "pensieve-local-key"}
 
 def post(server, body, **kw):
     body = {"model": "tiny", "max_tokens": 3, "temperature": 0, **body}
-    return httpx.post(server.url + "/v1/messages", headers={**KEY, **kw.pop("headers", {})}, json=body, timeout=60, **kw)
+    return httpx.post(
+        server.url + "/v1/messages", headers={**KEY, **kw.pop("headers", {})}, json=body, timeout=60, **kw
+    )
 
 
 def prompt_tokens(message):
@@ -27,24 +29,37 @@ def count(server, body):
 
 
 EVERY_BLOCK = [
-    {"role": "user", "content": [
-        {"type": "text", "text": "Look this up", "cache_control": {"type": "ephemeral", "ttl": "1h"}},
-        {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "doc"}, "title": "t"},
-    ]},
-    {"role": "assistant", "content": [
-        {"type": "thinking", "thinking": "hmm", "signature": "sig"},
-        {"type": "redacted_thinking", "data": "xxx"},
-        {"type": "text", "text": "Searching."},
-        {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {"query": "q"}},
-        {"type": "web_search_tool_result", "tool_use_id": "srvtoolu_1", "content": []},
-        {"type": "tool_use", "id": "toolu_1", "name": "ToolSearch", "input": {"query": "read"}},
-        {"type": "tool_use", "id": "toolu_2", "name": "Read", "input": {"file_path": "x"}},
-    ]},
-    {"role": "user", "content": [
-        {"type": "tool_result", "tool_use_id": "toolu_1", "content": [{"type": "tool_reference", "tool_name": "Read"}]},
-        {"type": "tool_result", "tool_use_id": "toolu_2", "is_error": True, "content": "failed"},
-        {"type": "text", "text": "go on"},
-    ]},
+    {
+        "role": "user",
+        "content": [
+            {"type": "text", "text": "Look this up", "cache_control": {"type": "ephemeral", "ttl": "1h"}},
+            {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "doc"}, "title": "t"},
+        ],
+    },
+    {
+        "role": "assistant",
+        "content": [
+            {"type": "thinking", "thinking": "hmm", "signature": "sig"},
+            {"type": "redacted_thinking", "data": "xxx"},
+            {"type": "text", "text": "Searching."},
+            {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {"query": "q"}},
+            {"type": "web_search_tool_result", "tool_use_id": "srvtoolu_1", "content": []},
+            {"type": "tool_use", "id": "toolu_1", "name": "ToolSearch", "input": {"query": "read"}},
+            {"type": "tool_use", "id": "toolu_2", "name": "Read", "input": {"file_path": "x"}},
+        ],
+    },
+    {
+        "role": "user",
+        "content": [
+            {
+                "type": "tool_result",
+                "tool_use_id": "toolu_1",
+                "content": [{"type": "tool_reference", "tool_name": "Read"}],
+            },
+            {"type": "tool_result", "tool_use_id": "toolu_2", "is_error": True, "content": "failed"},
+            {"type": "text", "text": "go on"},
+        ],
+    },
 ]
 
 
@@ -69,7 +84,10 @@ def test_a_thinking_block_with_a_forged_signature_is_a_400(server):
     signed(server, messages)[1]["content"][0]["thinking"] = "altered"
     r = post(server, {"messages": messages})
     assert r.status_code == 400
-    assert r.json()["error"] == {"type": "invalid_request_error", "message": "messages.1.content.0: Invalid `signature` in `thinking` block"}
+    assert r.json()["error"] == {
+        "type": "invalid_request_error",
+        "message": "messages.1.content.0: Invalid `signature` in `thinking` block",
+    }
 
 
 @pytest.mark.parametrize("kind", ["image", "document"])
@@ -90,7 +108,15 @@ def test_fields_claude_code_sends_and_unknown_ones_are_accepted(server):
             "thinking": {"type": "adaptive", "display": "omitted"},
             "context_management": {"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]},
             "output_config": {"effort": "medium"},
-            "tools": [{"name": "Later", "description": "d", "input_schema": {"type": "object"}, "defer_loading": True, "cache_control": {"type": "ephemeral"}}],
+            "tools": [
+                {
+                    "name": "Later",
+                    "description": "d",
+                    "input_schema": {"type": "object"},
+                    "defer_loading": True,
+                    "cache_control": {"type": "ephemeral"},
+                }
+            ],
             "a_field_from_the_future": {"x": 1},
         },
         headers={"anthropic-beta": "claude-code-20250219,some-beta-from-2027-01-01", "anthropic-version": "2023-06-01"},
@@ -106,11 +132,16 @@ def test_system_as_string_or_blocks_renders_the_same(server):
 
 
 def test_system_messages_anywhere_including_last(server):
-    r = post(server, {"messages": [
-        {"role": "system", "content": "first"},
-        {"role": "user", "content": "hi"},
-        {"role": "system", "content": [{"type": "text", "text": "# Environment\n - cwd: /x"}]},
-    ]})
+    r = post(
+        server,
+        {
+            "messages": [
+                {"role": "system", "content": "first"},
+                {"role": "user", "content": "hi"},
+                {"role": "system", "content": [{"type": "text", "text": "# Environment\n - cwd: /x"}]},
+            ]
+        },
+    )
     assert r.status_code == 200, r.text
 
 
@@ -122,21 +153,41 @@ def test_consecutive_same_role_turns_merge(server):
 
 def test_final_assistant_turn_is_continued(chat_server):
     base = {"model": "m", "max_tokens": 20, "temperature": 0}
-    plain = httpx.post(chat_server.url + "/v1/messages", headers=KEY, json={**base, "messages": [{"role": "user", "content": "hi"}]}, timeout=60).json()
+    plain = httpx.post(
+        chat_server.url + "/v1/messages",
+        headers=KEY,
+        json={**base, "messages": [{"role": "user", "content": "hi"}]},
+        timeout=60,
+    ).json()
     assert plain["content"][0]["text"] == "Hello! How can I help?"
     # Prefilled with the reply's first word, the model goes on from there.
-    cont = httpx.post(chat_server.url + "/v1/messages", headers=KEY, json={**base, "messages": [
-        {"role": "user", "content": "hi"}, {"role": "assistant", "content": "Hello"}]}, timeout=60).json()
+    cont = httpx.post(
+        chat_server.url + "/v1/messages",
+        headers=KEY,
+        json={**base, "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Hello"}]},
+        timeout=60,
+    ).json()
     assert cont["content"][0]["text"] == "! How can I help?"
     assert prompt_tokens(cont) == prompt_tokens(plain) + 1
 
 
 def test_billing_line_never_reaches_the_prompt(server):
     def body(suffix):
-        return {"system": [
-            {"type": "text", "text": f"x-anthropic-billing-header: cc_version=2.1.332.{suffix}; cc_entrypoint=cli;"},
-            {"type": "text", "text": "You are Claude Code."}], "messages": [{"role": "user", "content": "hi"}]}
-    without = {"system": [{"type": "text", "text": "You are Claude Code."}], "messages": [{"role": "user", "content": "hi"}]}
+        return {
+            "system": [
+                {
+                    "type": "text",
+                    "text": f"x-anthropic-billing-header: cc_version=2.1.332.{suffix}; cc_entrypoint=cli;",
+                },
+                {"type": "text", "text": "You are Claude Code."},
+            ],
+            "messages": [{"role": "user", "content": "hi"}],
+        }
+
+    without = {
+        "system": [{"type": "text", "text": "You are Claude Code."}],
+        "messages": [{"role": "user", "content": "hi"}],
+    }
     assert count(server, body("0b8")) == count(server, body("f00d")) == count(server, without)
 
 

@@ -31,7 +31,9 @@ def test_head_probes_answer_without_error(server, path):
     ],
 )
 def test_every_response_carries_a_request_id(server, method, path, headers, status):
-    r = httpx.request(method, server.url + path, headers=headers, timeout=10, content=b"{}" if method == "POST" else None)
+    r = httpx.request(
+        method, server.url + path, headers=headers, timeout=10, content=b"{}" if method == "POST" else None
+    )
     assert r.status_code == status
     assert r.headers["request-id"].startswith("req_")
     if status >= 400:
@@ -93,10 +95,19 @@ def test_count_tokens_is_exact_with_system_tools_and_messages(server):
     body = {
         "model": "tiny",
         "system": [{"type": "text", "text": "Be terse."}],
-        "tools": [{"name": "get_weather", "description": "Weather", "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}],
+        "tools": [
+            {
+                "name": "get_weather",
+                "description": "Weather",
+                "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
+            }
+        ],
         "messages": [
             {"role": "user", "content": "weather in Oslo?"},
-            {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Oslo"}}]},
+            {
+                "role": "assistant",
+                "content": [{"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Oslo"}}],
+            },
             {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "rain"}]},
         ],
     }
@@ -105,6 +116,14 @@ def test_count_tokens_is_exact_with_system_tools_and_messages(server):
     made = httpx.post(server.url + "/v1/messages", headers=KEY, json={**body, "max_tokens": 1}, timeout=60).json()
     u = made["usage"]
     # Total input = input_tokens + cache_creation_input_tokens + cache_read_input_tokens.
-    assert counted.json()["input_tokens"] == u["input_tokens"] + u["cache_creation_input_tokens"] + u["cache_read_input_tokens"]
-    bare = httpx.post(server.url + "/v1/messages/count_tokens", headers=KEY, json={"model": "tiny", "messages": body["messages"]}, timeout=30)
+    assert (
+        counted.json()["input_tokens"]
+        == u["input_tokens"] + u["cache_creation_input_tokens"] + u["cache_read_input_tokens"]
+    )
+    bare = httpx.post(
+        server.url + "/v1/messages/count_tokens",
+        headers=KEY,
+        json={"model": "tiny", "messages": body["messages"]},
+        timeout=30,
+    )
     assert bare.json()["input_tokens"] < counted.json()["input_tokens"]  # system and tools count

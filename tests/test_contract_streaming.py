@@ -58,10 +58,16 @@ def test_event_order_indices_ping_and_usage(server):
 
 def filler(server, tokens):
     """A user message that renders to about `tokens` prompt tokens (measured, not guessed)."""
+
     def count(n):
-        r = httpx.post(server.url + "/v1/messages/count_tokens", headers=KEY, timeout=30,
-                       json={"model": "tiny", "messages": [{"role": "user", "content": "lorem ipsum " * n}]})
+        r = httpx.post(
+            server.url + "/v1/messages/count_tokens",
+            headers=KEY,
+            timeout=30,
+            json={"model": "tiny", "messages": [{"role": "user", "content": "lorem ipsum " * n}]},
+        )
         return r.json()["input_tokens"]
+
     base, per = count(100), (count(200) - count(100)) / 100
     return "lorem ipsum " * int(100 + (tokens - base) / per)
 
@@ -78,21 +84,41 @@ def test_stop_sequence_streamed_and_not(server):
     free = stream(server, {"max_tokens": 12, "messages": [{"role": "user", "content": "Hello"}]})
     text = "".join(e["delta"]["text"] for e in free if e["type"] == "content_block_delta")
     stop = text[4:8]
-    events = stream(server, {"max_tokens": 12, "stop_sequences": [stop], "messages": [{"role": "user", "content": "Hello"}]})
+    events = stream(
+        server, {"max_tokens": 12, "stop_sequences": [stop], "messages": [{"role": "user", "content": "Hello"}]}
+    )
     check_invariants(events)
     assert events[-2]["delta"] == {"stop_reason": "stop_sequence", "stop_sequence": stop}
     streamed = "".join(e["delta"]["text"] for e in events if e["type"] == "content_block_delta")
     assert streamed == text[: text.index(stop)]
-    plain = httpx.post(server.url + "/v1/messages", headers=KEY, timeout=60, json={
-        "model": "tiny", "max_tokens": 12, "temperature": 0, "stop_sequences": ["zzzz", stop],
-        "messages": [{"role": "user", "content": "Hello"}]}).json()
+    plain = httpx.post(
+        server.url + "/v1/messages",
+        headers=KEY,
+        timeout=60,
+        json={
+            "model": "tiny",
+            "max_tokens": 12,
+            "temperature": 0,
+            "stop_sequences": ["zzzz", stop],
+            "messages": [{"role": "user", "content": "Hello"}],
+        },
+    ).json()
     assert (plain["stop_reason"], plain["stop_sequence"]) == ("stop_sequence", stop)
 
 
 def test_max_tokens_is_clamped_to_what_the_context_leaves(server):
     prompt = filler(server, 4050)  # leaves a few dozen tokens of the 4,096
-    r = httpx.post(server.url + "/v1/messages", headers=KEY, timeout=120, json={
-        "model": "tiny", "max_tokens": 128000, "temperature": 0, "messages": [{"role": "user", "content": prompt}]})
+    r = httpx.post(
+        server.url + "/v1/messages",
+        headers=KEY,
+        timeout=120,
+        json={
+            "model": "tiny",
+            "max_tokens": 128000,
+            "temperature": 0,
+            "messages": [{"role": "user", "content": prompt}],
+        },
+    )
     m = r.json()
     assert r.status_code == 200, r.text
     assert m["stop_reason"] == "model_context_window_exceeded"
@@ -101,19 +127,33 @@ def test_max_tokens_is_clamped_to_what_the_context_leaves(server):
 
 @pytest.mark.parametrize("streamed", [False, True])
 def test_prompt_too_long_is_400_with_the_wording_clients_know(server, streamed):
-    r = httpx.post(server.url + "/v1/messages", headers=KEY, timeout=60, json={
-        "model": "tiny", "max_tokens": 10, "stream": streamed, "messages": [{"role": "user", "content": "lorem ipsum " * 3000}]})
+    r = httpx.post(
+        server.url + "/v1/messages",
+        headers=KEY,
+        timeout=60,
+        json={
+            "model": "tiny",
+            "max_tokens": 10,
+            "stream": streamed,
+            "messages": [{"role": "user", "content": "lorem ipsum " * 3000}],
+        },
+    )
     assert r.status_code == 400
     message = r.json()["error"]["message"]
     assert message.startswith("prompt is too long: ") and message.endswith(" tokens > 4096 maximum")
 
 
-WEATHER = {"name": "get_weather", "description": "Forecast", "input_schema": {
-    "type": "object", "properties": {"days": {"type": "integer"}}, "required": ["days"]}}
+WEATHER = {
+    "name": "get_weather",
+    "description": "Forecast",
+    "input_schema": {"type": "object", "properties": {"days": {"type": "integer"}}, "required": ["days"]},
+}
 
 
 def test_tool_use_streamed_with_valid_partial_json(tool_server):
-    events = stream(tool_server, {"max_tokens": 60, "tools": [WEATHER], "messages": [{"role": "user", "content": "Weather?"}]})
+    events = stream(
+        tool_server, {"max_tokens": 60, "tools": [WEATHER], "messages": [{"role": "user", "content": "Weather?"}]}
+    )
     check_invariants(events)
     start = next(e for e in events if e["type"] == "content_block_start")
     block = start["content_block"]
@@ -126,23 +166,39 @@ def test_tool_use_streamed_with_valid_partial_json(tool_server):
 
 def test_tool_use_through_the_official_client_and_back(tool_server):
     sdk = anthropic.Anthropic(base_url=tool_server.url, api_key="pensieve-local-key", max_retries=0)
-    msg = sdk.messages.create(model="m", max_tokens=60, tools=[WEATHER], messages=[{"role": "user", "content": "Weather?"}])
+    msg = sdk.messages.create(
+        model="m", max_tokens=60, tools=[WEATHER], messages=[{"role": "user", "content": "Weather?"}]
+    )
     assert msg.stop_reason == "tool_use"
     (call,) = msg.content
     assert (call.type, call.name, call.input) == ("tool_use", "get_weather", {"days": 3})
-    with sdk.messages.stream(model="m", max_tokens=60, tools=[WEATHER], messages=[
-        {"role": "user", "content": "Weather?"},
-        {"role": "assistant", "content": [c.model_dump() for c in msg.content]},
-        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "sunny"}]},
-    ]) as s:
+    with sdk.messages.stream(
+        model="m",
+        max_tokens=60,
+        tools=[WEATHER],
+        messages=[
+            {"role": "user", "content": "Weather?"},
+            {"role": "assistant", "content": [c.model_dump() for c in msg.content]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "sunny"}]},
+        ],
+    ) as s:
         final = s.get_final_message()
     assert final.content[0].type == "tool_use" and final.content[0].input == {"days": 3}
 
 
 def test_tool_choice_none_offers_no_tools(tool_server):
-    r = httpx.post(tool_server.url + "/v1/messages", headers=KEY, timeout=60, json={
-        "model": "m", "max_tokens": 60, "tools": [WEATHER], "tool_choice": {"type": "none"},
-        "messages": [{"role": "user", "content": "Weather?"}]})
+    r = httpx.post(
+        tool_server.url + "/v1/messages",
+        headers=KEY,
+        timeout=60,
+        json={
+            "model": "m",
+            "max_tokens": 60,
+            "tools": [WEATHER],
+            "tool_choice": {"type": "none"},
+            "messages": [{"role": "user", "content": "Weather?"}],
+        },
+    )
     m = r.json()
     assert m["stop_reason"] == "end_turn" and m["content"][0]["type"] == "text"
     assert "<tool_call>" in m["content"][0]["text"]  # the scripted model still says it: as text

@@ -8,7 +8,6 @@ import anthropic
 import httpx2 as httpx
 import jsonschema
 import pytest
-
 from server_process import ServerProcess, isolated_env
 
 pytestmark = pytest.mark.slow
@@ -37,8 +36,12 @@ def test_offline_default_start_serves_the_bundled_model(bundled_server):
     r = httpx.post(
         URL + "/v1/messages",
         headers={"x-api-key": "pensieve-local-key"},
-        json={"model": "anything", "max_tokens": 10, "temperature": 0,
-              "messages": [{"role": "user", "content": "What is the capital of France? Answer briefly."}]},
+        json={
+            "model": "anything",
+            "max_tokens": 10,
+            "temperature": 0,
+            "messages": [{"role": "user", "content": "What is the capital of France? Answer briefly."}],
+        },
         timeout=120,
     )
     assert r.status_code == 200, r.text
@@ -66,7 +69,10 @@ def test_the_bundled_model_calls_a_tool_under_tool_choice_any(bundled_server):
     its answer a call whose input fits the schema."""
     with anthropic.Anthropic(base_url=URL, api_key="pensieve-local-key", max_retries=0) as client:
         message = client.messages.create(
-            model="anything", max_tokens=60, tools=[WEATHER, TIME], tool_choice={"type": "any"},
+            model="anything",
+            max_tokens=60,
+            tools=[WEATHER, TIME],
+            tool_choice={"type": "any"},
             extra_body={"temperature": 0},
             messages=[{"role": "user", "content": "What's the weather like in Paris right now?"}],
         )

@@ -12,7 +12,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def check(root: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])}
-    return subprocess.run([str(ROOT / "tools/check_dependencies.sh"), str(root)], env=env, capture_output=True, text=True)
+    return subprocess.run(
+        [str(ROOT / "tools/check_dependencies.sh"), str(root)], env=env, capture_output=True, text=True
+    )
 
 
 def test_declared_dependencies_equal_imports():

@@ -10,8 +10,15 @@ ROOT = Path(__file__).resolve().parents[1]
 TREE_MODULE = ROOT / "packages/pensieve-core/src/pensieve_core/errors.py"
 # The API's whole list of error types, not only those the tree uses today.
 API_TYPES = {
-    "invalid_request_error", "authentication_error", "permission_error", "not_found_error",
-    "request_too_large", "rate_limit_error", "api_error", "timeout_error", "overloaded_error",
+    "invalid_request_error",
+    "authentication_error",
+    "permission_error",
+    "not_found_error",
+    "request_too_large",
+    "rate_limit_error",
+    "api_error",
+    "timeout_error",
+    "overloaded_error",
 }
 
 
@@ -25,8 +32,12 @@ def hand_written_error_types(path: Path, root: Path = ROOT) -> list[str]:
 
 
 def test_only_the_tree_names_error_types():
-    found = [hit for path in sorted(ROOT.glob("packages/*/src/**/*.py")) if path != TREE_MODULE
-             for hit in hand_written_error_types(path)]
+    found = [
+        hit
+        for path in sorted(ROOT.glob("packages/*/src/**/*.py"))
+        if path != TREE_MODULE
+        for hit in hand_written_error_types(path)
+    ]
     assert found == []
 
 

@@ -11,7 +11,11 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-LINT = [sys.executable, "-c", "import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())"]
+LINT = [
+    sys.executable,
+    "-c",
+    "import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())",
+]
 
 
 def lint(src_dirs: list[Path], config: Path) -> subprocess.CompletedProcess:
@@ -123,9 +127,17 @@ def private_mlx_lm_uses(src_dirs: list[Path]) -> list[str]:
                 continue
             for node in ast.walk(ast.parse(path.read_text())):
                 if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "mlx_lm":
-                    found += [f"{where}:{node.lineno} imports {node.module}.{a.name}" for a in node.names if a.name.startswith("_")]
-                elif (isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__")
-                      and ast.unparse(node.value).endswith("tokenizer")):
+                    found += [
+                        f"{where}:{node.lineno} imports {node.module}.{a.name}"
+                        for a in node.names
+                        if a.name.startswith("_")
+                    ]
+                elif (
+                    isinstance(node, ast.Attribute)
+                    and node.attr.startswith("_")
+                    and not node.attr.startswith("__")
+                    and ast.unparse(node.value).endswith("tokenizer")
+                ):
                     found.append(f"{where}:{node.lineno} reads {ast.unparse(node)}")
     return found
 

@@ -12,8 +12,13 @@ KEY = {"x-api-key": "pensieve-local-key"}
 
 
 def body(text, max_tokens=20, stream=False):
-    return {"model": "tiny", "max_tokens": max_tokens, "temperature": 0, "stream": stream,
-            "messages": [{"role": "user", "content": text}]}
+    return {
+        "model": "tiny",
+        "max_tokens": max_tokens,
+        "temperature": 0,
+        "stream": stream,
+        "messages": [{"role": "user", "content": text}],
+    }
 
 
 def gauge(server, name) -> float:
@@ -27,7 +32,9 @@ def test_eight_parallel_greedy_requests_match_one_by_one(server):
 
     async def together():
         async with httpx.AsyncClient(timeout=60) as client:
-            return await asyncio.gather(*(client.post(server.url + "/v1/messages", headers=KEY, json=b) for b in bodies))
+            return await asyncio.gather(
+                *(client.post(server.url + "/v1/messages", headers=KEY, json=b) for b in bodies)
+            )
 
     batched = [r.json() for r in asyncio.run(together())]
     assert [m["content"] for m in batched] == [m["content"] for m in alone]

@@ -8,8 +8,12 @@ KEY = {"x-api-key": "pensieve-local-key"}
 
 
 def ask(server, messages):
-    r = httpx.post(server.url + "/v1/messages", headers=KEY, timeout=120,
-                   json={"model": "m", "max_tokens": 50, "system": "You are terse.", "messages": messages})
+    r = httpx.post(
+        server.url + "/v1/messages",
+        headers=KEY,
+        timeout=120,
+        json={"model": "m", "max_tokens": 50, "system": "You are terse.", "messages": messages},
+    )
     assert r.status_code == 200, r.text
     return r.json()
 
@@ -25,15 +29,28 @@ def test_next_turn_reads_the_previous_prompt_and_answer_from_the_cache(chat_serv
     assert u1["input_tokens"] == prompt1 - u1["cache_read_input_tokens"] > 10
     assert u1["cache_creation_input_tokens"] == 0
 
-    second = ask(chat_server, [*first_turn, {"role": "assistant", "content": CHAT_REPLY},
-                               {"role": "user", "content": "And turn two?"}])
+    second = ask(
+        chat_server,
+        [*first_turn, {"role": "assistant", "content": CHAT_REPLY}, {"role": "user", "content": "And turn two?"}],
+    )
     u2 = second["usage"]
     # Turn one's prompt, its reply and the end-of-turn token are reused; only the new tail runs.
     assert u2["cache_read_input_tokens"] == prompt1 + u1["output_tokens"]
     prompt2 = u2["input_tokens"] + u2["cache_creation_input_tokens"] + u2["cache_read_input_tokens"]
-    counted = httpx.post(chat_server.url + "/v1/messages/count_tokens", headers=KEY, timeout=30, json={
-        "model": "m", "system": "You are terse.", "messages": [*first_turn, {"role": "assistant", "content": CHAT_REPLY},
-                                                               {"role": "user", "content": "And turn two?"}]}).json()
+    counted = httpx.post(
+        chat_server.url + "/v1/messages/count_tokens",
+        headers=KEY,
+        timeout=30,
+        json={
+            "model": "m",
+            "system": "You are terse.",
+            "messages": [
+                *first_turn,
+                {"role": "assistant", "content": CHAT_REPLY},
+                {"role": "user", "content": "And turn two?"},
+            ],
+        },
+    ).json()
     assert prompt2 == counted["input_tokens"]
     assert u2["input_tokens"] == prompt2 - u2["cache_read_input_tokens"]
 
@@ -42,7 +59,7 @@ def test_cache_reads_show_in_metrics(chat_server):
     for _ in range(2):
         ask(chat_server, [{"role": "user", "content": "Counting cache reads."}])
     text = httpx.get(chat_server.url + "/metrics", headers=KEY, timeout=10).text
-    line = next(l for l in text.splitlines() if l.startswith("pensieve_cache_read_tokens_total "))
+    line = next(row for row in text.splitlines() if row.startswith("pensieve_cache_read_tokens_total "))
     assert float(line.split()[1]) > 0
 
 
@@ -67,16 +84,21 @@ def test_a_restarted_server_reads_the_system_prompt_from_disk(tmp_path):
         proc = ServerProcess(["--model", str(model), "--port", str(port)], env, port, tmp_path / f"log{port}")
         proc.wait_ready()
         try:
-            r = httpx.post(proc.url + "/v1/messages", headers=KEY, timeout=120,
-                           json={"model": "m", "max_tokens": 50, "system": system, "messages": messages})
+            r = httpx.post(
+                proc.url + "/v1/messages",
+                headers=KEY,
+                timeout=120,
+                json={"model": "m", "max_tokens": 50, "system": system, "messages": messages},
+            )
             assert r.status_code == 200, r.text
             return r.json()["usage"]
         finally:
             assert proc.stop() == 0, proc.output()
 
     def cli(*args):
-        done = subprocess.run([sys.executable, "-m", "pensieve_cli", "cache", *args], env=env,
-                              capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            [sys.executable, "-m", "pensieve_cli", "cache", *args], env=env, capture_output=True, text=True, timeout=120
+        )
         assert done.returncode == 0, done.stderr
         return done.stdout
 

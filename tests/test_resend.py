@@ -14,8 +14,13 @@ PROMPT = "Tell me everything about the history of rivers and mountains. " * 120
 
 
 def body(stream=True, text=PROMPT):
-    return {"model": "tiny", "max_tokens": 300, "temperature": 0, "stream": stream,
-            "messages": [{"role": "user", "content": text}]}
+    return {
+        "model": "tiny",
+        "max_tokens": 300,
+        "temperature": 0,
+        "stream": stream,
+        "messages": [{"role": "user", "content": text}],
+    }
 
 
 def session(name):
@@ -122,8 +127,10 @@ def test_another_session_or_another_body_does_not_join(server):
     async def run():
         async with httpx.AsyncClient(timeout=60) as client:
             first = await running(client, server, "s-a")
-            others = [await Stream(client, server.url, session("s-b"), body()).open(),
-                      await Stream(client, server.url, session("s-a"), body(text=PROMPT + "!")).open()]
+            others = [
+                await Stream(client, server.url, session("s-b"), body()).open(),
+                await Stream(client, server.url, session("s-a"), body(text=PROMPT + "!")).open(),
+            ]
             return await asyncio.gather(first.finish(), *(s.finish() for s in others))
 
     answers = asyncio.run(run())

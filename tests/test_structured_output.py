@@ -25,7 +25,10 @@ def client(server):
 def test_the_text_answer_parses_and_validates_against_output_config_format(server):
     with client(server) as sdk:
         message = sdk.messages.create(
-            model="tiny", max_tokens=300, messages=QUESTION, extra_body={"temperature": 1.0},
+            model="tiny",
+            max_tokens=300,
+            messages=QUESTION,
+            extra_body={"temperature": 1.0},
             output_config={"format": {"type": "json_schema", "schema": TITLE}},
         )
     assert message.stop_reason == "end_turn"
@@ -35,9 +38,12 @@ def test_the_text_answer_parses_and_validates_against_output_config_format(serve
 
 def test_the_beta_output_format_shape_streams_a_valid_answer_too(server):
     format = {"type": "json_schema", "schema": TITLE}
-    with client(server) as sdk, sdk.messages.stream(
-        model="tiny", max_tokens=300, messages=QUESTION, extra_body={"output_format": format},
-    ) as stream:
+    with (
+        client(server) as sdk,
+        sdk.messages.stream(
+            model="tiny", max_tokens=300, messages=QUESTION, extra_body={"output_format": format}
+        ) as stream,
+    ):
         message = stream.get_final_message()
     assert message.stop_reason == "end_turn"
     jsonschema.validate(json.loads(message.content[0].text), TITLE)
@@ -48,7 +54,10 @@ def test_a_schema_with_an_unsupported_keyword_is_a_400_naming_it(server, stream)
     schema = {"type": "object", "not": {"required": ["title"]}}
     with client(server) as sdk, pytest.raises(anthropic.BadRequestError) as caught:
         sdk.messages.create(
-            model="tiny", max_tokens=30, messages=QUESTION, stream=stream,
+            model="tiny",
+            max_tokens=30,
+            messages=QUESTION,
+            stream=stream,
             output_config={"format": {"type": "json_schema", "schema": schema}},
         )
     assert caught.value.body["error"]["type"] == "invalid_request_error"

@@ -4,7 +4,6 @@ import json
 
 import anthropic
 import jsonschema
-import pytest
 
 from pensieve_server.signatures import ThinkingSigner, install_secret
 
@@ -13,7 +12,10 @@ READ = {
     "description": "Read a file.",
     "input_schema": {
         "type": "object",
-        "properties": {"file_path": {"type": "string", "maxLength": 30}, "limit": {"type": "integer", "minimum": 1, "maximum": 99}},
+        "properties": {
+            "file_path": {"type": "string", "maxLength": 30},
+            "limit": {"type": "integer", "minimum": 1, "maximum": 99},
+        },
         "required": ["file_path"],
     },
 }
@@ -34,20 +36,30 @@ def test_thinking_then_text_with_a_signature_that_verifies(thinking_server):
         assert block.thinking and block.signature
         assert ThinkingSigner(install_secret(thinking_server.home)).verify(block.thinking, block.signature)
         # The block goes back in the next turn as Claude Code sends it, and is accepted.
-        follow_up = sdk.messages.create(model="tiny", max_tokens=30, thinking=thinking, messages=[
-            question, {"role": "assistant", "content": message.content}, {"role": "user", "content": "And?"},
-        ])
+        follow_up = sdk.messages.create(
+            model="tiny",
+            max_tokens=30,
+            thinking=thinking,
+            messages=[question, {"role": "assistant", "content": message.content}, {"role": "user", "content": "And?"}],
+        )
     assert follow_up.content[0].type == "thinking"
 
 
 def test_streamed_thinking_sends_its_signature_before_the_block_stops(thinking_server):
-    with client(thinking_server) as sdk, sdk.messages.stream(
-        model="tiny", max_tokens=30, thinking={"type": "enabled", "budget_tokens": 8},
-        messages=[{"role": "user", "content": "Think."}],
-    ) as stream:
+    with (
+        client(thinking_server) as sdk,
+        sdk.messages.stream(
+            model="tiny",
+            max_tokens=30,
+            thinking={"type": "enabled", "budget_tokens": 8},
+            messages=[{"role": "user", "content": "Think."}],
+        ) as stream,
+    ):
         events = list(stream)
         final = stream.get_final_message()
-    order = [(e.type, getattr(getattr(e, "delta", None), "type", None)) for e in events if e.type.startswith("content_block")]
+    order = [
+        (e.type, getattr(getattr(e, "delta", None), "type", None)) for e in events if e.type.startswith("content_block")
+    ]
     first_stop = order.index(("content_block_stop", None))
     starts = [e.content_block.type for e in events if e.type == "content_block_start"]
     assert starts == ["thinking", "text"]
@@ -58,11 +70,21 @@ def test_streamed_thinking_sends_its_signature_before_the_block_stops(thinking_s
 
 def test_a_forced_call_streams_its_input_and_validates(server):
     """The random-weight model (a template with no tools: the generic convention)."""
-    with client(server) as sdk, sdk.messages.stream(
-        model="tiny", max_tokens=80, tools=[READ], tool_choice={"type": "tool", "name": "read_file"},
-        messages=[{"role": "user", "content": "Open the notes."}],
-    ) as stream:
-        deltas = [e.delta.partial_json for e in stream if e.type == "content_block_delta" and e.delta.type == "input_json_delta"]
+    with (
+        client(server) as sdk,
+        sdk.messages.stream(
+            model="tiny",
+            max_tokens=80,
+            tools=[READ],
+            tool_choice={"type": "tool", "name": "read_file"},
+            messages=[{"role": "user", "content": "Open the notes."}],
+        ) as stream,
+    ):
+        deltas = [
+            e.delta.partial_json
+            for e in stream
+            if e.type == "content_block_delta" and e.delta.type == "input_json_delta"
+        ]
         final = stream.get_final_message()
     assert final.stop_reason == "tool_use"
     (call,) = final.content
@@ -78,7 +100,7 @@ def _thinking_blocks(sdk, effort=None, system_effort=None, max_tokens=12):
         messages.append({"role": "system", "content": [], "output_config": {"effort": system_effort}})
     extra = {"output_config": {"effort": effort}} if effort else {}
     message = sdk.messages.create(
-        model="tiny", max_tokens=max_tokens, thinking={"type": "adaptive"}, messages=messages, extra_body=extra,
+        model="tiny", max_tokens=max_tokens, thinking={"type": "adaptive"}, messages=messages, extra_body=extra
     )
     return [b for b in message.content if b.type == "thinking"]
 
@@ -105,9 +127,12 @@ def test_omitted_display_returns_empty_thinking_with_a_signature_that_is_accepte
         assert block.type == "thinking" and block.thinking == "" and block.signature
         assert message.usage.output_tokens > 1, "the model still thought"
         assert ThinkingSigner(install_secret(thinking_server.home)).verify("", block.signature)
-        follow_up = sdk.messages.create(model="tiny", max_tokens=20, thinking=thinking, messages=[
-            question, {"role": "assistant", "content": message.content}, {"role": "user", "content": "And?"},
-        ])
+        follow_up = sdk.messages.create(
+            model="tiny",
+            max_tokens=20,
+            thinking=thinking,
+            messages=[question, {"role": "assistant", "content": message.content}, {"role": "user", "content": "And?"}],
+        )
         assert follow_up.content[0].type == "thinking", "the empty block was accepted"
         with sdk.messages.stream(model="tiny", max_tokens=20, thinking=thinking, messages=[question]) as stream:
             deltas = [e.delta.type for e in stream if e.type == "content_block_delta" and e.index == 0]

@@ -31,9 +31,18 @@ def serve(model, env, log):
 
 
 def ask(proc, i):
-    r = httpx.post(proc.url + "/v1/messages", headers=KEY, timeout=120, json={
-        "model": "m", "max_tokens": 8, "temperature": 0, "system": system_prompt(i),
-        "messages": [{"role": "user", "content": "Which case is this?"}]})
+    r = httpx.post(
+        proc.url + "/v1/messages",
+        headers=KEY,
+        timeout=120,
+        json={
+            "model": "m",
+            "max_tokens": 8,
+            "temperature": 0,
+            "system": system_prompt(i),
+            "messages": [{"role": "user", "content": "Which case is this?"}],
+        },
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     return "".join(b.get("text", "") for b in body["content"]), body["usage"]
@@ -68,8 +77,13 @@ def test_every_corrupt_cache_file_is_a_logged_miss_and_the_answer_does_not_chang
     for name, path in paths.items():
         tokens[name] = len(read_entry(path).tokens)
         path.write_bytes(ALL[name](path.read_bytes()))
-    listed = subprocess.run([sys.executable, "-m", "pensieve_cli", "cache", "list", "--json", "--verify"], env=env,
-                            capture_output=True, text=True, timeout=120)
+    listed = subprocess.run(
+        [sys.executable, "-m", "pensieve_cli", "cache", "list", "--json", "--verify"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert listed.returncode == 0, listed.stderr
     assert {r["path"] for r in json.loads(listed.stdout) if r["problem"]} == {str(p) for p in paths.values()}
 

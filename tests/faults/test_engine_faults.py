@@ -49,14 +49,14 @@ def test_a_top_k_past_the_vocabulary_poisons_nothing(server, top_k):
     innocent.join(120)
     events = sse_events(innocent.raw)
     assert events[-1]["type"] == "message_stop"
-    assert [e for e in events if e["type"] == "message_delta"][0]["usage"]["output_tokens"] == 200
+    assert next(e for e in events if e["type"] == "message_delta")["usage"]["output_tokens"] == 200
     for i in range(5):
         after = post(server, body(f"Served after the odd request {i}", temperature=0))
         assert after.status_code == 200 and after.json()["stop_reason"] == "max_tokens"
     assert httpx.get(server.url + "/health").json()["status"] == "ok"
 
 
-@pytest.mark.parametrize("raw_top_k", ["1e30", "-1", "2.5", "\"5\""])
+@pytest.mark.parametrize("raw_top_k", ["1e30", "-1", "2.5", '"5"'])
 def test_a_top_k_that_is_no_count_is_a_400_naming_it(server, raw_top_k):
     text = json.dumps(body("top_k that is not a count")).replace('"max_tokens"', f'"top_k": {raw_top_k}, "max_tokens"')
     r = httpx.post(server.url + "/v1/messages", content=text, headers={**KEY, "content-type": "application/json"})

@@ -38,7 +38,11 @@ def test_odd_but_valid_values_are_served(server, name, body):
 RAW = [
     ("bad content-length", b"POST /v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: abc\r\n\r\n", 400),
     ("headers too large", b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n", 431),
-    ("unsupported transfer-encoding", b"POST /v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
+    (
+        "unsupported transfer-encoding",
+        b"POST /v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: gzip\r\n\r\n",
+        501,
+    ),
 ]
 
 

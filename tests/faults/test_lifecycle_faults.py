@@ -24,13 +24,18 @@ SLACK_S = 3.0  # closing the models, threads and interpreter once the timeout ha
 
 
 def pensieve(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pensieve_cli", *args], env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "pensieve_cli", *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def message(max_tokens: int, *, stream: bool = False) -> dict:
-    return {"model": "m", "max_tokens": max_tokens, "stream": stream,
-            "messages": [{"role": "user", "content": f"{MARKER} tell me a story"}]}
+    return {
+        "model": "m",
+        "max_tokens": max_tokens,
+        "stream": stream,
+        "messages": [{"role": "user", "content": f"{MARKER} tell me a story"}],
+    }
 
 
 def read_until_delta(chunks) -> str:
@@ -78,7 +83,7 @@ def test_foreground_start_on_a_taken_port_is_one_line_and_exit_1(tiny_model_dir,
 
 
 class _OtherServer(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 — http.server's spelling
+    def do_GET(self) -> None:
         body = json.dumps({"status": "ok"}).encode()
         self.send_response(200)
         self.send_header("content-type", "application/json")
@@ -107,8 +112,11 @@ def test_daemon_start_on_a_port_another_server_answers_fails_and_leaves_no_pid_f
     assert not (tmp_path / "pensieve" / "pensieve.pid").exists()
 
 
-@pytest.mark.parametrize("signals", [[signal.SIGINT], [signal.SIGTERM], [signal.SIGINT, signal.SIGINT]],
-                         ids=["sigint", "sigterm", "second-sigint"])
+@pytest.mark.parametrize(
+    "signals",
+    [[signal.SIGINT], [signal.SIGTERM], [signal.SIGINT, signal.SIGINT]],
+    ids=["sigint", "sigterm", "second-sigint"],
+)
 def test_shutdown_with_the_log_reader_gone_ends_in_time(tiny_model_dir, tmp_path, signals):
     """`pensieve start 2>&1 | tee log`, then Ctrl-C: tee dies first and the log pipe is closed.
     The stream still running is cut at shutdown_timeout with one overloaded_error event; a
@@ -120,8 +128,12 @@ def test_shutdown_with_the_log_reader_gone_ends_in_time(tiny_model_dir, tmp_path
     env = isolated_env(tmp_path)
     env["PENSIEVE_SHUTDOWN_TIMEOUT"] = str(timeout_s)
     tee = subprocess.Popen(["tee", str(tmp_path / "log")], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
-    server = subprocess.Popen([sys.executable, "-m", "pensieve_cli", "start", "--model", str(tiny_model_dir),
-                               "--port", str(port)], env=env, stdout=tee.stdin, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "pensieve_cli", "start", "--model", str(tiny_model_dir), "--port", str(port)],
+        env=env,
+        stdout=tee.stdin,
+        stderr=subprocess.STDOUT,
+    )
     tee.stdin.close()
     url = f"http://127.0.0.1:{port}"
     try:
@@ -155,7 +167,10 @@ def test_shutdown_with_the_log_reader_gone_ends_in_time(tiny_model_dir, tmp_path
     assert code == 0
     events = sse_events(raw)
     assert [e["type"] for e in events].count("error") == 1
-    assert events[-1] == {"type": "error", "error": {"type": "overloaded_error", "message": "the server is shutting down"}}
+    assert events[-1] == {
+        "type": "error",
+        "error": {"type": "overloaded_error", "message": "the server is shutting down"},
+    }
 
 
 @pytest.mark.parametrize("log_format", ["json", "console"])
@@ -167,8 +182,13 @@ def test_logs_carry_no_secret_and_a_disconnect_is_one_line(tiny_model_dir, tmp_p
     unhandled-error path is covered by pensieve-cli's test_logging.)"""
     port = free_port()
     env = isolated_env(tmp_path)
-    env.update(PENSIEVE_API_KEY=KEY, PENSIEVE_LOG_FORMAT=log_format, PENSIEVE_SHUTDOWN_TIMEOUT="1",
-               PENSIEVE_MAX_CONCURRENT_SEQUENCES="1", PENSIEVE_MAX_QUEUED_REQUESTS="0")
+    env.update(
+        PENSIEVE_API_KEY=KEY,
+        PENSIEVE_LOG_FORMAT=log_format,
+        PENSIEVE_SHUTDOWN_TIMEOUT="1",
+        PENSIEVE_MAX_CONCURRENT_SEQUENCES="1",
+        PENSIEVE_MAX_QUEUED_REQUESTS="0",
+    )
     server = ServerProcess(["--model", str(tiny_model_dir), "--port", str(port)], env, port, tmp_path / "server.log")
     try:
         server.wait_ready()
@@ -190,8 +210,10 @@ def test_logs_carry_no_secret_and_a_disconnect_is_one_line(tiny_model_dir, tmp_p
                 assert time.monotonic() < deadline, server.output()
                 time.sleep(0.1)
             while True:  # the disconnected stream may hold its one slot for a moment longer
-                r = client.send(client.build_request("POST", "/v1/messages", headers=auth,
-                                                     json=message(3000, stream=True)), stream=True)
+                r = client.send(
+                    client.build_request("POST", "/v1/messages", headers=auth, json=message(3000, stream=True)),
+                    stream=True,
+                )
                 if r.status_code != 529:
                     break
                 r.close()

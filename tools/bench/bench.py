@@ -33,8 +33,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parents[1] / "tests"))  # the Claude-Code-shaped bodies the tests use
 
-from clients import Timing, anthropic_stream, openai_stream, to_openai  # noqa: E402
 from claude_code_body import claude_code_body  # noqa: E402
+from clients import Timing, anthropic_stream, openai_stream, to_openai  # noqa: E402
 
 PROFILES = {
     # CPU: a tiny model, short answers; GPU: longer answers, warm-up before each batch size.
@@ -96,8 +96,11 @@ class GpuMemory:
 
     def _sample(self) -> None:
         while not self._stop.wait(0.5):
-            out = subprocess.run(["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
-                                 capture_output=True, text=True).stdout
+            out = subprocess.run(
+                ["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
+                capture_output=True,
+                text=True,
+            ).stdout
             for line in out.splitlines():
                 try:
                     pid, mib = (int(x) for x in line.split(","))
@@ -119,15 +122,36 @@ def start_pensieve(model: Path, home: Path, log_dir: Path, **settings: Any) -> S
 
 def start_mlx_lm(model: Path, log_dir: Path) -> Server:
     port = free_port()
-    cmd = [sys.executable, "-m", "mlx_lm", "server", "--model", str(model), "--port", str(port), "--log-level", "WARNING",
-           "--prompt-cache-bytes", str(CACHE_BYTES)]
-    return Server("mlx_lm.server", cmd, {**os.environ, "HF_HUB_OFFLINE": "1"}, port, "/v1/models", log_dir / f"mlx-{port}.log")
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlx_lm",
+        "server",
+        "--model",
+        str(model),
+        "--port",
+        str(port),
+        "--log-level",
+        "WARNING",
+        "--prompt-cache-bytes",
+        str(CACHE_BYTES),
+    ]
+    return Server(
+        "mlx_lm.server", cmd, {**os.environ, "HF_HUB_OFFLINE": "1"}, port, "/v1/models", log_dir / f"mlx-{port}.log"
+    )
 
 
 def plain_body(rng: random.Random, words: int, max_tokens: int) -> dict[str, Any]:
     # A nonce first, so no run reuses another's prefix beyond the template's first tokens.
-    text = f"[{rng.getrandbits(64):x}] " + " ".join(rng.choice(("alpha", "beta", "gamma", "delta", "omega")) for _ in range(words))
-    return {"model": "bench", "max_tokens": max_tokens, "temperature": 0.0, "messages": [{"role": "user", "content": text}]}
+    text = f"[{rng.getrandbits(64):x}] " + " ".join(
+        rng.choice(("alpha", "beta", "gamma", "delta", "omega")) for _ in range(words)
+    )
+    return {
+        "model": "bench",
+        "max_tokens": max_tokens,
+        "temperature": 0.0,
+        "messages": [{"role": "user", "content": text}],
+    }
 
 
 NATIVE_TOOLS = False  # set in main from the model's chat template
@@ -147,13 +171,13 @@ def raw_generate_step(model_dir: Path, prompt_tokens: int, tokens: int) -> dict[
 
     model, _ = load(str(model_dir))
     prompt = mx.array([(i * 7919) % 1000 + 10 for i in range(prompt_tokens)])
-    for _ in zip(range(8), generate_step(prompt, model)):  # warm-up: kernels, allocator
+    for _ in zip(range(8), generate_step(prompt, model), strict=False):  # warm-up: kernels, allocator
         pass
     best: dict[str, float] = {}
     for _ in range(2):  # the better of two runs: the floor should not be a slow outlier
         started = time.perf_counter()
         first = started
-        for n, _ in zip(range(tokens), generate_step(prompt, model)):
+        for n, _ in zip(range(tokens), generate_step(prompt, model), strict=False):
             if n == 0:
                 first = time.perf_counter()
         end = time.perf_counter()
@@ -202,12 +226,18 @@ def concurrency(servers: list[Server], p: dict[str, Any], rng: random.Random) ->
 def agentic_turn_body(convo: list[dict[str, Any]], turn: int, max_tokens: int, rng: random.Random) -> dict[str, Any]:
     """Turn `turn` of a Claude-Code-shaped session: the fixed prefix (billing line changed),
     the conversation so far, the new user message, the environment system message last."""
-    body = claude_code_body(billing_suffix=f"{rng.getrandbits(12):03x}", prompt="Turn 1: look at the first file.",
-                            tool_chars=TOOL_CHARS)
+    body = claude_code_body(
+        billing_suffix=f"{rng.getrandbits(12):03x}", prompt="Turn 1: look at the first file.", tool_chars=TOOL_CHARS
+    )
     first_user, env_message = body["messages"][0], body["messages"][-1]
     asked = [{"role": "user", "content": f"Turn {turn}: now the next file, please."}] if turn > 1 else []
-    return {**body, "stream": True, "max_tokens": max_tokens, "temperature": 0.0,
-            "messages": [first_user, *convo, *asked, env_message]}
+    return {
+        **body,
+        "stream": True,
+        "max_tokens": max_tokens,
+        "temperature": 0.0,
+        "messages": [first_user, *convo, *asked, env_message],
+    }
 
 
 def agentic(servers: list[Server], p: dict[str, Any], rng: random.Random) -> dict[str, Any]:
@@ -223,7 +253,7 @@ def agentic(servers: list[Server], p: dict[str, Any], rng: random.Random) -> dic
             turns[s.label].append(time.perf_counter() - started)
             cached[s.label].append(t.cached_tokens)
             # Each server's own answer goes back to it, as a client's would.
-            convo[s.label] = body["messages"][1:-1] + [{"role": "assistant", "content": t.text or "(no text)"}]
+            convo[s.label] = [*body["messages"][1:-1], {"role": "assistant", "content": t.text or "(no text)"}]
             print(f"  turn {turn:2d} {s.label:<22} {turns[s.label][-1]:7.2f} s (cached {t.cached_tokens})", flush=True)
     return {label: {"total_s": sum(ts), "turns_s": ts, "cached_tokens": cached[label]} for label, ts in turns.items()}
 
@@ -249,11 +279,20 @@ def restart_warm(model: Path, log_dir: Path, p: dict[str, Any], rng: random.Rand
 def machine() -> dict[str, Any]:
     import mlx.core as mx
 
-    info: dict[str, Any] = {"platform": platform.platform(), "python": platform.python_version(),
-                            "cpus": os.cpu_count(), "mlx": mx.__version__, "device": str(mx.default_device())}
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "mlx": mx.__version__,
+        "device": str(mx.default_device()),
+    }
     try:
-        info["gpu"] = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
-                                     capture_output=True, text=True).stdout.strip() or None
+        info["gpu"] = (
+            subprocess.run(
+                ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True
+            ).stdout.strip()
+            or None
+        )
     except OSError:
         info["gpu"] = None
     return info
@@ -275,9 +314,14 @@ def main() -> None:
     NATIVE_TOOLS = template.exists() and "tools" in template.read_text()
     rng = random.Random(0)
     log_dir = Path(tempfile.mkdtemp(prefix="bench-logs-"))
-    result: dict[str, Any] = {"label": args.label, "model": str(args.model), "profile": p, "machine": machine(),
-                              "tool_chars": TOOL_CHARS,
-                              "when": time.strftime("%Y-%m-%d %H:%M:%S")}
+    result: dict[str, Any] = {
+        "label": args.label,
+        "model": str(args.model),
+        "profile": p,
+        "machine": machine(),
+        "tool_chars": TOOL_CHARS,
+        "when": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
     print(f"machine: {result['machine']}", flush=True)
 
     result["raw_generate_step"] = raw_generate_step(args.model, 512, p["decode_tokens"])
@@ -293,15 +337,22 @@ def main() -> None:
         if "concurrency" not in args.skip:
             result["concurrency_tps"] = concurrency([pensieve, mlx_lm], p, rng)
         if "agentic" not in args.skip:
-            nocache = start_pensieve(args.model, Path(tempfile.mkdtemp(prefix="bench-nocache-")), log_dir,
-                                     prefix_cache_bytes=0, prefix_cache_disk_bytes=0)
+            nocache = start_pensieve(
+                args.model,
+                Path(tempfile.mkdtemp(prefix="bench-nocache-")),
+                log_dir,
+                prefix_cache_bytes=0,
+                prefix_cache_disk_bytes=0,
+            )
             nocache.label = "pensieve (cache off)"
             try:
                 result["agentic"] = agentic([pensieve, nocache, mlx_lm], p, rng)
             finally:
                 nocache.stop()
         result["peak_rss_bytes"] = {s.label: s.peak_rss_bytes() for s in (pensieve, mlx_lm)}
-        result["peak_gpu_bytes"] = {s.label: gpu.peak.get(s.proc.pid) for s in (pensieve, mlx_lm)} if gpu.available else None
+        result["peak_gpu_bytes"] = (
+            {s.label: gpu.peak.get(s.proc.pid) for s in (pensieve, mlx_lm)} if gpu.available else None
+        )
     finally:
         pensieve.stop()
         mlx_lm.stop()
@@ -349,9 +400,16 @@ TARGETS = {
 
 def markdown(r: dict[str, Any]) -> str:
     m = r["machine"]
-    lines = [f"## {r['label']}", "", f"Machine: {m.get('gpu') or 'CPU'} · {m['cpus']} CPUs · {m['platform']} · "
-             f"MLX {m['mlx']} ({m['device']}) · {r['when']}", f"Model: `{Path(r['model']).name}`", "",
-             "| ratio | measured | target | met |", "| --- | --- | --- | --- |"]
+    lines = [
+        f"## {r['label']}",
+        "",
+        f"Machine: {m.get('gpu') or 'CPU'} · {m['cpus']} CPUs · {m['platform']} · "
+        f"MLX {m['mlx']} ({m['device']}) · {r['when']}",
+        f"Model: `{Path(r['model']).name}`",
+        "",
+        "| ratio | measured | target | met |",
+        "| --- | --- | --- | --- |",
+    ]
     for name, value in r["ratios"].items():
         if name not in TARGETS:  # context for a target, not one itself
             lines.append(f"| {name} | {value:.3f} | | — |")
@@ -362,23 +420,39 @@ def markdown(r: dict[str, Any]) -> str:
     lines += ["", "| measure | pensieve | mlx_lm.server | generate_step |", "| --- | --- | --- | --- |"]
     if r.get("single_stream"):
         s = r["single_stream"]
-        lines.append(f"| TTFT, ~512-token prompt (s) | {s['pensieve']['ttft_s']:.3f} | {s['mlx_lm.server']['ttft_s']:.3f} | {raw['ttft_s']:.3f} |")
-        lines.append(f"| decode, one stream (tok/s) | {s['pensieve']['decode_tps']:.1f} | {s['mlx_lm.server']['decode_tps']:.1f} | {raw['decode_tps']:.1f} |")
+        ours, peer = s["pensieve"], s["mlx_lm.server"]
+        lines.append(
+            f"| TTFT, ~512-token prompt (s) | {ours['ttft_s']:.3f} | {peer['ttft_s']:.3f} | {raw['ttft_s']:.3f} |"
+        )
+        lines.append(
+            f"| decode, one stream (tok/s) | {ours['decode_tps']:.1f} | {peer['decode_tps']:.1f}"
+            f" | {raw['decode_tps']:.1f} |"
+        )
     for n in CONCURRENCY if r.get("concurrency_tps") else ():
         c = r["concurrency_tps"]
-        lines.append(f"| {n} concurrent streams, aggregate (tok/s) | {c['pensieve'][n]:.1f} | {c['mlx_lm.server'][n]:.1f} | |")
+        lines.append(
+            f"| {n} concurrent streams, aggregate (tok/s) | {c['pensieve'][n]:.1f} | {c['mlx_lm.server'][n]:.1f} | |"
+        )
     if r.get("agentic"):
         a = r["agentic"]
-        lines.append(f"| agentic replay, {TURNS} turns (s) | {a['pensieve']['total_s']:.1f} (cache off: {a['pensieve (cache off)']['total_s']:.1f}) | {a['mlx_lm.server']['total_s']:.1f} | |")
+        lines.append(
+            f"| agentic replay, {TURNS} turns (s) | {a['pensieve']['total_s']:.1f}"
+            f" (cache off: {a['pensieve (cache off)']['total_s']:.1f}) | {a['mlx_lm.server']['total_s']:.1f} | |"
+        )
     if r.get("restart"):
         rs = r["restart"]
-        lines.append(f"| restart: TTFT cold → warm (s) | {rs['cold_ttft_s']:.2f} → {rs['warm_ttft_s']:.2f} ({rs['warm_cached_tokens']} tokens from disk) | | |")
+        lines.append(
+            f"| restart: TTFT cold → warm (s) | {rs['cold_ttft_s']:.2f} → {rs['warm_ttft_s']:.2f}"
+            f" ({rs['warm_cached_tokens']} tokens from disk) | | |"
+        )
     if r.get("peak_rss_bytes"):
         pr = r["peak_rss_bytes"]
         lines.append(f"| peak RSS (GB) | {pr['pensieve'] / 1e9:.2f} | {pr['mlx_lm.server'] / 1e9:.2f} | |")
     if r.get("peak_gpu_bytes"):
         pg = r["peak_gpu_bytes"]
-        lines.append(f"| peak GPU memory (GB) | {(pg['pensieve'] or 0) / 1e9:.2f} | {(pg['mlx_lm.server'] or 0) / 1e9:.2f} | |")
+        lines.append(
+            f"| peak GPU memory (GB) | {(pg['pensieve'] or 0) / 1e9:.2f} | {(pg['mlx_lm.server'] or 0) / 1e9:.2f} | |"
+        )
     return "\n".join(lines) + "\n"
 
 

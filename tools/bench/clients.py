@@ -32,7 +32,9 @@ def _sse(response: http.client.HTTPResponse):
             yield line[6:]
 
 
-def _post(port: int, path: str, body: dict[str, Any], headers: dict[str, str]) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse, float]:
+def _post(
+    port: int, path: str, body: dict[str, Any], headers: dict[str, str]
+) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse, float]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=3600)
     started = time.perf_counter()
     conn.request("POST", path, json.dumps(body), {"content-type": "application/json", **headers})
@@ -43,8 +45,12 @@ def _post(port: int, path: str, body: dict[str, Any], headers: dict[str, str]) -
 
 
 def anthropic_stream(port: int, body: dict[str, Any]) -> Timing:
-    conn, response, started = _post(port, "/v1/messages", {**body, "stream": True},
-                                     {"x-api-key": "pensieve-local-key", "anthropic-version": "2023-06-01"})
+    conn, response, started = _post(
+        port,
+        "/v1/messages",
+        {**body, "stream": True},
+        {"x-api-key": "pensieve-local-key", "anthropic-version": "2023-06-01"},
+    )
     first = None
     text, tokens, cached = [], 0, None
     for data in _sse(response):
@@ -64,8 +70,9 @@ def anthropic_stream(port: int, body: dict[str, Any]) -> Timing:
 
 
 def openai_stream(port: int, body: dict[str, Any]) -> Timing:
-    conn, response, started = _post(port, "/v1/chat/completions",
-                                     {**body, "stream": True, "stream_options": {"include_usage": True}}, {})
+    conn, response, started = _post(
+        port, "/v1/chat/completions", {**body, "stream": True, "stream_options": {"include_usage": True}}, {}
+    )
     first = None
     text, tokens, chunks, cached = [], None, 0, None
     for data in _sse(response):
@@ -83,7 +90,9 @@ def openai_stream(port: int, body: dict[str, Any]) -> Timing:
             cached = (event["usage"].get("prompt_tokens_details") or {}).get("cached_tokens")
     end = time.perf_counter()
     conn.close()
-    return Timing((first or end) - started, end - started, tokens if tokens is not None else chunks, "".join(text), cached)
+    return Timing(
+        (first or end) - started, end - started, tokens if tokens is not None else chunks, "".join(text), cached
+    )
 
 
 def to_openai(body: dict[str, Any], *, native_tools: bool = False) -> dict[str, Any]:
@@ -92,25 +101,43 @@ def to_openai(body: dict[str, Any], *, native_tools: bool = False) -> dict[str, 
     user turn, tools as functions, or (for a template without tools, where pensieve
     describes them in the system text) the same listing in the system text, so both servers
     prefill the same amount."""
+
     def text_of(content: Any) -> str:
         if isinstance(content, str):
             return content
         return "".join(b.get("text", "") for b in content if b.get("type") == "text")
 
     system = body.get("system") or ""
-    messages = [{"role": "system", "content": text_of(system) if not isinstance(system, str) else system}] if system else []
+    messages = (
+        [{"role": "system", "content": text_of(system) if not isinstance(system, str) else system}] if system else []
+    )
     for m in body["messages"]:
         if m["role"] == "system":
             messages[-1]["content"] += f"\n<system-reminder>\n{text_of(m['content'])}\n</system-reminder>"
         else:
             messages.append({"role": m["role"], "content": text_of(m["content"])})
-    out: dict[str, Any] = {"model": "default_model", "messages": messages, "max_tokens": body["max_tokens"],
-                           "temperature": body.get("temperature", 0.0)}
+    out: dict[str, Any] = {
+        "model": "default_model",
+        "messages": messages,
+        "max_tokens": body["max_tokens"],
+        "temperature": body.get("temperature", 0.0),
+    }
     if body.get("tools") and not native_tools:
-        listing = "\n".join(json.dumps({"name": t["name"], "description": t.get("description", ""),
-                                        "input_schema": t["input_schema"]}) for t in body["tools"])
+        listing = "\n".join(
+            json.dumps({"name": t["name"], "description": t.get("description", ""), "input_schema": t["input_schema"]})
+            for t in body["tools"]
+        )
         messages[0]["content"] += "\n\n# Tools\n\nCall a tool with <tool_call>{...}</tool_call>:\n" + listing
     elif body.get("tools"):
-        out["tools"] = [{"type": "function", "function": {"name": t["name"], "description": t.get("description", ""),
-                                                          "parameters": t["input_schema"]}} for t in body["tools"]]
+        out["tools"] = [
+            {
+                "type": "function",
+                "function": {
+                    "name": t["name"],
+                    "description": t.get("description", ""),
+                    "parameters": t["input_schema"],
+                },
+            }
+            for t in body["tools"]
+        ]
     return out

@@ -28,16 +28,20 @@ from pensieve_model_support import HuggingFaceHub, resolve_reference
 
 # Ten tools of Claude Code's kind (names and schema shapes; descriptions kept short).
 TOOLS = [
-    Tool(name=name, description=f"The {name} tool.", input_schema={
-        "type": "object",
-        "properties": {
-            "path": {"type": "string", "maxLength": 2000},
-            "content": {"type": "string", "maxLength": 2000},
-            "limit": {"type": "integer", "minimum": 1, "maximum": 2000},
-            "recursive": {"type": "boolean"},
+    Tool(
+        name=name,
+        description=f"The {name} tool.",
+        input_schema={
+            "type": "object",
+            "properties": {
+                "path": {"type": "string", "maxLength": 2000},
+                "content": {"type": "string", "maxLength": 2000},
+                "limit": {"type": "integer", "minimum": 1, "maximum": 2000},
+                "recursive": {"type": "boolean"},
+            },
+            "required": ["path", "content"],
         },
-        "required": ["path", "content"],
-    })
+    )
     for name in ("Read", "Write", "Edit", "Bash", "Glob", "Grep", "LS", "WebFetch", "TodoWrite", "Task")
 ]
 
@@ -53,7 +57,9 @@ def request(mode: str, i: int, tokens: int) -> GenerationRequest:
         extra = {"tools": TOOLS, "tool_choice": ToolChoiceTool(name="Write")}
     return GenerationRequest(
         messages=[MessageParam(role="user", content=f"Write the file, please ({i}).")],
-        max_tokens=tokens, temperature=1.0, **extra,
+        max_tokens=tokens,
+        temperature=1.0,
+        **extra,
     )
 
 
@@ -81,7 +87,12 @@ async def run(engine: MLXEngine, mode: str, streams: int, tokens: int, repeats: 
         span = max(e for _, _, e in results) - min(f for _, f, _ in results)
         rates.append(total / span if span > 0 else 0.0)
     rates.sort()
-    return {"mode": mode, "streams": streams, "tok_s_median": round(rates[len(rates) // 2], 1), "runs": [round(x, 1) for x in rates]}
+    return {
+        "mode": mode,
+        "streams": streams,
+        "tok_s_median": round(rates[len(rates) // 2], 1),
+        "runs": [round(x, 1) for x in rates],
+    }
 
 
 def main() -> None:
@@ -106,13 +117,22 @@ def main() -> None:
         return rows
 
     rows = asyncio.run(all_runs())
-    result = {"label": args.label, "model": args.model, "machine": platform.machine(), "tokens": args.tokens, "rows": rows}
+    result = {
+        "label": args.label,
+        "model": args.model,
+        "machine": platform.machine(),
+        "tokens": args.tokens,
+        "rows": rows,
+    }
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         name = f"constraint-cost-{args.label or 'run'}"
         (out / f"{name}.json").write_text(json.dumps(result, indent=2))
-        lines = ["| streams | bare tok/s | auto tok/s | forced tok/s | auto/bare | forced/bare |", "|---|---|---|---|---|---|"]
+        lines = [
+            "| streams | bare tok/s | auto tok/s | forced tok/s | auto/bare | forced/bare |",
+            "|---|---|---|---|---|---|",
+        ]
         for streams in args.streams:
             by = {r["mode"]: r["tok_s_median"] for r in rows if r["streams"] == streams}
             lines.append(

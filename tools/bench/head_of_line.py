@@ -20,9 +20,8 @@ import time
 from pathlib import Path
 
 from pensieve_claude_types import MessageParam
-from pensieve_core import GenerationRequest, Started, TextDelta
-from pensieve_inference import MLXEngine
-from pensieve_inference import batching
+from pensieve_core import GenerationRequest, TextDelta
+from pensieve_inference import MLXEngine, batching
 from pensieve_model_support import HuggingFaceHub, resolve_reference
 from pensieve_model_support.testing import build_tiny_model
 
@@ -98,12 +97,19 @@ def main() -> None:
     args = parser.parse_args()
     if args.smoke:
         args.tokens, args.delay = 1500, 0.05
-    model_dir = build_tiny_model(Path(tempfile.mkdtemp()) / "model", context_length=32768, hidden_size=args.hidden, num_layers=4)
+    model_dir = build_tiny_model(
+        Path(tempfile.mkdtemp()) / "model", context_length=32768, hidden_size=args.hidden, num_layers=4
+    )
     engine = MLXEngine.load_sync(resolve_reference(str(model_dir)), HuggingFaceHub())
     try:
         text = long_text(engine, args.tokens)
-        result: dict = {"machine": platform.platform(), "tokens": args.tokens, "hidden": args.hidden,
-                        "delay_s": args.delay, "when": time.strftime("%Y-%m-%d %H:%M:%S")}
+        result: dict = {
+            "machine": platform.platform(),
+            "tokens": args.tokens,
+            "hidden": args.hidden,
+            "delay_s": args.delay,
+            "when": time.strftime("%Y-%m-%d %H:%M:%S"),
+        }
         result["lane"] = asyncio.run(measure(engine, text, args.delay))
         lane_min = batching.LANE_MIN_TOKENS
         batching.LANE_MIN_TOKENS = 1 << 30  # every prompt through BatchGenerator, as before the lane

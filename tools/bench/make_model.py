@@ -1,8 +1,8 @@
 """Random-weight MLX model directories for benchmarks: speed does not depend on the values.
 
-  tiny       llama, hidden 128, 4 layers (the CPU runs: a 10K-token prefix prefills in seconds)
-  phi3-mini  Phi-3-mini-128k's shape (hidden 3072, 32 layers, 32 heads, MLP 8192), phi3 code
-             in mlx-lm, 4-bit (group 64) or bf16; SmolLM2's tokenizer (vocab 49,152, not 32,064)
+tiny       llama, hidden 128, 4 layers (the CPU runs: a 10K-token prefix prefills in seconds)
+phi3-mini  Phi-3-mini-128k's shape (hidden 3072, 32 layers, 32 heads, MLP 8192), phi3 code
+           in mlx-lm, 4-bit (group 64) or bf16; SmolLM2's tokenizer (vocab 49,152, not 32,064)
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def build(path: Path, shape: str, bits: int | None, tokenizer_from: Path | None 
 
     if tokenizer_from is not None:  # where the bundled GGUF is not at hand (the lent GPU)
         path.mkdir(parents=True, exist_ok=True)
-        for name in TOKENIZER_FILES + ("config.json",):
+        for name in (*TOKENIZER_FILES, "config.json"):
             if (tokenizer_from / name).exists():
                 (path / name).write_bytes((tokenizer_from / name).read_bytes())
     else:

@@ -1,6 +1,6 @@
 """PNG plots from benchmark JSON files (tools/bench/bench.py), written beside them.
 
-    uv run --group bench python tools/bench/plot.py docs/performance/*.json
+uv run --group bench python tools/bench/plot.py docs/performance/*.json
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 COLORS = {"pensieve": "#1f77b4", "mlx_lm.server": "#ff7f0e", "pensieve (cache off)": "#7f7f7f"}
 
@@ -25,7 +25,9 @@ def plot(path: Path) -> list[Path]:
         for name, by_n in r["concurrency_tps"].items():
             ns = sorted(int(n) for n in by_n)
             ax.plot(ns, [by_n[str(n)] for n in ns], marker="o", label=name, color=COLORS.get(name))
-        ax.set(xscale="log", xlabel="concurrent streams", ylabel="aggregate tokens/s", title=f"Concurrency — {r['label']}")
+        ax.set(
+            xscale="log", xlabel="concurrent streams", ylabel="aggregate tokens/s", title=f"Concurrency — {r['label']}"
+        )
         ax.set_xticks([1, 2, 4, 8, 16], labels=["1", "2", "4", "8", "16"])
         ax.legend()
         ax.grid(alpha=0.3)
@@ -33,8 +35,13 @@ def plot(path: Path) -> list[Path]:
     if r.get("agentic"):
         fig, ax = plt.subplots(figsize=(6, 4))
         for name, a in r["agentic"].items():
-            ax.plot(range(1, len(a["turns_s"]) + 1), a["turns_s"], marker="o", label=f"{name} ({a['total_s']:.1f} s)",
-                    color=COLORS.get(name))
+            ax.plot(
+                range(1, len(a["turns_s"]) + 1),
+                a["turns_s"],
+                marker="o",
+                label=f"{name} ({a['total_s']:.1f} s)",
+                color=COLORS.get(name),
+            )
         ax.set(xlabel="turn", ylabel="seconds per turn", title=f"Agentic replay — {r['label']}")
         ax.legend()
         ax.grid(alpha=0.3)
@@ -43,9 +50,17 @@ def plot(path: Path) -> list[Path]:
         s, raw = r["single_stream"], r["raw_generate_step"]
         fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3.5))
         names = ["pensieve", "mlx_lm.server", "generate_step"]
-        left.bar(names, [s["pensieve"]["ttft_s"], s["mlx_lm.server"]["ttft_s"], raw["ttft_s"]], color=["#1f77b4", "#ff7f0e", "#2ca02c"])
+        left.bar(
+            names,
+            [s["pensieve"]["ttft_s"], s["mlx_lm.server"]["ttft_s"], raw["ttft_s"]],
+            color=["#1f77b4", "#ff7f0e", "#2ca02c"],
+        )
         left.set(ylabel="seconds", title="TTFT")
-        right.bar(names, [s["pensieve"]["decode_tps"], s["mlx_lm.server"]["decode_tps"], raw["decode_tps"]], color=["#1f77b4", "#ff7f0e", "#2ca02c"])
+        right.bar(
+            names,
+            [s["pensieve"]["decode_tps"], s["mlx_lm.server"]["decode_tps"], raw["decode_tps"]],
+            color=["#1f77b4", "#ff7f0e", "#2ca02c"],
+        )
         right.set(ylabel="tokens/s", title="Decode, one stream")
         fig.suptitle(r["label"])
         made.append(_save(fig, path, "single"))

@@ -39,7 +39,8 @@ EXPECTED = {
 
 def test_exported_members():
     public = {
-        name for name, value in vars(pensieve_api_models).items()
+        name
+        for name, value in vars(pensieve_api_models).items()
         if not name.startswith("_") and not (isinstance(value, ModuleType) and name not in pensieve_api_models.__all__)
     }
     assert set(pensieve_api_models.__all__) == EXPECTED

@@ -16,10 +16,13 @@ def test_decodes_a_minimal_request_and_ignores_unknown_fields():
     assert req.model == "m" and req.max_tokens == 5 and req.stream is False
 
 
-@pytest.mark.parametrize("field", [
-    b'"output_config":{"effort":"low","format":{"type":"json_schema","schema":{"type":"integer"}}}',
-    b'"output_format":{"type":"json_schema","schema":{"type":"integer"}}',  # the earlier beta's shape
-])
+@pytest.mark.parametrize(
+    "field",
+    [
+        b'"output_config":{"effort":"low","format":{"type":"json_schema","schema":{"type":"integer"}}}',
+        b'"output_format":{"type":"json_schema","schema":{"type":"integer"}}',  # the earlier beta's shape
+    ],
+)
 def test_a_json_schema_output_format_reaches_the_engine_as_its_schema(field):
     body = b'{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"hi"}],' + field + b"}"
     assert api.decode_messages_request(body).to_generation().output_schema == {"type": "integer"}
@@ -28,8 +31,11 @@ def test_a_json_schema_output_format_reaches_the_engine_as_its_schema(field):
 @pytest.mark.parametrize(
     "body, path",
     [
-        (b'{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"x"}],'
-         b'"output_config":{"format":{"type":"xml","schema":{}}}}', "$.output_config.format"),
+        (
+            b'{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"x"}],'
+            b'"output_config":{"format":{"type":"xml","schema":{}}}}',
+            "$.output_config.format",
+        ),
         (b'{"model":"m","max_tokens":"5","messages":[]}', "$.max_tokens"),
         (b'{"model":"m","messages":[{"role":"user","content":"x"}]}', "max_tokens"),
         (b'{"model":"m","max_tokens":5,"messages":[{"role":"robot","content":"x"}]}', "$.messages[0].role"),
@@ -76,7 +82,9 @@ def test_empty_content_is_refused_except_for_a_final_assistant_prefill():
     with pytest.raises(InvalidRequestError, match=r"\$\.messages\[0\]\.content"):
         api.decode_count_tokens_request(b'{"model":"m","messages":[{"role":"user","content":[]}]}')
     with pytest.raises(InvalidRequestError, match=r"\$\.messages\[0\]\.content"):
-        api.decode_messages_request(b'{"model":"m","max_tokens":1,"messages":[{"role":"user","content":""},{"role":"user","content":"x"}]}')
+        api.decode_messages_request(
+            b'{"model":"m","max_tokens":1,"messages":[{"role":"user","content":""},{"role":"user","content":"x"}]}'
+        )
     ok = api.decode_messages_request(
         b'{"model":"m","max_tokens":1,"messages":[{"role":"user","content":"x"},{"role":"assistant","content":""}]}'
     )
@@ -90,24 +98,35 @@ def _body(*parts: bytes) -> bytes:
 USER = b'{"role":"user","content":"hi"}'
 
 
-@pytest.mark.parametrize(("parts", "effort"), [
-    ((b'"messages":[' + USER + b"]",), None),
-    ((b'"messages":[' + USER + b"]", b'"output_config":{"effort":"low"}'), "low"),
-    # Claude Code's shape: a system message with no content, only its own output_config.
-    ((b'"messages":[' + USER + b',{"role":"system","content":[],"output_config":{"effort":"max"}}]',
-      b'"output_config":{"effort":"medium"}'), "max"),
-    ((b'"messages":[{"role":"system","content":"s","output_config":{"effort":"xhigh"}},' + USER + b"]",), "xhigh"),
-])
+@pytest.mark.parametrize(
+    ("parts", "effort"),
+    [
+        ((b'"messages":[' + USER + b"]",), None),
+        ((b'"messages":[' + USER + b"]", b'"output_config":{"effort":"low"}'), "low"),
+        # Claude Code's shape: a system message with no content, only its own output_config.
+        (
+            (
+                b'"messages":[' + USER + b',{"role":"system","content":[],"output_config":{"effort":"max"}}]',
+                b'"output_config":{"effort":"medium"}',
+            ),
+            "max",
+        ),
+        ((b'"messages":[{"role":"system","content":"s","output_config":{"effort":"xhigh"}},' + USER + b"]",), "xhigh"),
+    ],
+)
 def test_effort_reaches_the_engine_the_last_messages_own_winning(parts, effort):
     assert api.decode_messages_request(_body(*parts)).to_generation().effort == effort
     counted = api.decode_count_tokens_request(_body(*parts).replace(b'"max_tokens":64,', b""))
     assert counted.to_generation().effort == effort, "count_tokens renders as generation does"
 
 
-@pytest.mark.parametrize(("field", "path"), [
-    (b'"output_config":{"effort":"extreme"}', "$.output_config.effort"),
-    (b'"thinking":{"type":"adaptive","display":"full"}', "$.thinking.display"),
-])
+@pytest.mark.parametrize(
+    ("field", "path"),
+    [
+        (b'"output_config":{"effort":"extreme"}', "$.output_config.effort"),
+        (b'"thinking":{"type":"adaptive","display":"full"}', "$.thinking.display"),
+    ],
+)
 def test_unknown_effort_or_display_is_an_invalid_request_with_its_path(field, path):
     with pytest.raises(InvalidRequestError, match=re.escape(path)):
         api.decode_messages_request(_body(b'"messages":[' + USER + b"]", field))
@@ -115,16 +134,19 @@ def test_unknown_effort_or_display_is_an_invalid_request_with_its_path(field, pa
 
 def test_a_message_level_effort_is_checked_with_its_path():
     with pytest.raises(InvalidRequestError, match=re.escape("$.messages[1].output_config.effort")):
-        api.decode_messages_request(_body(
-            b'"messages":[' + USER + b',{"role":"system","content":[],"output_config":{"effort":"huge"}}]'
-        ))
+        api.decode_messages_request(
+            _body(b'"messages":[' + USER + b',{"role":"system","content":[],"output_config":{"effort":"huge"}}]')
+        )
 
 
-@pytest.mark.parametrize(("thinking", "display"), [
-    (b"", "summarized"),
-    (b',"thinking":{"type":"adaptive"}', "summarized"),
-    (b',"thinking":{"type":"adaptive","display":"omitted"}', "omitted"),
-    (b',"thinking":{"type":"enabled","budget_tokens":10,"display":"omitted"}', "omitted"),
-])
+@pytest.mark.parametrize(
+    ("thinking", "display"),
+    [
+        (b"", "summarized"),
+        (b',"thinking":{"type":"adaptive"}', "summarized"),
+        (b',"thinking":{"type":"adaptive","display":"omitted"}', "omitted"),
+        (b',"thinking":{"type":"enabled","budget_tokens":10,"display":"omitted"}', "omitted"),
+    ],
+)
 def test_thinking_display_is_read_from_the_thinking_config(thinking, display):
     assert api.decode_messages_request(_body(b'"messages":[' + USER + b"]" + thinking)).thinking_display == display

@@ -34,7 +34,10 @@ def test_message_encodes_with_type_and_all_usage_fields():
     assert out["type"] == "message" and out["role"] == "assistant"
     assert out["content"] == [{"type": "text", "text": "hi"}]
     assert set(out["usage"]) == {
-        "input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"
+        "input_tokens",
+        "output_tokens",
+        "cache_creation_input_tokens",
+        "cache_read_input_tokens",
     }
 
 

@@ -100,7 +100,10 @@ def test_validate_says_ok_for_good_prefix_files(home, tmp_path):
 
 def _one_line_refusal(output):
     (line,) = [line for line in output.splitlines() if line.startswith("pensieve: ") and "tensor types" in line]
-    assert "holds IQ2_XXS tensors" in line and "supported GGUF tensor types: F32, F16, BF16, Q4_0, Q4_1, Q8_0, Q2_K" in line
+    assert (
+        "holds IQ2_XXS tensors" in line
+        and "supported GGUF tensor types: F32, F16, BF16, Q4_0, Q4_1, Q8_0, Q2_K" in line
+    )
     assert "--model mlx-community/" in line and "Traceback" not in output
 
 
@@ -122,8 +125,13 @@ def test_start_refuses_a_gguf_of_an_unread_tensor_type_in_one_line_and_exits_1(h
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     # A subprocess with a timeout: were the file accepted, the server would serve until killed.
-    done = subprocess.run([sys.executable, "-m", "pensieve_cli", "start", "--model", str(model), "--port", str(port)],
-                          env={**os.environ, "HOME": str(tmp_path)}, capture_output=True, text=True, timeout=90)
+    done = subprocess.run(
+        [sys.executable, "-m", "pensieve_cli", "start", "--model", str(model), "--port", str(port)],
+        env={**os.environ, "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
     assert done.returncode == 1, done.stdout + done.stderr
     _one_line_refusal(done.stderr)
 

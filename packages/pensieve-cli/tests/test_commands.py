@@ -100,7 +100,9 @@ def test_validate_passes_for_a_good_model_and_fails_clearly(run, tmp_path):
 
 
 def exports(output):
-    return dict(line.removeprefix("export ").split("=", 1) for line in output.splitlines() if line.startswith("export "))
+    return dict(
+        line.removeprefix("export ").split("=", 1) for line in output.splitlines() if line.startswith("export ")
+    )
 
 
 def test_claude_print_env(run):
@@ -171,8 +173,13 @@ def test_status_shows_a_degraded_model(run, monkeypatch):
     from pensieve_cli import daemon
 
     health = {
-        "status": "degraded", "problem": "tiny: RuntimeError('device lost')", "uptime_s": 3.0, "pid": 1,
-        "model": {"id": "tiny"}, "device": {"kind": "cpu", "name": "cpu"}, "memory": {"active_bytes": 0},
+        "status": "degraded",
+        "problem": "tiny: RuntimeError('device lost')",
+        "uptime_s": 3.0,
+        "pid": 1,
+        "model": {"id": "tiny"},
+        "device": {"kind": "cpu", "name": "cpu"},
+        "memory": {"active_bytes": 0},
     }
     monkeypatch.setattr(daemon, "health", lambda settings: health)
     monkeypatch.setattr(daemon, "fetch", lambda settings, path, **kw: b"")

@@ -4,14 +4,13 @@ from types import ModuleType
 
 import pensieve_cli
 
-EXPECTED = {
-    "cli",
-}
+EXPECTED = {"cli"}
 
 
 def test_exported_members():
     public = {
-        name for name, value in vars(pensieve_cli).items()
+        name
+        for name, value in vars(pensieve_cli).items()
         if not name.startswith("_") and not (isinstance(value, ModuleType) and name not in pensieve_cli.__all__)
     }
     assert set(pensieve_cli.__all__) == EXPECTED

@@ -8,9 +8,7 @@ from pensieve_core.errors import ConfigError
 
 def test_defaults(tmp_path):
     s = load_settings(environ={"PENSIEVE_HOME": str(tmp_path)})
-    assert (s.host, s.port, s.api_key, s.model) == (
-        "127.0.0.1", 7777, "pensieve-local-key", "phi-3-mini"
-    )
+    assert (s.host, s.port, s.api_key, s.model) == ("127.0.0.1", 7777, "pensieve-local-key", "phi-3-mini")
     assert s.home == str(tmp_path)
 
 
@@ -52,7 +50,10 @@ def test_bad_port_from_env(tmp_path):
 
 
 def test_parse_setting_splits_lists_and_refuses_unknown_names():
-    assert parse_setting("allowed_origins", "https://a.example, ,https://b.example") == ["https://a.example", "https://b.example"]
+    assert parse_setting("allowed_origins", "https://a.example, ,https://b.example") == [
+        "https://a.example",
+        "https://b.example",
+    ]
     assert parse_setting("port", "8080") == "8080"  # Settings converts it
     with pytest.raises(ConfigError, match="unknown setting 'colour'; settings: host, port"):
         parse_setting("colour", "red")

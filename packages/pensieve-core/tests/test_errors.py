@@ -5,11 +5,13 @@ from pensieve_core import Failed, errors
 
 def test_each_error_knows_type_and_status():
     assert (errors.PromptTooLongError(10, 5).status, errors.PromptTooLongError(10, 5).error_type) == (
-        400, "invalid_request_error"
+        400,
+        "invalid_request_error",
     )
     assert str(errors.PromptTooLongError(12, 8)) == "prompt is too long: 12 tokens > 8 maximum"
     assert (errors.AuthenticationError("x").status, errors.AuthenticationError.error_type) == (
-        401, "authentication_error"
+        401,
+        "authentication_error",
     )
     assert errors.ModelNotFoundError("m").status == 404
     assert errors.OverloadedError("busy").error_type == "overloaded_error"
@@ -38,4 +40,6 @@ def test_failed_names_the_tree_class_of_what_failed():
         error_type="invalid_request_error", message="prompt is too long: 9 tokens > 4 maximum"
     )
     assert Failed.of(errors.OverloadedError("busy")).error_type == "overloaded_error"
-    assert Failed.of(RuntimeError("device lost")) == Failed(error_type="api_error", message="generation failed: device lost")
+    assert Failed.of(RuntimeError("device lost")) == Failed(
+        error_type="api_error", message="generation failed: device lost"
+    )

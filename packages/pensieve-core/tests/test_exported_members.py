@@ -34,7 +34,8 @@ EXPECTED = {
 
 def test_exported_members():
     public = {
-        name for name, value in vars(pensieve_core).items()
+        name
+        for name, value in vars(pensieve_core).items()
         if not name.startswith("_") and not (isinstance(value, ModuleType) and name not in pensieve_core.__all__)
     }
     assert set(pensieve_core.__all__) == EXPECTED

@@ -39,6 +39,7 @@ INNOCENT = "An innocent request decoding beside a broken one"
 @pytest.mark.parametrize("top_k", [49152, 10**6, 2**63 - 1])
 def test_top_k_past_the_vocabulary_keeps_every_token(fault_engine, top_k):
     """mlx-lm raises for top_k >= vocabulary size inside the batch step; it means no top-k."""
+
     async def both():
         return await asyncio.gather(
             events_of(fault_engine, request(INNOCENT)),
@@ -116,6 +117,7 @@ def test_a_model_that_keeps_failing_is_degraded(tiny_model_dir, monkeypatch):
 
     engine = MLXEngine.load_sync(resolve_reference(str(tiny_model_dir)), HuggingFaceHub())
     try:
+
         def broken(self):
             raise RuntimeError("the device fell over")
 

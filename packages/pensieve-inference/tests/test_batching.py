@@ -114,8 +114,15 @@ def test_a_lone_sequence_rejoins_the_batch_when_company_arrives(batch_engine, so
 
     def job(text):
         tokens = batch_engine._renderer.prompt(request(text)).tokens
-        return Collected(prompt=tokens, max_tokens=16, sampler_args={"temp": 0.0, "top_p": 0.0, "top_k": 0},
-                         stop_sequences=None, request_id=text, loop=None, events=None)
+        return Collected(
+            prompt=tokens,
+            max_tokens=16,
+            sampler_args={"temp": 0.0, "top_p": 0.0, "top_k": 0},
+            stop_sequences=None,
+            request_id=text,
+            loop=None,
+            events=None,
+        )
 
     def drain(batch):
         while len(batch):

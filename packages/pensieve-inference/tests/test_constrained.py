@@ -5,10 +5,9 @@ import asyncio
 import json
 
 import jsonschema
-import msgspec
 import pytest
 
-from pensieve_claude_types import MessageParam, Tool, ToolChoiceAny, ToolChoiceAuto, ToolChoiceTool
+from pensieve_claude_types import MessageParam, Tool, ToolChoiceAny, ToolChoiceTool
 from pensieve_core import Finished, GenerationRequest, TextDelta, ToolInputDelta, ToolUseEnd, ToolUseStart
 from pensieve_core.errors import InvalidRequestError
 from pensieve_model_support.testing import build_tiny_model
@@ -85,7 +84,9 @@ def tool_engine(request, tmp_path_factory):
     from pensieve_model_support.testing import PYTHONIC_TEMPLATE, QWEN3_CODER_TEMPLATE, TOOL_CHATML_TEMPLATE
 
     template = {
-        "generic": None, "hermes": TOOL_CHATML_TEMPLATE, "qwen3_coder": QWEN3_CODER_TEMPLATE,
+        "generic": None,
+        "hermes": TOOL_CHATML_TEMPLATE,
+        "qwen3_coder": QWEN3_CODER_TEMPLATE,
         "pythonic_bare": PYTHONIC_TEMPLATE,
     }[request.param]
     if template is None:
@@ -144,7 +145,6 @@ def test_under_auto_a_call_is_constrained_once_the_model_opens_it(tmp_path, dial
     """The processor alone, fed a sequence that opens a call: from the marker on, only valid
     call text gets through; after the call closes, the model is free again. The marker is
     text over several tokens (generic), or one special token caught on the device (others)."""
-    from pensieve_model_support.testing import QWEN3_CODER_TEMPLATE, TOOL_CHATML_TEMPLATE
     import mlx.core as mx
     from mlx_lm.utils import load
 
@@ -152,13 +152,16 @@ def test_under_auto_a_call_is_constrained_once_the_model_opens_it(tmp_path, dial
     from pensieve_inference.dialects import DIALECTS
     from pensieve_inference.prompt import function_spec
     from pensieve_inference.tool_stream import ToolCallStream
+    from pensieve_model_support.testing import QWEN3_CODER_TEMPLATE, TOOL_CHATML_TEMPLATE
 
     template = {"generic": None, "hermes": TOOL_CHATML_TEMPLATE, "qwen3_coder": QWEN3_CODER_TEMPLATE}[dialect]
     path = build_tiny_model(tmp_path / "m", chat_template=template, tool_tokens=template is not None)
     _, tokenizer = load(str(path))
     specs = [function_spec(t) for t in TOOLS]
     prompt = [1] * 7
-    processor = make_tool_constraint(tokenizer, DIALECTS[dialect], specs, forced=False, single=False, prompt_tokens=len(prompt))
+    processor = make_tool_constraint(
+        tokenizer, DIALECTS[dialect], specs, forced=False, single=False, prompt_tokens=len(prompt)
+    )
     tokens = prompt + tokenizer.encode("Let me look.", add_special_tokens=False)
     mx.random.seed(3)
     vocab = len(tokenizer)
@@ -171,15 +174,15 @@ def test_under_auto_a_call_is_constrained_once_the_model_opens_it(tmp_path, dial
 
     assert mx.array_equal(step(free), free), "free text before the call"
     tokens += tokenizer.encode(" <tool_call>", add_special_tokens=False)
-    while "</tool_call>" not in tokenizer.decode(tokens[len(prompt):]):
+    while "</tool_call>" not in tokenizer.decode(tokens[len(prompt) :]):
         logits = step(mx.random.normal((1, vocab)) * 4)
         tokens.append(int(mx.argmax(logits, axis=-1).item()))
         assert len(tokens) < 300
     after = mx.random.normal((1, vocab))
     assert mx.array_equal(step(after), after), "free again after the call"
     stream = ToolCallStream(DIALECTS[dialect], specs)
-    events = stream.feed(tokenizer.decode(tokens[len(prompt):])) + stream.finish()
-    (name, arguments), = calls_of(events)
+    events = stream.feed(tokenizer.decode(tokens[len(prompt) :])) + stream.finish()
+    ((name, arguments),) = calls_of(events)
     jsonschema.validate(arguments, SCHEMAS[name])
 
 

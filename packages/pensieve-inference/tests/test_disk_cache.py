@@ -19,14 +19,18 @@ def load(model_dir, cache_dir):
     from pensieve_model_support import HuggingFaceHub, resolve_reference
 
     return MLXEngine.load_sync(
-        resolve_reference(str(model_dir)), HuggingFaceHub(),
-        prefix_cache_bytes=1 << 30, prefix_cache_dir=cache_dir, prefix_cache_disk_bytes=1 << 30,
+        resolve_reference(str(model_dir)),
+        HuggingFaceHub(),
+        prefix_cache_bytes=1 << 30,
+        prefix_cache_dir=cache_dir,
+        prefix_cache_disk_bytes=1 << 30,
     )
 
 
 def ask(engine, text, system=SYSTEM):
-    req = GenerationRequest(messages=[MessageParam(role="user", content=text)], system=system,
-                            max_tokens=8, temperature=0.0)
+    req = GenerationRequest(
+        messages=[MessageParam(role="user", content=text)], system=system, max_tokens=8, temperature=0.0
+    )
 
     async def collect():
         return [e async for e in engine.generate(req)]
@@ -46,8 +50,9 @@ def test_a_restart_restores_the_persisted_system_prompt(tiny_model_dir, tmp_path
     try:
         cold, cold_text = ask(first, "Before the restart")
         wait_written(first)
-        system_end = first._renderer.prompt(GenerationRequest(
-            messages=[MessageParam(role="user", content="x")], system=SYSTEM, max_tokens=1)).system_end
+        system_end = first._renderer.prompt(
+            GenerationRequest(messages=[MessageParam(role="user", content="x")], system=SYSTEM, max_tokens=1)
+        ).system_end
     finally:
         first.worker.stop()
     assert cold.cache_read_tokens < 10

@@ -25,7 +25,8 @@ EXPECTED = {
 
 def test_exported_members():
     public = {
-        name for name, value in vars(pensieve_inference).items()
+        name
+        for name, value in vars(pensieve_inference).items()
         if not name.startswith("_") and not (isinstance(value, ModuleType) and name not in pensieve_inference.__all__)
     }
     assert set(pensieve_inference.__all__) == EXPECTED

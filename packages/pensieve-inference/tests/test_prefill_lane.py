@@ -61,8 +61,15 @@ def collected_job(engine, text, *, watch=None, **kw):
             self.out.append(event)
 
     tokens = engine._renderer.prompt(request(text)).tokens
-    return Collected(prompt=tokens, max_tokens=kw.get("max_tokens", 4), sampler_args={"temp": 0.0, "top_p": 0.0, "top_k": 0},
-                     stop_sequences=None, request_id=text[:10], loop=None, events=None)
+    return Collected(
+        prompt=tokens,
+        max_tokens=kw.get("max_tokens", 4),
+        sampler_args={"temp": 0.0, "top_p": 0.0, "top_k": 0},
+        stop_sequences=None,
+        request_id=text[:10],
+        loop=None,
+        events=None,
+    )
 
 
 class CountingModel:

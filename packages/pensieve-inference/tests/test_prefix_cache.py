@@ -11,9 +11,7 @@ def cached_engine(tiny_model_dir):
     from pensieve_inference import MLXEngine
     from pensieve_model_support import HuggingFaceHub, resolve_reference
 
-    engine = MLXEngine.load_sync(
-        resolve_reference(str(tiny_model_dir)), HuggingFaceHub(), prefix_cache_bytes=1 << 30
-    )
+    engine = MLXEngine.load_sync(resolve_reference(str(tiny_model_dir)), HuggingFaceHub(), prefix_cache_bytes=1 << 30)
     yield engine
     engine.worker.stop()
 
@@ -51,8 +49,10 @@ def test_without_cache_control_nothing_is_created_and_a_repeat_reads(cached_engi
 
 def test_a_system_breakpoint_creates_up_to_the_end_of_the_system_prompt(cached_engine):
     request = GenerationRequest(
-        messages=[MessageParam(role="user", content="After a cached system prompt")], max_tokens=6,
-        temperature=0.0, system=marked("You are the system-breakpoint test. " * 5),
+        messages=[MessageParam(role="user", content="After a cached system prompt")],
+        max_tokens=6,
+        temperature=0.0,
+        system=marked("You are the system-breakpoint test. " * 5),
     )
     system_end = cached_engine._renderer.prompt(request).system_end
     cold, _, _ = run_request(cached_engine, request)
@@ -71,11 +71,15 @@ def test_automatic_caching_creates_all_but_the_generation_prompt(cached_engine):
 
 
 def test_a_breakpoint_mid_conversation_ends_creation_at_the_end_of_its_message(cached_engine):
-    request = GenerationRequest(messages=[
-        MessageParam(role="user", content=marked("Mid-conversation breakpoint, " * 8)),
-        MessageParam(role="assistant", content="An answer that is not cached."),
-        MessageParam(role="user", content="And the last question, not cached either."),
-    ], max_tokens=6, temperature=0.0)
+    request = GenerationRequest(
+        messages=[
+            MessageParam(role="user", content=marked("Mid-conversation breakpoint, " * 8)),
+            MessageParam(role="assistant", content="An answer that is not cached."),
+            MessageParam(role="user", content="And the last question, not cached either."),
+        ],
+        max_tokens=6,
+        temperature=0.0,
+    )
     rendered = cached_engine._renderer.prompt(request)
     started, _, _ = run_request(cached_engine, request)
     assert 0 < rendered.cache_end < rendered.boundaries[-1]
@@ -83,9 +87,10 @@ def test_a_breakpoint_mid_conversation_ends_creation_at_the_end_of_its_message(c
 
 
 def test_a_longer_conversation_reuses_the_earlier_turn_and_its_answer(cached_engine):
-    start, reply, done = run(cached_engine, [("user", "Tell me something about caches")])
-    follow, _, _ = run(cached_engine, [
-        ("user", "Tell me something about caches"), ("assistant", reply), ("user", "And more?")])
+    start, reply, _done = run(cached_engine, [("user", "Tell me something about caches")])
+    follow, _, _ = run(
+        cached_engine, [("user", "Tell me something about caches"), ("assistant", reply), ("user", "And more?")]
+    )
     assert follow.cache_read_tokens >= start.prompt_tokens
     assert follow.cache_creation_tokens == 0 and follow.cache_read_tokens < follow.prompt_tokens
 

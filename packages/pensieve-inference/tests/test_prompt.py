@@ -58,7 +58,12 @@ def test_final_assistant_turn_is_a_prefill(engine):
 
 def test_image_for_a_text_only_model_names_the_model():
     req = request(
-        [{"role": "user", "content": [{"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AA=="}}]}]
+        [
+            {
+                "role": "user",
+                "content": [{"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AA=="}}],
+            }
+        ]
     )
     with pytest.raises(InvalidRequestError, match="'tiny' is text-only and cannot read image"):
         build_conversation(req, "tiny", native_tools=False)
@@ -66,14 +71,32 @@ def test_image_for_a_text_only_model_names_the_model():
 
 TOOL_TURNS = [
     {"role": "user", "content": "weather?"},
-    {"role": "assistant", "content": [{"type": "text", "text": "Let me look."}, {"type": "tool_use", "id": "t1", "name": "get", "input": {"city": "Oslo"}}]},
-    {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": [{"type": "text", "text": "rain"}, {"type": "tool_reference", "tool_name": "Read"}]}]},
+    {
+        "role": "assistant",
+        "content": [
+            {"type": "text", "text": "Let me look."},
+            {"type": "tool_use", "id": "t1", "name": "get", "input": {"city": "Oslo"}},
+        ],
+    },
+    {
+        "role": "user",
+        "content": [
+            {
+                "type": "tool_result",
+                "tool_use_id": "t1",
+                "content": [{"type": "text", "text": "rain"}, {"type": "tool_reference", "tool_name": "Read"}],
+            }
+        ],
+    },
 ]
 
 
 def test_tool_turns_as_text_for_templates_without_tools():
     _, turns, _ = build_conversation(request(TOOL_TURNS), "m", native_tools=False)
-    assert turns[1]["content"] == 'Let me look.\n\n<tool_call>\n{"name": "get", "arguments": {"city": "Oslo"}}\n</tool_call>'
+    assert (
+        turns[1]["content"]
+        == 'Let me look.\n\n<tool_call>\n{"name": "get", "arguments": {"city": "Oslo"}}\n</tool_call>'
+    )
     assert turns[2]["content"] == "<tool_result>\nrain\nTool Read is now available.\n</tool_result>"
 
 
@@ -83,7 +106,13 @@ def test_tool_turns_native_for_tool_aware_templates():
     assert turns[2] == {"role": "tool", "tool_call_id": "t1", "content": "rain\nTool Read is now available."}
 
 
-TOOLS = [{"name": "get_weather", "description": "Weather for a city", "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}]
+TOOLS = [
+    {
+        "name": "get_weather",
+        "description": "Weather for a city",
+        "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
+    }
+]
 
 
 def test_tools_are_described_in_the_system_text_without_template_support(engine):
@@ -97,7 +126,9 @@ def test_tools_are_described_in_the_system_text_without_template_support(engine)
     assert '"name": "get_weather"' in text and "<tool_call>" in text
     from pensieve_claude_types import ToolChoiceNone
 
-    none = renderer.text(request([{"role": "user", "content": "hi"}], system="S", tools=tools, tool_choice=ToolChoiceNone()))
+    none = renderer.text(
+        request([{"role": "user", "content": "hi"}], system="S", tools=tools, tool_choice=ToolChoiceNone())
+    )
     assert "get_weather" not in none
 
 
@@ -116,7 +147,7 @@ def test_cache_end_is_where_the_message_with_the_last_breakpoint_ends(engine):
 
     def cached_text(req):
         rendered = renderer.prompt(req)
-        return tok.decode(rendered.tokens[:rendered.cache_end])
+        return tok.decode(rendered.tokens[: rendered.cache_end])
 
     plain = [{"role": "user", "content": "hi"}]
     assert renderer.prompt(request(plain, system="S")).cache_end == 0
@@ -126,10 +157,12 @@ def test_cache_end_is_where_the_message_with_the_last_breakpoint_ends(engine):
     tools = msgspec.convert([{**TOOLS[0], "cache_control": CACHED}], list[Tool])
     with_tools = renderer.prompt(request(plain, system="S", tools=tools))
     assert with_tools.cache_end == with_tools.system_end > 0
-    assert "get_weather" in tok.decode(with_tools.tokens[:with_tools.cache_end])
+    assert "get_weather" in tok.decode(with_tools.tokens[: with_tools.cache_end])
     # Merged same-role messages: creation stops where the marked one ends.
-    merged = [{"role": "user", "content": [{"type": "text", "text": "first", "cache_control": CACHED}]},
-              {"role": "user", "content": "second"}]
+    merged = [
+        {"role": "user", "content": [{"type": "text", "text": "first", "cache_control": CACHED}]},
+        {"role": "user", "content": "second"},
+    ]
     assert cached_text(request(merged)).endswith("user\nfirst")
     # A breakpoint on a prefill covers the prefill itself.
     prefill = [*plain, {"role": "assistant", "content": [{"type": "text", "text": "Sure", "cache_control": CACHED}]}]

@@ -25,8 +25,7 @@ SCHEMA = {
 
 def request(schema=SCHEMA, text="Name this session.", **kw):
     return GenerationRequest(
-        messages=[MessageParam(role="user", content=text)], max_tokens=400, temperature=1.0,
-        output_schema=schema, **kw,
+        messages=[MessageParam(role="user", content=text)], max_tokens=400, temperature=1.0, output_schema=schema, **kw
     )
 
 
@@ -62,6 +61,7 @@ def test_under_auto_the_answer_is_a_valid_structured_text_or_one_valid_call(tmp_
     model = MLXEngine.load_sync(resolve_reference(str(path)), HuggingFaceHub())
     tools = [Tool(name="lookup", input_schema=LOOKUP, strict=True)]
     try:
+
         async def run():
             reqs = [request(text=f"Q{i}", tools=tools, tool_choice=ToolChoiceAuto()) for i in range(12)]
             return await asyncio.gather(*(collect(model, r) for r in reqs))
@@ -103,6 +103,7 @@ def test_a_thinking_model_thinks_freely_then_answers_in_the_schema(tmp_path):
     path = build_tiny_model(tmp_path / "thinker", chat_template=THINK_CHATML_TEMPLATE, think_tokens=True)
     thinker = MLXEngine.load_sync(resolve_reference(str(path)), HuggingFaceHub())
     try:
+
         async def run():
             reqs = [request(text=f"Q{i}", thinking=ThinkingEnabled(budget_tokens=6)) for i in range(4)]
             return await asyncio.gather(*(collect(thinker, r) for r in reqs))

@@ -25,8 +25,11 @@ def thinker(tmp_path_factory):
 
 def request(thinking, max_tokens=40, **kw):
     return GenerationRequest(
-        messages=[MessageParam(role="user", content="Think first.")], max_tokens=max_tokens, thinking=thinking,
-        temperature=1.0, **kw,
+        messages=[MessageParam(role="user", content="Think first.")],
+        max_tokens=max_tokens,
+        thinking=thinking,
+        temperature=1.0,
+        **kw,
     )
 
 
@@ -72,14 +75,25 @@ def test_without_a_budget_thinking_runs_until_the_model_or_max_tokens_ends_it(th
     assert events[-1].stop_reason == "max_tokens"
 
 
-@pytest.mark.parametrize(("kw", "message"), [
-    ({"thinking": ThinkingEnabled(budget_tokens=40)}, "max_tokens must be greater than thinking.budget_tokens"),
-    ({"thinking": ThinkingEnabled(budget_tokens=8), "tools": [Tool(name="t", input_schema={"type": "object"})],
-      "tool_choice": ToolChoiceAny()}, "Thinking may not be enabled when tool_choice forces tool use"),
-])
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        ({"thinking": ThinkingEnabled(budget_tokens=40)}, "max_tokens must be greater than thinking.budget_tokens"),
+        (
+            {
+                "thinking": ThinkingEnabled(budget_tokens=8),
+                "tools": [Tool(name="t", input_schema={"type": "object"})],
+                "tool_choice": ToolChoiceAny(),
+            },
+            "Thinking may not be enabled when tool_choice forces tool use",
+        ),
+    ],
+)
 def test_the_apis_thinking_rules_are_invalid_requests(thinker, kw, message):
     with pytest.raises(InvalidRequestError, match=message):
-        asyncio.run(collect(thinker, GenerationRequest(messages=[MessageParam(role="user", content="x")], max_tokens=40, **kw)))
+        asyncio.run(
+            collect(thinker, GenerationRequest(messages=[MessageParam(role="user", content="x")], max_tokens=40, **kw))
+        )
 
 
 THOUGHT = "<think>\nLet me see: 2 < 3.\n</think>\n\nYes."
@@ -111,7 +125,9 @@ def test_low_effort_turns_adaptive_thinking_off_and_high_leaves_it_on(thinker):
     assert isinstance(events[1], ThinkingDelta) and events[-1].thinking_tokens is None, "high: no budget"
 
 
-@pytest.mark.parametrize(("effort", "budget"), [(None, None), ("medium", 10), ("high", None), ("xhigh", None), ("max", None)])
+@pytest.mark.parametrize(
+    ("effort", "budget"), [(None, None), ("medium", 10), ("high", None), ("xhigh", None), ("max", None)]
+)
 def test_effort_sets_the_adaptive_thinking_budget(effort, budget):
     assert thinking_plan(request(ThinkingAdaptive(), max_tokens=40, effort=effort)) == ThinkingPlan(True, budget)
 
@@ -133,7 +149,9 @@ EFFORT_TEMPLATE = THINK_CHATML_TEMPLATE.replace(
 )
 
 
-@pytest.mark.parametrize(("effort", "shown"), [("low", "low"), ("medium", "medium"), ("xhigh", "high"), ("max", "high")])
+@pytest.mark.parametrize(
+    ("effort", "shown"), [("low", "low"), ("medium", "medium"), ("xhigh", "high"), ("max", "high")]
+)
 def test_effort_reaches_a_template_that_reads_reasoning_effort(thinker, monkeypatch, effort, shown):
     from pensieve_inference.prompt import PromptRenderer
 

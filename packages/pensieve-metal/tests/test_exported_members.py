@@ -20,7 +20,8 @@ EXPECTED = {
 
 def test_exported_members():
     public = {
-        name for name, value in vars(pensieve_metal).items()
+        name
+        for name, value in vars(pensieve_metal).items()
         if not name.startswith("_") and not (isinstance(value, ModuleType) and name not in pensieve_metal.__all__)
     }
     assert set(pensieve_metal.__all__) == EXPECTED

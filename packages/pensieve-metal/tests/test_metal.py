@@ -34,5 +34,5 @@ def test_check_fits_names_need_and_budget():
     from pensieve_core.errors import ModelLoadError
 
     metal.check_fits("small", 10, budget_bytes=100)
-    with pytest.raises(ModelLoadError, match="big needs about 2.0 GB for its weights; this .* has 1.0 GB"):
+    with pytest.raises(ModelLoadError, match=r"big needs about 2.0 GB for its weights; this .* has 1.0 GB"):
         metal.check_fits("big", 2_000_000_000, budget_bytes=1_000_000_000)

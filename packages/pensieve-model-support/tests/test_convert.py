@@ -133,9 +133,11 @@ def _requantize_like_the_conversion(model: nn.Module, types: dict[str, str]) -> 
     """Re-quantize the REQUANTIZED types' layers as the conversion does; the rest stay float."""
     arch = architecture_module("llama")
     bits = {arch.tensor_name(n).removesuffix(".weight"): MLX_BITS[k] for n, k in types.items() if k in REQUANTIZED}
-    nn.quantize(model, class_predicate=lambda p, _m: {"group_size": GROUP_SIZE, "bits": bits[p]} if p in bits else False)
+    nn.quantize(
+        model, class_predicate=lambda p, _m: {"group_size": GROUP_SIZE, "bits": bits[p]} if p in bits else False
+    )
     # The conversion keeps scales in float16, as mx.load does.
-    half = lambda path, a: a.astype(mx.float16) if path.endswith(("scales", "biases")) else a  # noqa: E731
+    half = lambda path, a: a.astype(mx.float16) if path.endswith(("scales", "biases")) else a
     model.update(tree_map_with_path(half, model.parameters()))
 
 

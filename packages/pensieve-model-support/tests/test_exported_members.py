@@ -40,8 +40,10 @@ EXPECTED = {
 
 def test_exported_members():
     public = {
-        name for name, value in vars(pensieve_model_support).items()
-        if not name.startswith("_") and not (isinstance(value, ModuleType) and name not in pensieve_model_support.__all__)
+        name
+        for name, value in vars(pensieve_model_support).items()
+        if not name.startswith("_")
+        and not (isinstance(value, ModuleType) and name not in pensieve_model_support.__all__)
     }
     assert set(pensieve_model_support.__all__) == EXPECTED
     assert public == EXPECTED, "every public name is in __all__ and every name in __all__ exists"

@@ -46,8 +46,7 @@ def test_tokenizer_and_chat_template_come_from_gguf(bundled):
 @pytest.mark.slow
 def test_bundled_model_answers_correctly(bundled):
     prompt = bundled.tokenizer.apply_chat_template(
-        [{"role": "user", "content": "What is the capital of France? Answer briefly."}],
-        add_generation_prompt=True,
+        [{"role": "user", "content": "What is the capital of France? Answer briefly."}], add_generation_prompt=True
     )
     assert "Paris" in generate(bundled.model, bundled.tokenizer, prompt, max_tokens=10)
 

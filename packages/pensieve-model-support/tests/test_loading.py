@@ -2,14 +2,9 @@ import json
 
 import pytest
 
-from pensieve_model_support.testing import FakeHub
-from pensieve_model_support import (
-    HubUnavailableError,
-    HuggingFaceHub,
-    load_model,
-    resolve_reference,
-)
+from pensieve_model_support import HubUnavailableError, HuggingFaceHub, load_model, resolve_reference
 from pensieve_model_support.loading import local_path
+from pensieve_model_support.testing import FakeHub
 
 
 def test_loads_a_local_mlx_directory(tiny_model_dir):

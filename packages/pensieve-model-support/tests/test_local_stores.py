@@ -64,7 +64,8 @@ def lmstudio(home, tiny_gguf, tiny_model_dir):
 )
 def test_ollama_names_resolve_to_the_manifests_gguf_blob(ollama, tiny_gguf, ref, name, manifest):
     digest = next(
-        layer["digest"] for layer in json.loads((ollama / "manifests" / manifest).read_text())["layers"]
+        layer["digest"]
+        for layer in json.loads((ollama / "manifests" / manifest).read_text())["layers"]
         if layer["mediaType"] == "application/vnd.ollama.image.model"
     )
     resolved = resolve_reference(ref)
@@ -74,7 +75,7 @@ def test_ollama_names_resolve_to_the_manifests_gguf_blob(ollama, tiny_gguf, ref,
     assert resolved.path.endswith(".gguf") and Path(resolved.path).resolve() == blob.resolve()
 
 
-def test_ollama_models_dir_comes_from_OLLAMA_MODELS(home, tiny_gguf, monkeypatch):
+def test_ollama_models_dir_comes_from_the_ollama_models_variable(home, tiny_gguf, monkeypatch):
     root = home / "elsewhere"
     write_ollama_model(root, "moved", tiny_gguf)
     monkeypatch.setenv("OLLAMA_MODELS", str(root))
@@ -116,20 +117,26 @@ def test_missing_and_traversing_store_names_are_clear_errors(ollama, lmstudio, r
 def test_a_manifest_whose_blob_is_missing_says_so(ollama):
     for blob in (ollama / "blobs").iterdir():
         blob.unlink()
-    with pytest.raises(ModelNotFoundError, match="model blob .* is missing"):
+    with pytest.raises(ModelNotFoundError, match=r"model blob .* is missing"):
         resolve_reference("ollama:tiny")
 
 
 def test_lmstudio_names_resolve_to_a_gguf_file_or_an_mlx_directory(lmstudio):
     one = resolve_reference("lmstudio:lmstudio-community/Tiny-GGUF")  # the projector beside it is not a model
-    assert (one.kind, one.store, one.path) == ("gguf_file", "lmstudio", str(lmstudio / "lmstudio-community/Tiny-GGUF/Tiny-Q8_0.gguf"))
+    assert (one.kind, one.store, one.path) == (
+        "gguf_file",
+        "lmstudio",
+        str(lmstudio / "lmstudio-community/Tiny-GGUF/Tiny-Q8_0.gguf"),
+    )
     named = resolve_reference("lmstudio:bartowski/Two-GGUF/Two-Q4_0.gguf")
     assert named.path == str(lmstudio / "bartowski/Two-GGUF/Two-Q4_0.gguf")
     mlx = resolve_reference("lmstudio:mlx-community/Tiny-4bit")
     assert (mlx.kind, mlx.path) == ("mlx_dir", str(lmstudio / "mlx-community/Tiny-4bit"))
     assert [name for name, _ in lmstudio_models()] == [
-        "bartowski/Two-GGUF/Two-Q4_0.gguf", "bartowski/Two-GGUF/Two-Q8_0.gguf",
-        "lmstudio-community/Tiny-GGUF", "mlx-community/Tiny-4bit",
+        "bartowski/Two-GGUF/Two-Q4_0.gguf",
+        "bartowski/Two-GGUF/Two-Q8_0.gguf",
+        "lmstudio-community/Tiny-GGUF",
+        "mlx-community/Tiny-4bit",
     ]
 
 
@@ -153,7 +160,12 @@ def test_an_ollama_model_loads(ollama):
 def test_summary_says_which_gguf_loads_and_why_not(tmp_path, tiny_gguf):
     good = summarize_gguf(tiny_gguf)
     assert (good.architecture, good.context_length, good.quantization, good.has_chat_template, good.loads) == (
-        "llama", 2048, "Q8_0", True, True)
+        "llama",
+        2048,
+        "Q8_0",
+        True,
+        True,
+    )
     bad = summarize_gguf(build_tiny_gguf(tmp_path / "iq2.gguf", "IQ2_XXS", hidden_size=256))
     assert not bad.loads and "IQ2_XXS" in bad.why_not
     (tmp_path / "junk.gguf").write_bytes(b"not a gguf at all")

@@ -79,15 +79,28 @@ def test_a_failure_after_generation_began_keeps_its_class_on_both_paths(scripted
 def test_guards_raise_tree_errors(client, stream):
     body = {**BODY, "stream": stream}
     cases = [
-        (client.post("/v1/messages", json=body), errors.AuthenticationError(
-            "missing API key: send it in the x-api-key header or as Authorization: Bearer")),
-        (client.post("/v1/messages", json=body, headers={"x-api-key": "nope"}), errors.AuthenticationError("invalid x-api-key")),
-        (client.post("/v1/messages", json=body, headers={**AUTH, "host": "evil.example"}),
-         errors.PermissionDeniedError("this Host header is not allowed")),
-        (client.post("/v1/messages", json=body, headers={**AUTH, "origin": "https://evil.example"}),
-         errors.PermissionDeniedError("cross-origin requests from https://evil.example are not allowed")),
-        (client.post("/v1/messages", content=msgspec.json.encode(body), headers={**AUTH, "content-type": "text/plain"}),
-         errors.InvalidRequestError("content-type must be application/json, got 'text/plain'")),
+        (
+            client.post("/v1/messages", json=body),
+            errors.AuthenticationError("missing API key: send it in the x-api-key header or as Authorization: Bearer"),
+        ),
+        (
+            client.post("/v1/messages", json=body, headers={"x-api-key": "nope"}),
+            errors.AuthenticationError("invalid x-api-key"),
+        ),
+        (
+            client.post("/v1/messages", json=body, headers={**AUTH, "host": "evil.example"}),
+            errors.PermissionDeniedError("this Host header is not allowed"),
+        ),
+        (
+            client.post("/v1/messages", json=body, headers={**AUTH, "origin": "https://evil.example"}),
+            errors.PermissionDeniedError("cross-origin requests from https://evil.example are not allowed"),
+        ),
+        (
+            client.post(
+                "/v1/messages", content=msgspec.json.encode(body), headers={**AUTH, "content-type": "text/plain"}
+            ),
+            errors.InvalidRequestError("content-type must be application/json, got 'text/plain'"),
+        ),
     ]
     for r, exc in cases:
         assert_envelope(r, exc)
@@ -104,7 +117,9 @@ def test_routes_and_the_engine_raise_tree_errors(client, stream):
     body = {**BODY, "stream": stream}
     r = client.post("/v1/messages", json={**body, "max_tokens": "many"}, headers=AUTH)
     assert (r.status_code, r.json()["error"]["type"]) == (400, "invalid_request_error")
-    r = client.post("/v1/messages", json={**body, "messages": [{"role": "user", "content": "word " * 5000}]}, headers=AUTH)
+    r = client.post(
+        "/v1/messages", json={**body, "messages": [{"role": "user", "content": "word " * 5000}]}, headers=AUTH
+    )
     assert (r.status_code, r.json()["error"]["type"]) == (400, "invalid_request_error")
     assert r.json()["error"]["message"].startswith("prompt is too long: ")
     r = client.post("/v1/messages", json={**body, "model": "someone/else"}, headers=AUTH)
@@ -112,7 +127,9 @@ def test_routes_and_the_engine_raise_tree_errors(client, stream):
 
 
 def test_starlette_statuses_map_through_the_tree(client):
-    assert_envelope(client.post("/v1/nothing", json=BODY, headers=AUTH), errors.NotFoundError("no such route: POST /v1/nothing"))
+    assert_envelope(
+        client.post("/v1/nothing", json=BODY, headers=AUTH), errors.NotFoundError("no such route: POST /v1/nothing")
+    )
     r = client.get("/v1/messages", headers=AUTH)
     # 405 is not in the tree: the client's mistake, with HTTP's own status kept.
     assert (r.status_code, r.json()["error"]["type"]) == (405, "invalid_request_error")

@@ -4,19 +4,13 @@ from types import ModuleType
 
 import pensieve_server
 
-EXPECTED = {
-    "ServedModels",
-    "create_app",
-    "open_engine",
-    "open_models",
-    "run_server",
-    "serve_models",
-}
+EXPECTED = {"ServedModels", "create_app", "open_engine", "open_models", "run_server", "serve_models"}
 
 
 def test_exported_members():
     public = {
-        name for name, value in vars(pensieve_server).items()
+        name
+        for name, value in vars(pensieve_server).items()
         if not name.startswith("_") and not (isinstance(value, ModuleType) and name not in pensieve_server.__all__)
     }
     assert set(pensieve_server.__all__) == EXPECTED

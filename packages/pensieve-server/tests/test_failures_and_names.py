@@ -53,7 +53,9 @@ def test_failure_before_a_non_streamed_answer_is_a_500_envelope(client, failing_
 
 
 def test_strict_names_refuse_unknown_models(engine):
-    with TestClient(create_app(engine, Settings(api_key="test-key", strict_model_names=True)), base_url="http://localhost") as c:
+    with TestClient(
+        create_app(engine, Settings(api_key="test-key", strict_model_names=True)), base_url="http://localhost"
+    ) as c:
         r = c.post("/v1/messages", json={**BODY, "model": "gpt-5"}, headers=AUTH)
         assert r.status_code == 404 and engine.model.id in r.json()["error"]["message"]
         assert c.post("/v1/messages", json={**BODY, "model": engine.model.id}, headers=AUTH).status_code == 200
@@ -72,7 +74,9 @@ def small_engine(engine, tmp_path_factory):
 
 def test_tier_names_select_tier_models(engine, small_engine):
     main, small = engine, small_engine
-    served = ServedModels(main, names={"phi-3-mini": main, "smol": small}, tiers={"opus": main, "sonnet": main, "haiku": small})
+    served = ServedModels(
+        main, names={"phi-3-mini": main, "smol": small}, tiers={"opus": main, "sonnet": main, "haiku": small}
+    )
     assert served.select("claude-haiku-4-5-20251001") is small
     assert served.select("claude-opus-5-5") is main
     assert served.select("claude-unknown") is main

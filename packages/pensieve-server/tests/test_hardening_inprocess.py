@@ -21,8 +21,14 @@ def test_path_like_model_names_touch_no_file_and_no_network(client, monkeypatch,
         touched.append(args)
         raise AssertionError(f"file or network access: {args!r}")
 
-    for target, attr in [(pathlib.Path, "stat"), (pathlib.Path, "exists"), (os, "stat"), (os, "listdir"),
-                         (socket, "getaddrinfo"), (socket, "create_connection")]:
+    for target, attr in [
+        (pathlib.Path, "stat"),
+        (pathlib.Path, "exists"),
+        (os, "stat"),
+        (os, "listdir"),
+        (socket, "getaddrinfo"),
+        (socket, "create_connection"),
+    ]:
         monkeypatch.setattr(target, attr, refuse)
     opened = []
 
@@ -41,7 +47,9 @@ def test_allowed_origin_gets_cors_headers(engine):
     with TestClient(create_app(engine, settings), base_url="http://localhost") as c:
         r = c.get("/v1/models", headers={**AUTH, "origin": "https://app.example"})
         assert r.status_code == 200 and r.headers["access-control-allow-origin"] == "https://app.example"
-        pre = c.options("/v1/messages", headers={"origin": "https://app.example", "access-control-request-method": "POST"})
+        pre = c.options(
+            "/v1/messages", headers={"origin": "https://app.example", "access-control-request-method": "POST"}
+        )
         assert pre.status_code == 204 and "POST" in pre.headers["access-control-allow-methods"]
         assert c.get("/v1/models", headers={**AUTH, "origin": "https://other.example"}).status_code == 403
 

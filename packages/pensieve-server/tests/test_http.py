@@ -17,8 +17,7 @@ def sse_events(text):
 
 
 @pytest.mark.parametrize(
-    "headers",
-    [{}, {"x-api-key": "wrong"}, {"authorization": "Bearer wrong"}, {"authorization": "Basic test-key"}],
+    "headers", [{}, {"x-api-key": "wrong"}, {"authorization": "Bearer wrong"}, {"authorization": "Basic test-key"}]
 )
 def test_missing_or_wrong_key_is_401_authentication_error(client, headers):
     r = client.post("/v1/messages", json=BODY, headers=headers)
@@ -87,8 +86,12 @@ def test_health_is_public_and_names_the_model(client):
 
 
 def test_count_tokens_matches_the_prompt_tokens_of_generation(client):
-    counted = client.post("/v1/messages/count_tokens", json={k: v for k, v in BODY.items() if k != "max_tokens"}, headers=AUTH)
-    assert counted.json() == {"input_tokens": client.post("/v1/messages", json=BODY, headers=AUTH).json()["usage"]["input_tokens"]}
+    counted = client.post(
+        "/v1/messages/count_tokens", json={k: v for k, v in BODY.items() if k != "max_tokens"}, headers=AUTH
+    )
+    assert counted.json() == {
+        "input_tokens": client.post("/v1/messages", json=BODY, headers=AUTH).json()["usage"]["input_tokens"]
+    }
 
 
 def test_official_client_non_streamed_and_streamed(client):

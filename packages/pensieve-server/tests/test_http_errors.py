@@ -58,12 +58,15 @@ def _exchange(port: int, request: bytes) -> tuple[int, dict, bytes]:
     return int(lines[0].split()[1]), headers, body
 
 
-@pytest.mark.parametrize("request_bytes, status", [
-    (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 12abc\r\n\r\n", 400),
-    (b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n", 431),
-    (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
-    (b"NOT HTTP AT ALL\r\n\r\n", 400),
-])
+@pytest.mark.parametrize(
+    "request_bytes, status",
+    [
+        (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 12abc\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n", 431),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
+        (b"NOT HTTP AT ALL\r\n\r\n", 400),
+    ],
+)
 def test_an_h11_level_error_is_an_envelope_with_a_request_id(hypercorn_port, request_bytes, status):
     got, headers, body = _exchange(hypercorn_port, request_bytes)
     assert got == status
@@ -79,12 +82,17 @@ def test_a_good_request_is_still_served(hypercorn_port):
 
 
 def test_count_tokens_has_a_smaller_body_cap_than_messages(client):
-    body = json.dumps({"model": "tiny", "messages": [{"role": "user", "content": "w " * (COUNT_TOKENS_MAX_BODY_BYTES // 2)}]})
+    body = json.dumps(
+        {"model": "tiny", "messages": [{"role": "user", "content": "w " * (COUNT_TOKENS_MAX_BODY_BYTES // 2)}]}
+    )
     r = client.post("/v1/messages/count_tokens", content=body, headers=AUTH)
     assert r.status_code == 413 and r.json()["error"]["type"] == "request_too_large"
     assert str(COUNT_TOKENS_MAX_BODY_BYTES) in r.json()["error"]["message"]
-    small = client.post("/v1/messages/count_tokens", json={"model": "tiny", "messages": [{"role": "user", "content": "hi"}]},
-                        headers=AUTH)
+    small = client.post(
+        "/v1/messages/count_tokens",
+        json={"model": "tiny", "messages": [{"role": "user", "content": "hi"}]},
+        headers=AUTH,
+    )
     assert small.status_code == 200
 
 
@@ -101,11 +109,18 @@ def test_a_tool_schema_the_grammar_cannot_build_is_logged_without_its_content(tm
     path = build_tiny_model(tmp_path / "tools", tool_tokens=True, chat_template=TOOL_CHATML_TEMPLATE)
     engine = MLXEngine.load_sync(resolve_reference(str(path)), HuggingFaceHub())
     schema = {"type": "object", "properties": {"city": {"type": "string", "pattern": "USER_SECRET(((("}}}
-    body = {"model": "t", "max_tokens": 2, "messages": [{"role": "user", "content": "hi"}],
-            "tools": [{"name": "get_weather", "input_schema": schema}], "tool_choice": {"type": "any"}}
+    body = {
+        "model": "t",
+        "max_tokens": 2,
+        "messages": [{"role": "user", "content": "hi"}],
+        "tools": [{"name": "get_weather", "input_schema": schema}],
+        "tool_choice": {"type": "any"},
+    }
     try:
-        with structlog.testing.capture_logs() as logs, \
-                TestClient(create_app(engine, Settings(api_key="test-key")), base_url="http://localhost") as c:
+        with (
+            structlog.testing.capture_logs() as logs,
+            TestClient(create_app(engine, Settings(api_key="test-key")), base_url="http://localhost") as c,
+        ):
             assert c.post("/v1/messages", json=body, headers=AUTH).status_code == 200
     finally:
         engine.worker.stop()

@@ -58,8 +58,11 @@ def test_a_late_joiner_gets_the_whole_run_from_its_start_and_one_generation_runs
         return await rest, await _drain(second), source, runs
 
     rest, joined, source, runs = asyncio.run(run())
-    assert joined == [Started(prompt_tokens=3), *(TextDelta(text=w) for w in "abc"),
-                      Finished(stop_reason="end_turn", output_tokens=3)]
+    assert joined == [
+        Started(prompt_tokens=3),
+        *(TextDelta(text=w) for w in "abc"),
+        Finished(stop_reason="end_turn", output_tokens=3),
+    ]
     assert rest == joined[2:]
     assert source.started == 1 and source.closed and len(runs) == 0
 

@@ -11,8 +11,12 @@ from pensieve_server.assembly import MessageAssembler
 from pensieve_server.signatures import ThinkingSigner
 
 EVENTS = [
-    Started(prompt_tokens=3), ThinkingDelta(thinking="Let me "), ThinkingDelta(thinking="see."), ThinkingEnd(),
-    TextDelta(text="Yes."), Finished(stop_reason="end_turn", output_tokens=5),
+    Started(prompt_tokens=3),
+    ThinkingDelta(thinking="Let me "),
+    ThinkingDelta(thinking="see."),
+    ThinkingEnd(),
+    TextDelta(text="Yes."),
+    Finished(stop_reason="end_turn", output_tokens=5),
 ]
 
 

@@ -21,6 +21,7 @@ from .events import (
     TextDeltaPayload,
     ThinkingDeltaPayload,
 )
+from .limits import COUNT_TOKENS_MAX_BODY_BYTES
 from .requests import (
     CountTokensRequest,
     CountTokensResponse,
@@ -28,7 +29,6 @@ from .requests import (
     decode_count_tokens_request,
     decode_messages_request,
 )
-from .limits import COUNT_TOKENS_MAX_BODY_BYTES
 from .sse import encode_event, keepalive_comment
 
 __all__ = [

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Union
-
 import msgspec
 
 from pensieve_claude_types import ContentBlock, Message, StopReason
@@ -25,7 +23,7 @@ class SignatureDelta(msgspec.Struct, tag_field="type", tag="signature_delta"):
     signature: str
 
 
-BlockDelta = Union[TextDeltaPayload, InputJsonDelta, ThinkingDeltaPayload, SignatureDelta]
+BlockDelta = TextDeltaPayload | InputJsonDelta | ThinkingDeltaPayload | SignatureDelta
 
 
 class MessageDeltaBody(msgspec.Struct):
@@ -82,13 +80,13 @@ class ErrorEvent(msgspec.Struct, tag_field="type", tag="error"):
     error: ErrorDetail
 
 
-StreamEvent = Union[
-    MessageStart,
-    ContentBlockStart,
-    ContentBlockDelta,
-    ContentBlockStop,
-    MessageDelta,
-    MessageStop,
-    Ping,
-    ErrorEvent,
-]
+StreamEvent = (
+    MessageStart
+    | ContentBlockStart
+    | ContentBlockDelta
+    | ContentBlockStop
+    | MessageDelta
+    | MessageStop
+    | Ping
+    | ErrorEvent
+)

@@ -115,9 +115,14 @@ class CountTokensRequest(msgspec.Struct, kw_only=True):
 
     def to_generation(self, request_id: str = "") -> GenerationRequest:
         return GenerationRequest(
-            messages=self.messages, max_tokens=1, system=self.system, tools=self.tools,
-            tool_choice=self.tool_choice, thinking=self.thinking,
-            effort=effort_of(self.messages, self.output_config), request_id=request_id,
+            messages=self.messages,
+            max_tokens=1,
+            system=self.system,
+            tools=self.tools,
+            tool_choice=self.tool_choice,
+            thinking=self.thinking,
+            effort=effort_of(self.messages, self.output_config),
+            request_id=request_id,
         )
 
 

@@ -88,7 +88,7 @@ __all__ = [
     "ToolResultContent",
     "ToolUseBlock",
     "ToolUseBlockParam",
-    "Usage",
     "UrlSource",
+    "Usage",
     "WebSearchToolResultBlockParam",
 ]

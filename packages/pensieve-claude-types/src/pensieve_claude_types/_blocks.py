@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 import msgspec
 
 from ._output import MessageOutputConfig
+
 
 class CacheControl(msgspec.Struct, omit_defaults=True):
     type: str = "ephemeral"
@@ -35,7 +36,7 @@ class ContentSource(msgspec.Struct, tag_field="type", tag="content"):
     content: Any
 
 
-MediaSource = Union[Base64Source, UrlSource, TextSource, FileSource, ContentSource]
+MediaSource = Base64Source | UrlSource | TextSource | FileSource | ContentSource
 
 
 class TextBlockParam(msgspec.Struct, tag_field="type", tag="text", omit_defaults=True):
@@ -57,18 +58,14 @@ class DocumentBlockParam(msgspec.Struct, tag_field="type", tag="document", omit_
     citations: Any = None
 
 
-class ToolReferenceBlockParam(
-    msgspec.Struct, tag_field="type", tag="tool_reference", omit_defaults=True
-):
+class ToolReferenceBlockParam(msgspec.Struct, tag_field="type", tag="tool_reference", omit_defaults=True):
     """Names a deferred tool that a tool search loaded (Claude Code sends these in results)."""
 
     tool_name: str
     cache_control: CacheControl | None = None
 
 
-class SearchResultBlockParam(
-    msgspec.Struct, tag_field="type", tag="search_result", omit_defaults=True
-):
+class SearchResultBlockParam(msgspec.Struct, tag_field="type", tag="search_result", omit_defaults=True):
     source: str
     title: str
     content: list[TextBlockParam]
@@ -76,13 +73,9 @@ class SearchResultBlockParam(
     citations: Any = None
 
 
-ToolResultContent = Union[
-    TextBlockParam,
-    ImageBlockParam,
-    DocumentBlockParam,
-    ToolReferenceBlockParam,
-    SearchResultBlockParam,
-]
+ToolResultContent = (
+    TextBlockParam | ImageBlockParam | DocumentBlockParam | ToolReferenceBlockParam | SearchResultBlockParam
+)
 
 
 class ToolUseBlockParam(msgspec.Struct, tag_field="type", tag="tool_use", omit_defaults=True):
@@ -92,9 +85,7 @@ class ToolUseBlockParam(msgspec.Struct, tag_field="type", tag="tool_use", omit_d
     cache_control: CacheControl | None = None
 
 
-class ToolResultBlockParam(
-    msgspec.Struct, tag_field="type", tag="tool_result", omit_defaults=True
-):
+class ToolResultBlockParam(msgspec.Struct, tag_field="type", tag="tool_result", omit_defaults=True):
     tool_use_id: str
     content: str | list[ToolResultContent] = ""
     is_error: bool = False
@@ -106,41 +97,35 @@ class ThinkingBlockParam(msgspec.Struct, tag_field="type", tag="thinking", omit_
     signature: str = ""
 
 
-class RedactedThinkingBlockParam(
-    msgspec.Struct, tag_field="type", tag="redacted_thinking", omit_defaults=True
-):
+class RedactedThinkingBlockParam(msgspec.Struct, tag_field="type", tag="redacted_thinking", omit_defaults=True):
     data: str
 
 
-class ServerToolUseBlockParam(
-    msgspec.Struct, tag_field="type", tag="server_tool_use", omit_defaults=True
-):
+class ServerToolUseBlockParam(msgspec.Struct, tag_field="type", tag="server_tool_use", omit_defaults=True):
     id: str
     name: str
     input: dict[str, Any]
     cache_control: CacheControl | None = None
 
 
-class WebSearchToolResultBlockParam(
-    msgspec.Struct, tag_field="type", tag="web_search_tool_result", omit_defaults=True
-):
+class WebSearchToolResultBlockParam(msgspec.Struct, tag_field="type", tag="web_search_tool_result", omit_defaults=True):
     tool_use_id: str
     content: Any
     cache_control: CacheControl | None = None
 
 
-ContentBlockParam = Union[
-    TextBlockParam,
-    ImageBlockParam,
-    DocumentBlockParam,
-    ToolUseBlockParam,
-    ToolResultBlockParam,
-    ThinkingBlockParam,
-    RedactedThinkingBlockParam,
-    ServerToolUseBlockParam,
-    WebSearchToolResultBlockParam,
-    SearchResultBlockParam,
-]
+ContentBlockParam = (
+    TextBlockParam
+    | ImageBlockParam
+    | DocumentBlockParam
+    | ToolUseBlockParam
+    | ToolResultBlockParam
+    | ThinkingBlockParam
+    | RedactedThinkingBlockParam
+    | ServerToolUseBlockParam
+    | WebSearchToolResultBlockParam
+    | SearchResultBlockParam
+)
 
 
 class TextBlock(msgspec.Struct, tag_field="type", tag="text"):
@@ -162,7 +147,7 @@ class ToolUseBlock(msgspec.Struct, tag_field="type", tag="tool_use"):
     input: dict[str, Any]
 
 
-ContentBlock = Union[TextBlock, ThinkingBlock, RedactedThinkingBlock, ToolUseBlock]
+ContentBlock = TextBlock | ThinkingBlock | RedactedThinkingBlock | ToolUseBlock
 
 Role = Literal["user", "assistant", "system"]
 

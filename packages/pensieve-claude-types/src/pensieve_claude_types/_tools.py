@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -38,7 +38,7 @@ class ToolChoiceNone(msgspec.Struct, tag_field="type", tag="none", omit_defaults
     pass
 
 
-ToolChoice = Union[ToolChoiceAuto, ToolChoiceAny, ToolChoiceTool, ToolChoiceNone]
+ToolChoice = ToolChoiceAuto | ToolChoiceAny | ToolChoiceTool | ToolChoiceNone
 
 
 # "omitted": thinking blocks come back with empty text and a signature (the model still thinks);
@@ -59,4 +59,4 @@ class ThinkingAdaptive(msgspec.Struct, tag_field="type", tag="adaptive", omit_de
     display: ThinkingDisplay | None = None
 
 
-ThinkingConfig = Union[ThinkingEnabled, ThinkingDisabled, ThinkingAdaptive]
+ThinkingConfig = ThinkingEnabled | ThinkingDisabled | ThinkingAdaptive

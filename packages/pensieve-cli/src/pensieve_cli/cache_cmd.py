@@ -29,7 +29,9 @@ _converted = click.option(
 @cache.command("list")
 @_home
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@click.option("--verify", is_flag=True, help="Also check every file's tensor bytes against its digest (reads them all).")
+@click.option(
+    "--verify", is_flag=True, help="Also check every file's tensor bytes against its digest (reads them all)."
+)
 @_converted
 def list_cmd(home: str | None, as_json: bool, verify: bool, converted: bool) -> None:
     """List persisted prefixes, newest first; a corrupt file shows as such (the server removes it)."""
@@ -44,9 +46,15 @@ def list_cmd(home: str | None, as_json: bool, verify: bool, converted: bool) -> 
         if verify:
             entries = [verify_disk_entry(e) for e in entries]
     rows = [
-        {"model": e.model_name, "weights": e.model, "tokens": len(e.tokens), "size_bytes": e.size_bytes,
-         "saved_at": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.saved_at)), "path": str(e.path),
-         "problem": e.problem or None}
+        {
+            "model": e.model_name,
+            "weights": e.model,
+            "tokens": len(e.tokens),
+            "size_bytes": e.size_bytes,
+            "saved_at": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.saved_at)),
+            "path": str(e.path),
+            "problem": e.problem or None,
+        }
         for e in entries
     ]
     if as_json:
@@ -63,8 +71,10 @@ def list_cmd(home: str | None, as_json: bool, verify: bool, converted: bool) -> 
         if r["problem"]:
             click.echo(f"  {r['path']}: {r['problem']}")
     corrupt = sum(bool(r["problem"]) for r in rows)
-    click.echo(f"{len(rows)} prefixes, {_human(sum(r['size_bytes'] for r in rows))} in {root}"
-               + (f"; {corrupt} corrupt (removed at the next start or by `pensieve cache clear`)" if corrupt else ""))
+    click.echo(
+        f"{len(rows)} prefixes, {_human(sum(r['size_bytes'] for r in rows))} in {root}"
+        + (f"; {corrupt} corrupt (removed at the next start or by `pensieve cache clear`)" if corrupt else "")
+    )
     _converted_note(settings.converted_dir)
 
 
@@ -74,8 +84,10 @@ def _converted_note(root: Path) -> None:
 
     kept = list_converted(root)
     if kept:
-        click.echo(f"also {len(kept)} converted GGUF files, {_human(sum(f.size_bytes for f in kept))}: "
-                   "`pensieve cache list --converted`")
+        click.echo(
+            f"also {len(kept)} converted GGUF files, {_human(sum(f.size_bytes for f in kept))}: "
+            "`pensieve cache list --converted`"
+        )
 
 
 def _list_converted(home: str | None, as_json: bool) -> None:
@@ -85,9 +97,14 @@ def _list_converted(home: str | None, as_json: bool) -> None:
         root = load_settings({"home": home}).converted_dir
         kept = list_converted(root)
     rows = [
-        {"source": f.source, "source_exists": bool(f.source) and Path(f.source).exists(), "size_bytes": f.size_bytes,
-         "saved_at": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(f.saved_at)), "path": str(f.path),
-         "problem": f.problem or None}
+        {
+            "source": f.source,
+            "source_exists": bool(f.source) and Path(f.source).exists(),
+            "size_bytes": f.size_bytes,
+            "saved_at": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(f.saved_at)),
+            "path": str(f.path),
+            "problem": f.problem or None,
+        }
         for f in kept
     ]
     if as_json:
@@ -115,9 +132,11 @@ def check_files(root: Path) -> list[str]:
     if not bad:
         return [f"ok   prefix cache: {len(entries)} files check out ({root})"]
     # A warning, not a failure: the server treats these files as misses and removes them.
-    return [*(f"bad  prefix cache file {e.path}: {e.problem}" for e in bad),
-            f"warn prefix cache: {len(bad)} of {len(entries)} files corrupt; the next start removes them "
-            "(or run `pensieve cache clear`)"]
+    return [
+        *(f"bad  prefix cache file {e.path}: {e.problem}" for e in bad),
+        f"warn prefix cache: {len(bad)} of {len(entries)} files corrupt; the next start removes them "
+        "(or run `pensieve cache clear`)",
+    ]
 
 
 @cache.command("clear")
@@ -137,7 +156,9 @@ def clear_cmd(home: str | None, yes: bool, converted: bool) -> None:
             click.echo(f"no persisted prefixes in {root}")
             return
         if not yes:
-            click.confirm(f"Delete {len(entries)} persisted prefixes ({_human(sum(e.size_bytes for e in entries))})?", abort=True)
+            click.confirm(
+                f"Delete {len(entries)} persisted prefixes ({_human(sum(e.size_bytes for e in entries))})?", abort=True
+            )
         files, size = clear_disk_cache(root)
     click.echo(f"deleted {files} persisted prefixes ({_human(size)})")
 
@@ -153,6 +174,8 @@ def _clear_converted(home: str | None, yes: bool) -> None:
             return
         if not yes:
             total = _human(sum(f.size_bytes for f in kept))
-            click.confirm(f"Delete {len(kept)} converted GGUF files ({total})? The next start converts again.", abort=True)
+            click.confirm(
+                f"Delete {len(kept)} converted GGUF files ({total})? The next start converts again.", abort=True
+            )
         files, size = clear_converted(root)
     click.echo(f"deleted {files} converted GGUF files ({_human(size)})")

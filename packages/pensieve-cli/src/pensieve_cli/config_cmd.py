@@ -8,14 +8,7 @@ from typing import Any
 import click
 import msgspec
 
-from pensieve_core import (
-    DEFAULT_API_KEY,
-    Settings,
-    check_setting_name,
-    load_settings,
-    parse_setting,
-    read_config_file,
-)
+from pensieve_core import DEFAULT_API_KEY, Settings, check_setting_name, load_settings, parse_setting, read_config_file
 from pensieve_core.errors import ConfigError
 
 from .errors import fail

@@ -81,7 +81,10 @@ def spawn(settings: Settings, argv: list[str], *, wait_s: float = 600) -> int:
     with log.open("ab") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "pensieve_cli", "start", *argv],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
     pid_path(settings).write_text(str(proc.pid))
     deadline = time.monotonic() + wait_s

@@ -34,17 +34,21 @@ def cli() -> None:
 
 
 def _server_options(fn: Any) -> Any:
-    for option in reversed([
-        click.option("--model", help="Alias, Hugging Face repo id, MLX model directory or .gguf file."),
-        click.option("--host", help="Address to bind (default 127.0.0.1)."),
-        click.option("--port", type=int, help="Port to listen on (default 7777)."),
-        click.option("--api-key", help=f"Key clients must send (default {DEFAULT_API_KEY})."),
-        click.option("--home", type=click.Path(file_okay=False), help="Pensieve's home directory."),
-        click.option("--config", type=click.Path(dir_okay=False), help="JSON config file."),
-        click.option("--max-output-tokens", type=click.IntRange(min=1), help="Cap on tokens generated per request."),
-        click.option("--certfile", type=click.Path(dir_okay=False, exists=True), help="TLS certificate (PEM)."),
-        click.option("--keyfile", type=click.Path(dir_okay=False, exists=True), help="TLS private key (PEM)."),
-    ]):
+    for option in reversed(
+        [
+            click.option("--model", help="Alias, Hugging Face repo id, MLX model directory or .gguf file."),
+            click.option("--host", help="Address to bind (default 127.0.0.1)."),
+            click.option("--port", type=int, help="Port to listen on (default 7777)."),
+            click.option("--api-key", help=f"Key clients must send (default {DEFAULT_API_KEY})."),
+            click.option("--home", type=click.Path(file_okay=False), help="Pensieve's home directory."),
+            click.option("--config", type=click.Path(dir_okay=False), help="JSON config file."),
+            click.option(
+                "--max-output-tokens", type=click.IntRange(min=1), help="Cap on tokens generated per request."
+            ),
+            click.option("--certfile", type=click.Path(dir_okay=False, exists=True), help="TLS certificate (PEM)."),
+            click.option("--keyfile", type=click.Path(dir_okay=False, exists=True), help="TLS private key (PEM)."),
+        ]
+    ):
         fn = option(fn)
     return fn
 
@@ -97,8 +101,9 @@ def _start_daemon(settings: Settings, flags: dict[str, Any]) -> None:
     if (pid := daemon.running_pid(settings)) is not None:
         raise RuntimeError(f"pensieve is already running (pid {pid}, {daemon.base_url(settings)})")
     settings.home_path.mkdir(parents=True, exist_ok=True)
-    argv = [arg for key, value in flags.items() if value is not None
-            for arg in (f"--{key.replace('_', '-')}", str(value))]
+    argv = [
+        arg for key, value in flags.items() if value is not None for arg in (f"--{key.replace('_', '-')}", str(value))
+    ]
     if "--home" not in argv:
         argv += ["--home", str(settings.home_path)]
     click.echo(f"pensieve: starting in the background (log: {daemon.log_path(settings)})", err=True)

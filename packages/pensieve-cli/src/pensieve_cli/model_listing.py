@@ -25,7 +25,9 @@ def _mlx_entry(name: str, folder: Path, size: int, source: str, reference: str) 
     try:
         model_classes(config)
     except (ValueError, ImportError, KeyError) as exc:
-        why_not = f"mlx-lm has no model type {config.get('model_type')!r}" if config else f"unreadable config.json ({exc})"
+        why_not = (
+            f"mlx-lm has no model type {config.get('model_type')!r}" if config else f"unreadable config.json ({exc})"
+        )
     return {
         "name": name,
         "source": source,
@@ -73,9 +75,19 @@ def _ollama_entry(model: OllamaModel) -> dict[str, Any]:
 
 
 def _broken(name: str, source: str, reference: str, why_not: str) -> dict[str, Any]:
-    return {"name": name, "source": source, "reference": reference, "size_bytes": 0, "format": "gguf",
-            "context_length": None, "quantization": "?", "chat_template": None, "loads": False,
-            "why_not": why_not, "path": None}
+    return {
+        "name": name,
+        "source": source,
+        "reference": reference,
+        "size_bytes": 0,
+        "format": "gguf",
+        "context_length": None,
+        "quantization": "?",
+        "chat_template": None,
+        "loads": False,
+        "why_not": why_not,
+        "path": None,
+    }
 
 
 def _hf_entries() -> list[dict[str, Any]]:

@@ -73,7 +73,9 @@ def rm(model: str, yes: bool) -> None:
     with fail():
         ref = resolve_reference(model)
         if ref.kind != "hub":
-            raise ConfigError(f"{model} is not a downloaded model ({ref.kind}); pensieve only removes what it downloaded")
+            raise ConfigError(
+                f"{model} is not a downloaded model ({ref.kind}); pensieve only removes what it downloaded"
+            )
         try:
             cache = scan_cache_dir(hf_cache_dir())
         except CacheNotFound as exc:
@@ -115,7 +117,9 @@ def validate(model: str | None, home: str | None) -> None:
         click.echo(f"ok   fits memory ({device.recommended_working_set_bytes / 1e9:.1f} GB on {device.kind})")
         loaded = load_model(ref, HuggingFaceHub(), download=False, converted_dir=settings.converted_dir)
         text = loaded.tokenizer.apply_chat_template(
-            [{"role": "system", "content": "s"}, {"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True
+            [{"role": "system", "content": "s"}, {"role": "user", "content": "hi"}],
+            tokenize=False,
+            add_generation_prompt=True,
         )
         if "hi" not in text:
             raise ModelLoadError("the chat template dropped the user's message")

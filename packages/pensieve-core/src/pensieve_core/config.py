@@ -138,10 +138,7 @@ def read_config_file(path: Path) -> dict[str, Any]:
 
 
 def load_settings(
-    flags: Mapping[str, Any] | None = None,
-    *,
-    config_file: Path | None = None,
-    environ: Mapping[str, str] | None = None,
+    flags: Mapping[str, Any] | None = None, *, config_file: Path | None = None, environ: Mapping[str, str] | None = None
 ) -> Settings:
     """Merge the layers; the file is `<home>/config.json` unless one is named."""
     environ = os.environ if environ is None else environ

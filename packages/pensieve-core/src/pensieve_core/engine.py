@@ -4,12 +4,19 @@ generation thread to the event loop."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any, Protocol, Union
+from typing import Any, Protocol
 
 import msgspec
 
 from pensieve_claude_types import (
-    CacheControl, Effort, MessageParam, StopReason, TextBlockParam, ThinkingConfig, Tool, ToolChoice,
+    CacheControl,
+    Effort,
+    MessageParam,
+    StopReason,
+    TextBlockParam,
+    ThinkingConfig,
+    Tool,
+    ToolChoice,
 )
 
 from .errors import GenerationError, PensieveError
@@ -106,9 +113,9 @@ class Failed(msgspec.Struct, tag=True):
         return cls(error_type=exc.error_type, message=exc.message)
 
 
-GenerationEvent = Union[
-    Started, TextDelta, ThinkingDelta, ThinkingEnd, ToolUseStart, ToolInputDelta, ToolUseEnd, Finished, Failed
-]
+GenerationEvent = (
+    Started | TextDelta | ThinkingDelta | ThinkingEnd | ToolUseStart | ToolInputDelta | ToolUseEnd | Finished | Failed
+)
 
 
 class ModelCard(msgspec.Struct, kw_only=True):

@@ -6,11 +6,11 @@ from .disk_cache import clear as clear_disk_cache
 from .disk_cache import list_entries as list_disk_entries
 from .disk_cache import verify_entry as verify_disk_entry
 from .engine import MLXEngine
-from .sampling import sampler_args
+from .jobs import GenerationJob
 from .prompt import PromptRenderer, RenderedPrompt, offered_tools
+from .sampling import sampler_args
 from .stops import StopSequenceMatcher
 from .tool_stream import ToolCallStream
-from .jobs import GenerationJob
 from .worker import GenerationWorker
 
 __all__ = [

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import structlog
 import mlx.core as mx
+import structlog
 from mlx_lm.generate import BatchGenerator, generate_step
 from mlx_lm.models.cache import make_prompt_cache, trim_prompt_cache
 
@@ -19,12 +19,12 @@ from pensieve_core import Started
 from pensieve_core.errors import InvalidRequestError
 from pensieve_model_support import LoadedModel
 
-from .processors import Shifted
-from .jobs import GenerationJob
-from .prefill_lane import LANE_MIN_TOKENS, Prefill, PrefillLane, snapshot
-from .sampling import GuardedSampler, make_request_sampler
 from .failures import StepFailures, failure_event
+from .jobs import GenerationJob
 from .output import SequenceOutput, processors_of
+from .prefill_lane import LANE_MIN_TOKENS, Prefill, PrefillLane, snapshot
+from .processors import Shifted
+from .sampling import GuardedSampler, make_request_sampler
 from .stops import StopSequenceMatcher
 
 log = structlog.get_logger("pensieve.inference")
@@ -71,7 +71,9 @@ def _split(rest: list[int], reused: int, boundaries: tuple[int, ...]) -> list[li
 
 
 class ModelBatch:
-    def __init__(self, loaded: LoadedModel, *, max_sequences: int = MAX_SEQUENCES, prefill_step: int = PREFILL_STEP) -> None:
+    def __init__(
+        self, loaded: LoadedModel, *, max_sequences: int = MAX_SEQUENCES, prefill_step: int = PREFILL_STEP
+    ) -> None:
         self.loaded = loaded
         self._max_sequences = max_sequences
         self._prefill_step = prefill_step
@@ -100,16 +102,21 @@ class ModelBatch:
             return
         self._drop_cancelled()  # a retry of an abandoned request finds its prefill
         seq = _Sequence(
-            job=job, detokenizer=self.loaded.tokenizer.detokenizer, stops=StopSequenceMatcher(job.stop_sequences),
+            job=job, detokenizer=self.loaded.tokenizer.detokenizer, stops=StopSequenceMatcher(job.stop_sequences)
         )
         reused = self._enter(seq, job.prompt)
         # As the API counts it: only what is prefilled up to the last breakpoint is written.
         created = max(0, min(job.cache_end, len(job.prompt)) - reused) if job.prefix_cache is not None else 0
         ended_at = reused if job.prefix_cache is not None and reused < len(job.prompt) - 1 else None
-        job.emit(Started(
-            prompt_tokens=len(job.prompt), cache_read_tokens=reused, cache_creation_tokens=created,
-            reuse_ended_at=ended_at, reuse_ended_in=None if ended_at is None else job.part_of_prompt(ended_at),
-        ))
+        job.emit(
+            Started(
+                prompt_tokens=len(job.prompt),
+                cache_read_tokens=reused,
+                cache_creation_tokens=created,
+                reuse_ended_at=ended_at,
+                reuse_ended_in=None if ended_at is None else job.part_of_prompt(ended_at),
+            )
+        )
 
     def _enter(self, seq: _Sequence, tokens: list[int]) -> int:
         """Put a sequence whose context is `tokens` into the lane or the batch; return how many
@@ -189,7 +196,7 @@ class ModelBatch:
         else:
             try:
                 self._generator.remove([uid])
-            except Exception:  # noqa: BLE001 — not there any more: nothing to take out
+            except Exception:  # noqa: BLE001, S110 — not there any more: nothing to take out
                 pass
         if seq is not None:
             seq.job.emit(failure_event(exc, [seq.job.request_id]))
@@ -246,13 +253,16 @@ class ModelBatch:
         """Its prompt is in, nobody else is here: decode with generate_step. The batch's first
         sampled token is dropped and recomputed from the last prompt token (one extra step)."""
         seq = self._running[uid]
-        (cache, tokens), = self._generator.remove([uid], return_prompt_caches=True).values()
+        ((cache, tokens),) = self._generator.remove([uid], return_prompt_caches=True).values()
         trim_prompt_cache(cache, 1)
         seq.fed = list(tokens)
         seq.sampler = make_request_sampler(seq.job.sampler_args)
         steps = generate_step(
-            mx.array(seq.fed[-1:]), self.loaded.model, max_tokens=seq.job.max_tokens - seq.output_tokens,
-            sampler=seq.sampler, prompt_cache=cache,
+            mx.array(seq.fed[-1:]),
+            self.loaded.model,
+            max_tokens=seq.job.max_tokens - seq.output_tokens,
+            sampler=seq.sampler,
+            prompt_cache=cache,
             # generate_step's token history starts at its first input, the last one fed.
             logits_processors=[Shifted(p, len(seq.fed) - 1) for p in processors_of(seq.job)] or None,
         )
@@ -312,7 +322,10 @@ class ModelBatch:
         left = seq.job.max_tokens - seq.output_tokens
         seq.sampler = make_request_sampler(seq.job.sampler_args)
         (uid,) = self._generator.insert(
-            [seq.fed[-1:]], max_tokens=[left], caches=[solo.cache], all_tokens=[seq.fed[:-1]],
+            [seq.fed[-1:]],
+            max_tokens=[left],
+            caches=[solo.cache],
+            all_tokens=[seq.fed[:-1]],
             samplers=[seq.sampler],
             logits_processors=[processors_of(seq.job)],
         )

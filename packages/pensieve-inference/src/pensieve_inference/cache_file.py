@@ -31,8 +31,10 @@ MAX_HEADER_BYTES = 100_000_000  # the safetensors format's own limit
 
 # safetensors dtype -> (MLX dtype, the NumPy dtype that reads its bytes); bfloat16 via uint16.
 _DTYPES: dict[str, tuple[Any, Any]] = {
-    "F16": (mx.float16, np.float16), "BF16": (mx.bfloat16, np.uint16),
-    "F32": (mx.float32, np.float32), "I32": (mx.int32, np.int32),
+    "F16": (mx.float16, np.float16),
+    "BF16": (mx.bfloat16, np.uint16),
+    "F32": (mx.float32, np.float32),
+    "I32": (mx.int32, np.int32),
 }
 _NAMES = {mlx: name for name, (mlx, _) in _DTYPES.items()}
 
@@ -102,9 +104,16 @@ def write(path: Path, layers: list[KVCache], *, model: str, model_name: str, tok
         arrays.update({f"{i}.0": c.keys, f"{i}.1": c.values, f"{i}.2": mx.array(c.offset, dtype=mx.int32)})
     mx.eval(list(arrays.values()))
     text = json.dumps(list(tokens))
-    digest = _digest(model, text, ((n, _NAMES[a.dtype], list(a.shape), memoryview(a)) for n, a in sorted(arrays.items())))
-    ours = {"pensieve_model": model, "pensieve_model_name": model_name, "pensieve_tokens": text,
-            "pensieve_saved_at": str(time.time()), "pensieve_digest": digest}
+    digest = _digest(
+        model, text, ((n, _NAMES[a.dtype], list(a.shape), memoryview(a)) for n, a in sorted(arrays.items()))
+    )
+    ours = {
+        "pensieve_model": model,
+        "pensieve_model_name": model_name,
+        "pensieve_tokens": text,
+        "pensieve_saved_at": str(time.time()),
+        "pensieve_digest": digest,
+    }
     scalars = ["", *((f"{i}.2", "scalar") for i in range(len(layers)))]  # as save_prompt_cache
     mx.save_safetensors(str(path), arrays, dict(tree_flatten([ours, ["KVCache"] * len(layers), scalars])))
 
@@ -142,8 +151,9 @@ def _read_header(f: BinaryIO, path: Path) -> CacheHeader:
         raise CorruptFileError(f"written for weights {ours.pensieve_model!r}, found under {path.parent.name!r}")
     layers = _check_layers(metadata, tensors, len(tokens))
     _check_tiling(tensors, size - 8 - length)
-    return CacheHeader(ours.pensieve_model, ours.pensieve_model_name, tokens, ours.pensieve_digest, layers,
-                       tensors, 8 + length)
+    return CacheHeader(
+        ours.pensieve_model, ours.pensieve_model_name, tokens, ours.pensieve_digest, layers, tensors, 8 + length
+    )
 
 
 def _check_layers(metadata: dict[str, str], tensors: dict[str, _Tensor], n_tokens: int) -> int:
@@ -218,5 +228,7 @@ def read(path: Path) -> tuple[CacheHeader, list[KVCache]]:
     with path.open("rb") as f:
         header = _read_header(f, path)
         _verify(header, _digest(header.model, json.dumps(list(header.tokens)), keep(_tensors(f, header))))
-    layers = [KVCache.from_state((arrays[f"{i}.0"], arrays[f"{i}.1"], len(header.tokens))) for i in range(header.layers)]
+    layers = [
+        KVCache.from_state((arrays[f"{i}.0"], arrays[f"{i}.1"], len(header.tokens))) for i in range(header.layers)
+    ]
     return header, layers

@@ -72,7 +72,9 @@ def _cached_call_rules(dialect: Dialect, tools_json: str, ll_tokenizer: llguidan
     return _build_call_rules(dialect, json.loads(tools_json), ll_tokenizer, _FORCED_STYLE if forced else _CHOSEN_STYLE)
 
 
-def _build_call_rules(dialect: Dialect, tools: ToolSpecs, ll_tokenizer: llguidance.LLTokenizer, style: dict[str, Any]) -> str:
+def _build_call_rules(
+    dialect: Dialect, tools: ToolSpecs, ll_tokenizer: llguidance.LLTokenizer, style: dict[str, Any]
+) -> str:
     assert dialect.call_rule is not None
     rules = []
     for i, tool in enumerate(tools):
@@ -83,15 +85,25 @@ def _build_call_rules(dialect: Dialect, tools: ToolSpecs, ll_tokenizer: llguidan
         )
         if error and not error.startswith("WARNING"):
             # llguidance's error quotes the schema (a `pattern`, say): name the tool, never the text.
-            log.warning("tool_schema_not_constrained", tool_index=i, tool=function["name"][:64],
-                        cause="a regex `pattern`" if "regex" in error else "the schema")
+            log.warning(
+                "tool_schema_not_constrained",
+                tool_index=i,
+                tool=function["name"][:64],
+                cause="a regex `pattern`" if "regex" in error else "the schema",
+            )
             rule = dialect.call_rule(i, function["name"], {"type": "object"}, style)
         rules.append(rule)
     return "".join(rules)
 
 
 def make_tool_constraint(
-    tokenizer: Any, dialect: Dialect, tools: ToolSpecs, *, forced: bool, single: bool, prompt_tokens: int,
+    tokenizer: Any,
+    dialect: Dialect,
+    tools: ToolSpecs,
+    *,
+    forced: bool,
+    single: bool,
+    prompt_tokens: int,
     thinking_open: bool = False,
 ) -> ToolConstraint | None:
     """The processor for one request, or None when the dialect's calls are not JSON."""
@@ -109,8 +121,13 @@ def make_tool_constraint(
         return None
     trigger = dialect.start.encode("utf-8")
     return ToolConstraint(
-        ll_tokenizer, forced_grammar=forced_grammar, after_start=after_start, trigger=trigger,
-        single=single, prompt_tokens=prompt_tokens, eos=sorted(tokenizer.eos_token_ids),
+        ll_tokenizer,
+        forced_grammar=forced_grammar,
+        after_start=after_start,
+        trigger=trigger,
+        single=single,
+        prompt_tokens=prompt_tokens,
+        eos=sorted(tokenizer.eos_token_ids),
         thinking=(tokenizer.think_start.encode(), tokenizer.think_end.encode()) if tokenizer.has_thinking else None,
         thinking_open=thinking_open,
     )

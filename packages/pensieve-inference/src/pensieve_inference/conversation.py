@@ -93,7 +93,9 @@ class ConversationBuilder:
                 raise _unsupported("document", self.model_name)
             elif isinstance(block, ToolUseBlockParam):
                 if self.native_tools:
-                    calls.append({"id": block.id, "type": "function", "function": {"name": block.name, "arguments": block.input}})
+                    calls.append(
+                        {"id": block.id, "type": "function", "function": {"name": block.name, "arguments": block.input}}
+                    )
                 else:
                     texts.append(generic.call_text(block.name, block.input))
             elif isinstance(block, ToolResultBlockParam):
@@ -153,9 +155,11 @@ def read_conversation(request: GenerationRequest, model_name: str, *, native_too
     marked = snapshot() if _system_breakpoint(request) else None
     for message in request.messages:
         if message.role == "system":
-            text = system_text(message.content if isinstance(message.content, str) else [
-                b for b in message.content if isinstance(b, TextBlockParam)
-            ])
+            text = system_text(
+                message.content
+                if isinstance(message.content, str)
+                else [b for b in message.content if isinstance(b, TextBlockParam)]
+            )
             if builder.turns:
                 builder.add_system_note(text)
             else:

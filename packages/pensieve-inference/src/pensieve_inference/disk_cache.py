@@ -42,8 +42,9 @@ def read_entry(path: Path) -> DiskEntry | None:
         stat = path.stat()
     except OSError:
         return None
-    base = DiskEntry(path=path, model=path.parent.name, model_name="", tokens=(), size_bytes=stat.st_size,
-                     saved_at=stat.st_mtime)
+    base = DiskEntry(
+        path=path, model=path.parent.name, model_name="", tokens=(), size_bytes=stat.st_size, saved_at=stat.st_mtime
+    )
     try:
         header = cache_file.read_header(path)
     except CorruptFileError as exc:
@@ -180,7 +181,9 @@ class DiskPrefixStore:
         path = self.dir / f"{token_hash(key)}{SUFFIX}"
         with self._lock:
             self._index[key] = path
-        writer = threading.Thread(target=self._write, args=(key, path, frozen), name="pensieve-cache-writer", daemon=True)
+        writer = threading.Thread(
+            target=self._write, args=(key, path, frozen), name="pensieve-cache-writer", daemon=True
+        )
         writer.start()
         self._writers = [w for w in self._writers if w.is_alive()] + [writer]
         return writer

@@ -13,9 +13,7 @@ DEFAULT_EFFORT: Effort = "high"
 # medium caps adaptive thinking at this many tokens, and at a quarter of max_tokens so an answer fits.
 MEDIUM_THINKING_TOKENS = 4096
 # Templates with a reasoning_effort switch (gpt-oss) know low, medium and high.
-TEMPLATE_EFFORT: dict[Effort, str] = {
-    "low": "low", "medium": "medium", "high": "high", "xhigh": "high", "max": "high",
-}
+TEMPLATE_EFFORT: dict[Effort, str] = {"low": "low", "medium": "medium", "high": "high", "xhigh": "high", "max": "high"}
 
 
 def thinks(request: GenerationRequest) -> bool:

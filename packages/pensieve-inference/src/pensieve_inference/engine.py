@@ -9,13 +9,7 @@ from typing import Any
 
 import structlog
 
-from pensieve_core import (
-    Failed,
-    Finished,
-    GenerationEvent,
-    GenerationRequest,
-    ModelCard,
-)
+from pensieve_core import Failed, Finished, GenerationEvent, GenerationRequest, ModelCard
 from pensieve_metal import prefix_cache_budget
 from pensieve_model_support import Hub, LoadedModel, ModelRef, load_model
 
@@ -28,6 +22,7 @@ from .render_pool import RenderPool
 from .worker import MAX_SEQUENCES, GenerationWorker
 
 log = structlog.get_logger("pensieve.inference")
+
 
 def _vocab_size(loaded: LoadedModel) -> int:
     """Rows of the model's logits (its config says; else the tokenizer's vocabulary)."""
@@ -61,16 +56,19 @@ class MLXEngine:
         self._render_pool = RenderPool("render", threads=2)
         self._count_pool = RenderPool("count", threads=1)
         dialect = self._renderer.dialect
-        log.info("tool_dialect", model=card.id, dialect=dialect.name, families=", ".join(dialect.families),
-                 thinking=bool(loaded.tokenizer.has_thinking))
+        log.info(
+            "tool_dialect",
+            model=card.id,
+            dialect=dialect.name,
+            families=", ".join(dialect.families),
+            thinking=bool(loaded.tokenizer.has_thinking),
+        )
         self.max_output_tokens = max_output_tokens
         if prefix_cache_bytes is None:  # not configured: a share of what the weights leave
             prefix_cache_bytes = prefix_cache_budget(loaded.weights_bytes)
         disk = None
         if prefix_cache_dir is not None and prefix_cache_disk_bytes > 0 and prefix_cache_bytes > 0:
-            disk = DiskPrefixStore(
-                prefix_cache_dir, loaded.identity, prefix_cache_disk_bytes, model_name=card.id
-            )
+            disk = DiskPrefixStore(prefix_cache_dir, loaded.identity, prefix_cache_disk_bytes, model_name=card.id)
         self.prefix_cache = (
             PrefixCache(prefix_cache_bytes, prefix_cache_entries, disk=disk) if prefix_cache_bytes > 0 else None
         )
@@ -95,17 +93,24 @@ class MLXEngine:
         owns = worker is None
         worker = worker or GenerationWorker(max_sequences=max_sequences)
         try:
-            loaded = await asyncio.wrap_future(worker.call(
-                lambda: load_model(ref, hub, download=download, converted_dir=converted_dir)))
+            loaded = await asyncio.wrap_future(
+                worker.call(lambda: load_model(ref, hub, download=download, converted_dir=converted_dir))
+            )
         except BaseException:
             if owns:
                 worker.stop()
             raise
         card = ModelCard(id=ref.name, source=ref.kind, context_length=loaded.context_length)
         return cls(
-            loaded, worker, card, owns_worker=owns, max_output_tokens=max_output_tokens,
-            prefix_cache_bytes=prefix_cache_bytes, prefix_cache_entries=prefix_cache_entries,
-            prefix_cache_dir=prefix_cache_dir, prefix_cache_disk_bytes=prefix_cache_disk_bytes,
+            loaded,
+            worker,
+            card,
+            owns_worker=owns,
+            max_output_tokens=max_output_tokens,
+            prefix_cache_bytes=prefix_cache_bytes,
+            prefix_cache_entries=prefix_cache_entries,
+            prefix_cache_dir=prefix_cache_dir,
+            prefix_cache_disk_bytes=prefix_cache_disk_bytes,
         )
 
     @classmethod

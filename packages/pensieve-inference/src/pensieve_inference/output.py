@@ -63,7 +63,7 @@ class SequenceOutput:
     def _answer_text(self, text: str) -> str:
         """The answer part of new output text; the thinking part goes out as thinking events."""
         thinking = self.job.thinking
-        if thinking is None or thinking.state == "answer" and not thinking.buffer:
+        if thinking is None or (thinking.state == "answer" and not thinking.buffer):
             return text
         events, answer = thinking.feed(text)
         for event in events:
@@ -114,6 +114,11 @@ class SequenceOutput:
             seconds=round(time.perf_counter() - self.started, 3),
         )
         thinking_tokens = job.thinking_budget.spent if job.thinking_budget is not None else None
-        job.emit(Finished(
-            stop_reason=reason, output_tokens=self.output_tokens, stop_sequence=sequence, thinking_tokens=thinking_tokens,
-        ))
+        job.emit(
+            Finished(
+                stop_reason=reason,
+                output_tokens=self.output_tokens,
+                stop_sequence=sequence,
+                thinking_tokens=thinking_tokens,
+            )
+        )

@@ -63,8 +63,11 @@ def _thinking(
     budget = None
     if plan.enabled and plan.budget is not None:
         budget = ThinkingBudget(
-            budget=plan.budget, start=list(tokenizer.think_start_tokens), end=list(tokenizer.think_end_tokens),
-            is_open=rendered.thinking_open, prompt_tokens=len(rendered.tokens),
+            budget=plan.budget,
+            start=list(tokenizer.think_start_tokens),
+            end=list(tokenizer.think_end_tokens),
+            is_open=rendered.thinking_open,
+            prompt_tokens=len(rendered.tokens),
         )
     return splitter, budget
 
@@ -90,9 +93,13 @@ def _tools(
         if not forced:
             raise InvalidRequestError(f"tool_choice: no tool named {choice.name!r} among the request's tools")
     constraint = make_tool_constraint(
-        renderer.tokenizer, renderer.dialect, forced,
-        forced=isinstance(choice, (ToolChoiceAny, ToolChoiceTool)), single=single,
-        prompt_tokens=len(rendered.tokens), thinking_open=rendered.thinking_open,
+        renderer.tokenizer,
+        renderer.dialect,
+        forced,
+        forced=isinstance(choice, (ToolChoiceAny, ToolChoiceTool)),
+        single=single,
+        prompt_tokens=len(rendered.tokens),
+        thinking_open=rendered.thinking_open,
     )
     return stream, constraint
 
@@ -108,8 +115,11 @@ def _structured(
         return None
     call = one_call(renderer.tokenizer, renderer.dialect, [function_spec(t) for t in offered_tools(request)])
     return make_format_constraint(
-        renderer.tokenizer, request.output_schema, prompt_tokens=len(rendered.tokens),
-        thinking_open=rendered.thinking_open, call=call,
+        renderer.tokenizer,
+        request.output_schema,
+        prompt_tokens=len(rendered.tokens),
+        thinking_open=rendered.thinking_open,
+        call=call,
     )
 
 
@@ -126,6 +136,12 @@ def make_plan(request: GenerationRequest, renderer: PromptRenderer, limits: Mode
     splitter, budget = _thinking(renderer.tokenizer, thinking, rendered)
     max_tokens, exhausted = output_budget(request.max_tokens, len(rendered.tokens), limits)
     return GenerationPlan(
-        rendered=rendered, max_tokens=max_tokens, exhausted_reason=exhausted, sampler_args=args,
-        tool_calls=tool_calls, constraint=constraint, thinking=splitter, thinking_budget=budget,
+        rendered=rendered,
+        max_tokens=max_tokens,
+        exhausted_reason=exhausted,
+        sampler_args=args,
+        tool_calls=tool_calls,
+        constraint=constraint,
+        thinking=splitter,
+        thinking_budget=budget,
     )

@@ -10,12 +10,7 @@ from typing import Any
 
 import mlx.core as mx
 import structlog
-from mlx_lm.models.cache import (
-    LRUPromptCache,
-    can_trim_prompt_cache,
-    make_prompt_cache,
-    trim_prompt_cache,
-)
+from mlx_lm.models.cache import LRUPromptCache, can_trim_prompt_cache, make_prompt_cache, trim_prompt_cache
 
 from .disk_cache import DiskPrefixStore
 from .restore_cost import DeviceSpeeds

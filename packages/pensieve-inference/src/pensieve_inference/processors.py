@@ -50,7 +50,7 @@ class SequenceProcessor:
             return logits
         try:
             return self._at(length, tokens, logits)
-        except Exception as exc:  # noqa: BLE001 — one request's processor must not fail its batch
+        except Exception as exc:
             log.error("logits_processor_failed", processor=type(self).__name__, error=repr(exc), exc_info=exc)
             self.broken = True
             return logits

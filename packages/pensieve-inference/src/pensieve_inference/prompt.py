@@ -85,7 +85,12 @@ class PromptRenderer:
         self.reads_effort = template_reads_effort(tokenizer)
 
     def _apply(
-        self, messages: list[ChatMessage], tools: list[Tool], thinking: bool, effort: str | None = None, *,
+        self,
+        messages: list[ChatMessage],
+        tools: list[Tool],
+        thinking: bool,
+        effort: str | None = None,
+        *,
         generation_prompt: bool = True,
     ) -> str:
         kwargs: dict[str, Any] = {"tools": [function_spec(t) for t in tools]} if tools and self.native_tools else {}
@@ -127,7 +132,9 @@ class PromptRenderer:
             # The system text as rendered (with the generic tool descriptions).
             system = messages[0]["content"] if messages[0]["role"] == "system" else ""
             if not system:
-                raise InvalidRequestError(f"the chat template of {self.model_name!r} rejected the conversation: {exc}") from exc
+                raise InvalidRequestError(
+                    f"the chat template of {self.model_name!r} rejected the conversation: {exc}"
+                ) from exc
             # Some templates refuse a system role: fold it into the first user turn instead.
             rest = [dict(m) for m in turns]
             if rest and rest[0]["role"] == "user":

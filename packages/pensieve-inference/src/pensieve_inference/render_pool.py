@@ -58,7 +58,7 @@ class RenderPool:
             job.thread = threading.get_ident()
         try:
             result = job.fn()
-        except BaseException as exc:  # handed to the caller through the future
+        except BaseException as exc:  # noqa: BLE001 — handed to the caller through the future
             with job.lock:
                 job.thread = None
             job.future.set_exception(exc)
@@ -73,7 +73,7 @@ class RenderPool:
         self._inbox.put(job)
         try:
             return await asyncio.wait_for(asyncio.wrap_future(job.future), self.timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self._stop(job)
             raise InvalidRequestError(f"{what} took longer than {self.timeout_s:g} s and was stopped") from None
         except RenderTimeout:

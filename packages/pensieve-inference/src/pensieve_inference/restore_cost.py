@@ -38,5 +38,7 @@ class DeviceSpeeds:
     def estimates(self, tokens: int, nbytes: int) -> dict[str, float]:
         """Seconds each way, for the log line that says why a restore was skipped."""
         assert self.prefill_tokens_per_s is not None and self.read_bytes_per_s is not None
-        return {"read_s": round(nbytes / self.read_bytes_per_s, 3),
-                "prefill_s": round(tokens / self.prefill_tokens_per_s, 3)}
+        return {
+            "read_s": round(nbytes / self.read_bytes_per_s, 3),
+            "prefill_s": round(tokens / self.prefill_tokens_per_s, 3),
+        }

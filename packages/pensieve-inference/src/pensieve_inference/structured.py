@@ -37,7 +37,11 @@ def check_schema(schema: dict[str, Any], where: str) -> None:
 
 
 def make_format_constraint(
-    tokenizer: Any, schema: dict[str, Any], *, prompt_tokens: int, thinking_open: bool,
+    tokenizer: Any,
+    schema: dict[str, Any],
+    *,
+    prompt_tokens: int,
+    thinking_open: bool,
     call: tuple[str, str] | None = None,
 ) -> FormatConstraint:
     """The processor for one request's structured answer; raises the 400 for a bad schema.
@@ -55,8 +59,9 @@ class FormatConstraint(SequenceProcessor):
     tokens that keep the answer a prefix of a valid value; once it is whole, only EOS
     (llguidance's mask when the grammar is complete)."""
 
-    def __init__(self, ll_tokenizer: llguidance.LLTokenizer, grammar: str, *, prompt_tokens: int,
-                 think_end: bytes | None) -> None:
+    def __init__(
+        self, ll_tokenizer: llguidance.LLTokenizer, grammar: str, *, prompt_tokens: int, think_end: bytes | None
+    ) -> None:
         super().__init__(prompt_tokens)
         self.ll_tokenizer = ll_tokenizer
         self.grammar = grammar

@@ -7,11 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import mlx.core as mx
-from pensieve_claude_types import (
-    ThinkingEnabled,
-    ToolChoiceAny,
-    ToolChoiceTool,
-)
+
+from pensieve_claude_types import ThinkingEnabled, ToolChoiceAny, ToolChoiceTool
 from pensieve_core import GenerationEvent, GenerationRequest, ThinkingDelta, ThinkingEnd
 from pensieve_core.errors import InvalidRequestError
 

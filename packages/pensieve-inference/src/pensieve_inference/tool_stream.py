@@ -11,13 +11,8 @@ from __future__ import annotations
 import secrets
 
 import structlog
-from pensieve_core import (
-    GenerationEvent,
-    TextDelta,
-    ToolInputDelta,
-    ToolUseEnd,
-    ToolUseStart,
-)
+
+from pensieve_core import GenerationEvent, TextDelta, ToolInputDelta, ToolUseEnd, ToolUseStart
 
 from .dialects import Begin, Dialect, End, InputDelta, Loose, ToolSpecs
 from .dialects.base import ReaderEvent
@@ -156,8 +151,12 @@ class ToolCallStream:
                     out.append(ToolUseStart(id=tool_use_id(), name=event.name))
                     continue
                 unknown = event.name not in self.names
-                log.warning("tool_call_dropped", dialect=self.dialect.name, name=event.name,
-                            reason="unknown tool" if unknown else "one call allowed")
+                log.warning(
+                    "tool_call_dropped",
+                    dialect=self.dialect.name,
+                    name=event.name,
+                    reason="unknown tool" if unknown else "one call allowed",
+                )
                 # Nothing of this call text went out yet: all of it goes back as text.
                 self._rejected = unknown and not self._begun
                 self._skipping = True

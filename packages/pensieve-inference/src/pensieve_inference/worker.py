@@ -22,11 +22,7 @@ log = structlog.get_logger("pensieve.inference")
 
 class GenerationWorker:
     def __init__(
-        self,
-        name: str = "pensieve-mlx",
-        *,
-        max_sequences: int = MAX_SEQUENCES,
-        prefill_step: int = PREFILL_STEP,
+        self, name: str = "pensieve-mlx", *, max_sequences: int = MAX_SEQUENCES, prefill_step: int = PREFILL_STEP
     ) -> None:
         self.max_sequences = max_sequences
         self.prefill_step = prefill_step
@@ -59,7 +55,7 @@ class GenerationWorker:
     def _step(batch: ModelBatch) -> None:
         try:
             batch.step()
-        except Exception as exc:  # noqa: BLE001 — the thread must live: this batch starts over
+        except Exception as exc:
             log.error("batch_failed", error=repr(exc), exc_info=exc)
             batch.fail_everything(exc)
 
@@ -90,7 +86,7 @@ class GenerationWorker:
                 return
             try:
                 future.set_result(fn())
-            except BaseException as exc:  # handed to the caller through the future
+            except BaseException as exc:  # noqa: BLE001 — handed to the caller through the future
                 future.set_exception(exc)
 
         self._inbox.put(task)

@@ -20,10 +20,7 @@ class AppliedLimits(msgspec.Struct, kw_only=True):
 
 
 def apply_memory_limits(
-    *,
-    memory_fraction: float = 0.9,
-    cache_limit_bytes: int | None = None,
-    wire_bytes: int | None = None,
+    *, memory_fraction: float = 0.9, cache_limit_bytes: int | None = None, wire_bytes: int | None = None
 ) -> AppliedLimits:
     """Cap MLX's allocations at a fraction of device memory; optionally wire model weights.
 

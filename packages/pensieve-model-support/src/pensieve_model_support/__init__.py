@@ -21,6 +21,7 @@ from .references import ALIASES, STORE_PREFIXES, ModelRef, looks_like_repo_id, r
 __all__ = [
     "ALIASES",
     "BUNDLED_ALIAS",
+    "STORE_PREFIXES",
     "ConvertedFile",
     "GGUFSummary",
     "Hub",
@@ -29,7 +30,6 @@ __all__ = [
     "LoadedModel",
     "ModelRef",
     "OllamaModel",
-    "STORE_PREFIXES",
     "bundled_gguf_path",
     "clear_converted",
     "converted_path",

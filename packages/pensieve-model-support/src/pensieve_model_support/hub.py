@@ -54,11 +54,7 @@ class HuggingFaceHub:
 
         try:
             # snapshot_download draws a tqdm progress bar per file on the terminal.
-            return Path(
-                snapshot_download(repo_id, allow_patterns=ALLOW_PATTERNS, cache_dir=self.cache_dir)
-            )
+            return Path(snapshot_download(repo_id, allow_patterns=ALLOW_PATTERNS, cache_dir=self.cache_dir))
         except Exception as exc:  # the hub client raises many network and HTTP error types
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise HubUnavailableError(
-                f"cannot download {repo_id} from the Hugging Face hub ({reason})"
-            ) from exc
+            raise HubUnavailableError(f"cannot download {repo_id} from the Hugging Face hub ({reason})") from exc

@@ -65,8 +65,12 @@ def parse_ollama_name(name: str) -> tuple[str, str, str, str]:
     if len(parts) > 3 or not all(parts):
         raise ModelNotFoundError(f"{ref!r} is not an Ollama name ([host/][namespace/]model[:tag])")
     host, namespace, model = [OLLAMA_HOST, OLLAMA_NAMESPACE][: 3 - len(parts)] + parts
-    return (_checked(host, "host", ref), _checked(namespace, "namespace", ref), _checked(model, "model", ref),
-            _checked(tag or OLLAMA_TAG, "tag", ref))
+    return (
+        _checked(host, "host", ref),
+        _checked(namespace, "namespace", ref),
+        _checked(model, "model", ref),
+        _checked(tag or OLLAMA_TAG, "tag", ref),
+    )
 
 
 def _display(host: str, namespace: str, model: str, tag: str) -> str:
@@ -100,15 +104,22 @@ def _from_manifest(root: Path, manifest: Path, name: str) -> OllamaModel:
     blob = _blob(root, by_kind["model"].get("digest", ""))
     if not blob.is_file():
         raise ModelNotFoundError(f"ollama:{name}: its model blob {blob} is missing (pull it again with Ollama)")
-    texts = {kind: _read_text(_blob(root, by_kind[kind].get("digest", ""))) for kind in ("template", "system", "params")
-             if kind in by_kind}
+    texts = {
+        kind: _read_text(_blob(root, by_kind[kind].get("digest", "")))
+        for kind in ("template", "system", "params")
+        if kind in by_kind
+    }
     try:
         params = json.loads(texts.get("params") or "{}")
     except ValueError:
         params = {}
     return OllamaModel(
-        name=name, blob=blob, size_bytes=blob.stat().st_size, template=texts.get("template"),
-        system=texts.get("system"), parameters=params if isinstance(params, dict) else {},
+        name=name,
+        blob=blob,
+        size_bytes=blob.stat().st_size,
+        template=texts.get("template"),
+        system=texts.get("system"),
+        parameters=params if isinstance(params, dict) else {},
         adapter="adapter" in by_kind,
     )
 

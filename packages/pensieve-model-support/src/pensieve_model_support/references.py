@@ -19,10 +19,7 @@ SourceKind = Literal["bundled", "hub", "mlx_dir", "gguf_file"]
 StoreKind = Literal["ollama", "lmstudio"]
 STORE_PREFIXES = ("ollama:", "lmstudio:")
 
-ALIASES: dict[str, str] = {
-    "phi-3-mini": "mlx-community/Phi-3-mini-128k-instruct-4bit",
-    BUNDLED_ALIAS: BUNDLED_ALIAS,
-}
+ALIASES: dict[str, str] = {"phi-3-mini": "mlx-community/Phi-3-mini-128k-instruct-4bit", BUNDLED_ALIAS: BUNDLED_ALIAS}
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
@@ -55,9 +52,7 @@ def resolve_reference(ref: str) -> ModelRef:
     if path.is_dir() and (path / "config.json").is_file():
         return ModelRef(name=path.name, kind="mlx_dir", path=str(path.resolve()))
     if path.is_absolute() or target.startswith((".", "~")) or path.exists():
-        raise ModelNotFoundError(
-            f"{ref!r} is neither a GGUF file nor an MLX model directory (one with config.json)"
-        )
+        raise ModelNotFoundError(f"{ref!r} is neither a GGUF file nor an MLX model directory (one with config.json)")
     if looks_like_repo_id(target):
         return ModelRef(name=ref, kind="hub", repo_id=target)
     raise ModelNotFoundError(

@@ -39,13 +39,21 @@ def write_ollama_model(
         layers.append(_blob(root, json.dumps(parameters).encode(), media + "params"))
     if system is not None:
         layers.append(_blob(root, system.encode(), media + "system"))
-    config = _blob(root, json.dumps({"model_format": "gguf"}).encode(), "application/vnd.docker.container.image.v1+json")
+    config = _blob(
+        root, json.dumps({"model_format": "gguf"}).encode(), "application/vnd.docker.container.image.v1+json"
+    )
     manifest = root / "manifests" / host / namespace / model / tag
     manifest.parent.mkdir(parents=True, exist_ok=True)
-    manifest.write_text(json.dumps({
-        "schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-        "config": config, "layers": layers,
-    }))
+    manifest.write_text(
+        json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                "config": config,
+                "layers": layers,
+            }
+        )
+    )
     return manifest
 
 

@@ -7,6 +7,7 @@ like a real model's; only the weights are random.
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import shutil
 from pathlib import Path
@@ -18,8 +19,8 @@ from mlx.utils import tree_flatten
 from .bundled import bundled_gguf_path
 from .gguf.reader import read_gguf
 from .gguf.tokenizer import build_tokenizer
-from .mlx_lm_internals import model_classes
 from .hub import HubUnavailableError
+from .mlx_lm_internals import model_classes
 
 CHATML_TEMPLATE = (
     "{% for message in messages %}"
@@ -28,6 +29,7 @@ CHATML_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 
+
 def _chatml_with_tools(instructions: str, tool_result: str, calls: str) -> str:
     """ChatML turns with the tools listed in the system turn, then `instructions`; a tool turn's
     content rendered by `tool_result`, an assistant turn's tool_calls by `calls`."""
@@ -35,7 +37,8 @@ def _chatml_with_tools(instructions: str, tool_result: str, calls: str) -> str:
         "{% if tools %}<|im_start|>system\n"
         "{% if messages[0].role == 'system' %}{{ messages[0].content }}\n\n{% endif %}"
         "# Tools\n<tools>\n{% for tool in tools %}{{ tool | tojson }}\n{% endfor %}</tools>\n"
-        + instructions + "<|im_end|>\n"
+        + instructions
+        + "<|im_end|>\n"
         "{% elif messages[0].role == 'system' %}<|im_start|>system\n{{ messages[0].content }}<|im_end|>\n"
         "{% endif %}"
         "{% for message in messages %}"
@@ -165,6 +168,7 @@ class FakeHub:
     It serves repositories from local model directories, copying them into its own cache on
     download, and can pretend to be unreachable.
     """
+
     def __init__(self, cache: Path, repos: dict[str, Path] | None = None, reachable: bool = True):
         self.cache = cache
         self.repos = repos or {}
@@ -196,7 +200,7 @@ def _scripted_weights(model: Any, tokenizer: Any, reply: str, config: dict[str, 
     dim, vocab = config["hidden_size"], config["vocab_size"]
     chain = tokenizer.encode("\n", add_special_tokens=False) + tokenizer.encode(reply, add_special_tokens=False)
     successors: dict[int, int] = {}
-    for current, following in zip(chain, chain[1:]):
+    for current, following in itertools.pairwise(chain):
         if successors.setdefault(current, following) != following:
             raise ValueError(f"reply {reply!r}: token {current} has two successors; a bigram cannot say it")
     weights = {k: v * 0.001 for k, v in tree_flatten(model.parameters())}

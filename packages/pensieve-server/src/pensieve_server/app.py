@@ -13,17 +13,11 @@ from pensieve_core import Engine, Settings
 from pensieve_metal import memory_snapshot
 
 from .errors import EXCEPTION_HANDLERS
-from .hardening import (
-    BodyGuardMiddleware,
-    DrainMiddleware,
-    HostGuardMiddleware,
-    OriginGuardMiddleware,
-)
-from .middleware import ApiKeyMiddleware, RequestIdMiddleware
+from .hardening import BodyGuardMiddleware, DrainMiddleware, HostGuardMiddleware, OriginGuardMiddleware
 from .metrics import Metrics
+from .middleware import ApiKeyMiddleware, RequestIdMiddleware
 from .models import ServedModels
-from .routes.health import metrics_endpoint
-from .routes.health import health, root
+from .routes.health import health, metrics_endpoint, root
 from .routes.messages import count_tokens, create_message
 from .routes.models import get_model, list_models
 from .shared_runs import SharedRuns

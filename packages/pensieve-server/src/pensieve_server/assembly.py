@@ -17,8 +17,8 @@ from pensieve_api_models import (
     MessageDeltaUsage,
     MessageStart,
     MessageStop,
-    StreamEvent,
     SignatureDelta,
+    StreamEvent,
     TextDeltaPayload,
     ThinkingDeltaPayload,
 )
@@ -44,8 +44,7 @@ class MessageAssembler:
     block closed, message_delta then message_stop last, or one error event and nothing after."""
 
     def __init__(
-        self, message_id: str, model: str, signer: ThinkingSigner | None = None,
-        display: ThinkingDisplay = "summarized",
+        self, message_id: str, model: str, signer: ThinkingSigner | None = None, display: ThinkingDisplay = "summarized"
     ) -> None:
         self.message = Message(id=message_id, model=model, content=[], usage=Usage())
         self._open_index: int | None = None
@@ -79,7 +78,9 @@ class MessageAssembler:
         elif isinstance(event, ThinkingDelta):
             block = self._current(ThinkingBlock)
             if block is None:
-                yield from self._open(ThinkingBlock(thinking="", signature=""), ThinkingBlock(thinking="", signature=""))
+                yield from self._open(
+                    ThinkingBlock(thinking="", signature=""), ThinkingBlock(thinking="", signature="")
+                )
                 block = self._current(ThinkingBlock)
             assert block is not None
             if self._omitted:  # the API sends no thinking_delta then: the block opens, later its signature

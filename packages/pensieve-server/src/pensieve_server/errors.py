@@ -90,7 +90,4 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
     return error_response(error_of_status(exc.status_code, str(message)), request_id_of(request))
 
 
-EXCEPTION_HANDLERS = {
-    PensieveError: handle_pensieve_error,
-    HTTPException: handle_http_exception,
-}
+EXCEPTION_HANDLERS = {PensieveError: handle_pensieve_error, HTTPException: handle_http_exception}

@@ -77,16 +77,20 @@ class OriginGuardMiddleware:
         if origin.rstrip("/").lower() not in self.allowed and "*" not in self.allowed:
             await send_error(scope, send, PermissionDeniedError(f"cross-origin requests from {origin} are not allowed"))
             return
-        cors = [
-            (b"access-control-allow-origin", origin.encode()),
-            (b"vary", b"Origin"),
-        ]
+        cors = [(b"access-control-allow-origin", origin.encode()), (b"vary", b"Origin")]
         if scope["method"] == "OPTIONS":
-            await send({"type": "http.response.start", "status": 204, "headers": cors + [
-                (b"access-control-allow-methods", b"GET, POST, HEAD, OPTIONS"),
-                (b"access-control-allow-headers", b"*"),
-                (b"access-control-max-age", b"600"),
-            ]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 204,
+                    "headers": [
+                        *cors,
+                        (b"access-control-allow-methods", b"GET, POST, HEAD, OPTIONS"),
+                        (b"access-control-allow-headers", b"*"),
+                        (b"access-control-max-age", b"600"),
+                    ],
+                }
+            )
             await send({"type": "http.response.body", "body": b""})
             return
 

@@ -37,7 +37,9 @@ class EnvelopeH11Protocol(H11Protocol):
             (b"connection", b"close"),
             (b"request-id", rid.encode()),
         ]
-        response = h11.Response(status_code=exc.status, headers=list(chain(headers, self.config.response_headers("h11"))))
+        response = h11.Response(
+            status_code=exc.status, headers=list(chain(headers, self.config.response_headers("h11")))
+        )
         await self._send_h11_event(response)
         await self._send_h11_event(h11.Data(data=body))
         await self._send_h11_event(h11.EndOfMessage())

@@ -25,7 +25,7 @@ class Histogram:
         self.count += 1
 
     def render(self, name: str) -> list[str]:
-        lines = [f'{name}_bucket{{le="{b}"}} {c}' for b, c in zip(self.buckets, self.counts)]
+        lines = [f'{name}_bucket{{le="{b}"}} {c}' for b, c in zip(self.buckets, self.counts, strict=True)]
         lines.append(f'{name}_bucket{{le="+Inf"}} {self.count}')
         lines += [f"{name}_sum {self.total:.6f}", f"{name}_count {self.count}"]
         return lines
@@ -52,7 +52,9 @@ class Metrics:
         with self._lock:
             self.requests[(path, status)] += 1
 
-    def generation_done(self, *, input_tokens: int, output_tokens: int, ttft_s: float | None, decode_tps: float | None) -> None:
+    def generation_done(
+        self, *, input_tokens: int, output_tokens: int, ttft_s: float | None, decode_tps: float | None
+    ) -> None:
         with self._lock:
             self.input_tokens += input_tokens
             self.output_tokens += output_tokens
@@ -66,17 +68,22 @@ class Metrics:
             lines = [
                 "# HELP pensieve_requests_total HTTP requests by route and status.",
                 "# TYPE pensieve_requests_total counter",
-                *(f'pensieve_requests_total{{path="{p}",status="{s}"}} {n}' for (p, s), n in sorted(self.requests.items())),
+                *(
+                    f'pensieve_requests_total{{path="{p}",status="{s}"}} {n}'
+                    for (p, s), n in sorted(self.requests.items())
+                ),
                 "# HELP pensieve_input_tokens_total Prompt tokens processed.",
                 "# TYPE pensieve_input_tokens_total counter",
                 f"pensieve_input_tokens_total {self.input_tokens}",
                 "# HELP pensieve_output_tokens_total Tokens generated.",
                 "# TYPE pensieve_output_tokens_total counter",
                 f"pensieve_output_tokens_total {self.output_tokens}",
-                "# HELP pensieve_generations_total Generations started (a request that joined one running is not another).",
+                "# HELP pensieve_generations_total Generations started (a request that joined one running is not"
+                " another).",
                 "# TYPE pensieve_generations_total counter",
                 f"pensieve_generations_total {self.generations}",
-                "# HELP pensieve_joined_requests_total Requests that joined an identical generation already running (resends).",
+                "# HELP pensieve_joined_requests_total Requests that joined an identical generation already running"
+                " (resends).",
                 "# TYPE pensieve_joined_requests_total counter",
                 f"pensieve_joined_requests_total {self.joined_requests}",
                 "# HELP pensieve_prefix_cache_hits_total Generations whose prompt the prefix cache served in part.",

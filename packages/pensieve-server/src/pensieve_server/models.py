@@ -51,9 +51,7 @@ class ServedModels:
         return [e.model.id for e in self.engines()]
 
     def _not_found(self, name: str) -> ModelNotFoundError:
-        return ModelNotFoundError(
-            f"model {name!r} is not served here; served models: {', '.join(self.served_ids())}"
-        )
+        return ModelNotFoundError(f"model {name!r} is not served here; served models: {', '.join(self.served_ids())}")
 
     def select(self, name: str) -> Engine:
         if name in self._names:

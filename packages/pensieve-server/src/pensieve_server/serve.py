@@ -130,7 +130,9 @@ async def serve_models(
         if on_ready:
             on_ready()
         # worker_serve, not hypercorn.asyncio.serve: only it takes sockets bound beforehand.
-        await worker_serve(wrap_app(app, config.wsgi_max_body_size, "asgi"), config, sockets=sockets, shutdown_trigger=trigger)
+        await worker_serve(
+            wrap_app(app, config.wsgi_max_body_size, "asgi"), config, sockets=sockets, shutdown_trigger=trigger
+        )
     finally:
         for sock in _all(sockets) if sockets else []:
             sock.close()
@@ -138,10 +140,7 @@ async def serve_models(
 
 
 async def run_server(
-    settings: Settings,
-    *,
-    on_ready: Callable[[], None] | None = None,
-    on_note: Callable[[str], None] | None = None,
+    settings: Settings, *, on_ready: Callable[[], None] | None = None, on_note: Callable[[str], None] | None = None
 ) -> None:
     check_exposure(settings)
     sockets = bind(settings)  # before loading: a taken port fails in a second, not after a download

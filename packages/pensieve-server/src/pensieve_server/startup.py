@@ -11,13 +11,7 @@ import structlog
 from pensieve_core import CLAUDE_TIERS, ModelCard, Settings
 from pensieve_inference import MLXEngine
 from pensieve_metal import AppliedLimits, apply_memory_limits
-from pensieve_model_support import (
-    Hub,
-    HubUnavailableError,
-    HuggingFaceHub,
-    local_path,
-    resolve_reference,
-)
+from pensieve_model_support import Hub, HubUnavailableError, HuggingFaceHub, local_path, resolve_reference
 
 from .models import ServedModels
 
@@ -30,10 +24,16 @@ async def _load(reference: str, settings: Settings, hub: Hub, worker=None) -> ML
         # Download (with a progress bar) before loading, so loading never touches the network.
         local_path(ref, hub)
     return await MLXEngine.load(
-        ref, hub, download=False, worker=worker, max_sequences=settings.max_concurrent_sequences,
+        ref,
+        hub,
+        download=False,
+        worker=worker,
+        max_sequences=settings.max_concurrent_sequences,
         max_output_tokens=settings.max_output_tokens,
-        prefix_cache_bytes=settings.prefix_cache_bytes, prefix_cache_entries=settings.prefix_cache_entries,
-        prefix_cache_dir=settings.prefix_cache_dir, prefix_cache_disk_bytes=settings.prefix_cache_disk_bytes,
+        prefix_cache_bytes=settings.prefix_cache_bytes,
+        prefix_cache_entries=settings.prefix_cache_entries,
+        prefix_cache_dir=settings.prefix_cache_dir,
+        prefix_cache_disk_bytes=settings.prefix_cache_disk_bytes,
         converted_dir=settings.converted_dir,
     )
 
@@ -45,16 +45,18 @@ async def open_engine(settings: Settings, hub: Hub | None = None) -> MLXEngine:
     except HubUnavailableError as exc:
         fallback = resolve_reference(settings.fallback_model)
         note = (
-            f"{settings.model} is not cached and could not be downloaded; "
-            f"serving the bundled {fallback.name} instead"
+            f"{settings.model} is not cached and could not be downloaded; serving the bundled {fallback.name} instead"
         )
         log.warning("model_fallback", requested=settings.model, served=fallback.name, reason=exc.message)
         engine = await _load(settings.fallback_model, settings, hub)
         card = engine.model
         engine.set_card(
             ModelCard(
-                id=card.id, source=card.source, context_length=card.context_length,
-                fallback_from=settings.model, note=note,
+                id=card.id,
+                source=card.source,
+                context_length=card.context_length,
+                fallback_from=settings.model,
+                note=note,
             )
         )
         return engine

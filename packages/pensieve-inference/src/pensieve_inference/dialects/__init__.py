@@ -15,8 +15,13 @@ GENERIC = generic.DIALECT
 DIALECTS: dict[str, Dialect] = {
     d.name: d
     for d in (
-        hermes.DIALECT, qwen3_coder.DIALECT, mistral.DIALECT, llama3.DIALECT,
-        pythonic.TAGGED, pythonic.BARE, generic.DIALECT,
+        hermes.DIALECT,
+        qwen3_coder.DIALECT,
+        mistral.DIALECT,
+        llama3.DIALECT,
+        pythonic.TAGGED,
+        pythonic.BARE,
+        generic.DIALECT,
     )
 }
 
@@ -53,12 +58,24 @@ def detect(tokenizer: Any) -> Dialect:
     if getattr(tokenizer, "has_tool_calling", False):
         return mlx_parser.dialect(
             getattr(tokenizer.tool_parser, "__module__", "parser").rsplit(".", 1)[-1],
-            tokenizer.tool_call_start, tokenizer.tool_call_end, tokenizer.tool_parser,
+            tokenizer.tool_call_start,
+            tokenizer.tool_call_end,
+            tokenizer.tool_parser,
         )
     return GENERIC
 
 
 __all__ = [
-    "Begin", "CallReader", "DIALECTS", "Dialect", "End", "GENERIC", "InputDelta", "Loose",
-    "MalformedCall", "ToolSpecs", "detect", "template_knows_tools",
+    "DIALECTS",
+    "GENERIC",
+    "Begin",
+    "CallReader",
+    "Dialect",
+    "End",
+    "InputDelta",
+    "Loose",
+    "MalformedCall",
+    "ToolSpecs",
+    "detect",
+    "template_knows_tools",
 ]

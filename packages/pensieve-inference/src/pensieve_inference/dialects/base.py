@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Union
+from typing import Any, Protocol
 
 from .grammar import CallRule
 from .json_text import loads_lenient
@@ -43,7 +43,7 @@ class Loose:
     text: str
 
 
-ReaderEvent = Union[Begin, InputDelta, End, Loose]
+ReaderEvent = Begin | InputDelta | End | Loose
 
 # Renders marker text as a grammar literal (a special token by its id, other text quoted).
 Literal = Callable[[str], str]

@@ -7,8 +7,8 @@ import json
 from typing import Any
 
 from .base import Dialect
-from .hermes import grammar
 from .grammar import json_call_rule
+from .hermes import grammar
 from .json_call import JsonCallReader
 
 START, END = "<tool_call>", "</tool_call>"

@@ -1,8 +1,8 @@
 """JSON in <tool_call> tags: Hermes 2/3, Qwen2.5, Qwen3 and most ChatML tool templates.
 
-    <tool_call>
-    {"name": "get_weather", "arguments": {"city": "Paris"}}
-    </tool_call>
+<tool_call>
+{"name": "get_weather", "arguments": {"city": "Paris"}}
+</tool_call>
 """
 
 from __future__ import annotations
@@ -14,10 +14,7 @@ from .json_call import JsonCallReader
 
 def grammar(call: str, lit: Literal) -> CallGrammar:
     one = f'{lit("<tool_call>")} "\\n" {call} "\\n" {lit("</tool_call>")}'
-    return CallGrammar(
-        single=one,
-        after_start=f'"\\n"? {call} "\\n"? {lit("</tool_call>")}',
-    )
+    return CallGrammar(single=one, after_start=f'"\\n"? {call} "\\n"? {lit("</tool_call>")}')
 
 
 DIALECT = Dialect(

@@ -36,7 +36,9 @@ class JsonCallReader:
     another. `head` must end where the arguments begin; `closes_object` says the call sits in
     a JSON object whose closing brace follows the arguments."""
 
-    def __init__(self, head: re.Pattern[str] = OBJECT_HEAD, *, closes_object: bool = True, parse: Parse | None = None) -> None:
+    def __init__(
+        self, head: re.Pattern[str] = OBJECT_HEAD, *, closes_object: bool = True, parse: Parse | None = None
+    ) -> None:
         self.head = head
         self.closes_object = closes_object
         self.parse = parse or loads_lenient

@@ -32,13 +32,13 @@ class _Reopened:
         self.reader = reader
         self.first = True
 
-    def feed(self, text: str):  # noqa: ANN201 — the CallReader protocol
+    def feed(self, text: str):
         if self.first:
             self.first = False
             text = "{" + text
         return self.reader.feed(text)
 
-    def close(self):  # noqa: ANN201
+    def close(self):
         if self.first:
             self.feed("")
         return self.reader.close()

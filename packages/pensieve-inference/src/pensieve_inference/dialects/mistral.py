@@ -29,7 +29,7 @@ class MistralReader:
         self.reader: JsonCallReader | None = None
         self.held = ""
 
-    def feed(self, text: str):  # noqa: ANN201 — the CallReader protocol
+    def feed(self, text: str):
         if self.reader is None:
             self.held += text
             first = self.held.lstrip()[:1]
@@ -40,14 +40,14 @@ class MistralReader:
             text, self.held = self.held, ""
         return self.reader.feed(text)
 
-    def close(self):  # noqa: ANN201
+    def close(self):
         if self.reader is None:
             self.reader = JsonCallReader(parse=_parse)
             self.reader.feed(self.held)
         return self.reader.close()
 
 
-def _parse(text: str):  # noqa: ANN202
+def _parse(text: str):
     return parse_tool_call(text.strip())
 
 

@@ -22,13 +22,12 @@ class WholeCallReader:
     def close(self) -> list[ReaderEvent]:
         try:
             parsed = self.parser(self.text, self.tools)
-        except Exception as exc:  # noqa: BLE001 — third-party parsers raise anything on bad text
+        except Exception as exc:
             raise MalformedCall(f"{type(exc).__name__}: {exc}") from exc
         return parsed_calls(parsed)
 
 
 def dialect(name: str, start: str, end: str, parser: Callable[[str, Any], Any]) -> Dialect:
     return Dialect(
-        name=f"mlx_lm:{name}", start=start, end=end or "",
-        make_reader=lambda tools: WholeCallReader(parser, tools),
+        name=f"mlx_lm:{name}", start=start, end=end or "", make_reader=lambda tools: WholeCallReader(parser, tools)
     )

@@ -29,16 +29,20 @@ def call_rule(index: int, name: str, schema: dict[str, Any], style: Style) -> st
     properties = schema.get("properties") or {}
     required = [k for k in schema.get("required", []) if k in properties]
     optional = [k for k in properties if k not in required]
-    rules = [f'call{index}_{j}: "{key}=" {json_value(properties[key] or {}, style)}\n'
-             for j, key in enumerate(required + optional)]
+    rules = [
+        f'call{index}_{j}: "{key}=" {json_value(properties[key] or {}, style)}\n'
+        for j, key in enumerate(required + optional)
+    ]
     first_optional = len(required)
     names = [f"call{index}_{j}" for j in range(len(required) + len(optional))]
     tail = "".join(f' (", " {n})?' for n in names[first_optional:])
     if required:
         arguments = ' ", " '.join(names[:first_optional]) + tail
     elif optional:  # all optional: any of them may come first
-        starts = [n + "".join(f' (", " {m})?' for m in names[first_optional + i + 1 :])
-                  for i, n in enumerate(names[first_optional:])]
+        starts = [
+            n + "".join(f' (", " {m})?' for m in names[first_optional + i + 1 :])
+            for i, n in enumerate(names[first_optional:])
+        ]
         arguments = "(" + " | ".join(starts) + ")?"
     else:
         arguments = ""

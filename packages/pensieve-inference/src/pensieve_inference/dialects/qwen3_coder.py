@@ -20,7 +20,17 @@ from typing import Any
 import structlog
 
 from .base import (
-    Begin, CallGrammar, Dialect, End, InputDelta, Literal, Loose, MalformedCall, ReaderEvent, ToolSpecs, tool_schema,
+    Begin,
+    CallGrammar,
+    Dialect,
+    End,
+    InputDelta,
+    Literal,
+    Loose,
+    MalformedCall,
+    ReaderEvent,
+    ToolSpecs,
+    tool_schema,
 )
 from .grammar import Style, closed, json_value
 

@@ -25,8 +25,18 @@ GROUP_SIZE = 32
 CONVERTER_VERSION = "1"
 # Source type → MLX affine bits at group size 32.
 MLX_BITS = {
-    "Q4_0": 4, "Q4_1": 4, "Q5_0": 5, "Q5_1": 5, "Q8_0": 8, "Q4_K": 4, "Q5_K": 5,  # grid kept
-    "Q2_K": 3, "Q3_K": 4, "Q6_K": 8, "IQ4_NL": 5, "IQ4_XS": 5,  # re-quantized
+    "Q4_0": 4,
+    "Q4_1": 4,
+    "Q5_0": 5,
+    "Q5_1": 5,
+    "Q8_0": 8,
+    "Q4_K": 4,
+    "Q5_K": 5,  # grid kept
+    "Q2_K": 3,
+    "Q3_K": 4,
+    "Q6_K": 8,
+    "IQ4_NL": 5,
+    "IQ4_XS": 5,  # re-quantized
 }
 REQUANTIZED = ("Q2_K", "Q3_K", "Q6_K", "IQ4_NL", "IQ4_XS")
 # Types a file must not go through mx.load with (the others MLX reads right).
@@ -102,7 +112,7 @@ def convert_tensor(data: np.ndarray, kind: str) -> dict[str, mx.array]:
         part = _convert_rows(rows[start : start + step], kind)
         mx.eval(*part)
         parts.append(part)
-    packed, scales, biases = (mx.concatenate(p) if len(p) > 1 else p[0] for p in zip(*parts))
+    packed, scales, biases = (mx.concatenate(p) if len(p) > 1 else p[0] for p in zip(*parts, strict=True))
     return {"weight": packed, "scales": scales, "biases": biases}
 
 

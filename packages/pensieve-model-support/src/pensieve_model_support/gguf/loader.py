@@ -11,9 +11,9 @@ from mlx_lm.tokenizer_utils import BPEStreamingDetokenizer, TokenizerWrapper
 
 from pensieve_core.errors import ModelLoadError
 
+from ..mlx_lm_internals import model_classes
 from .architectures import architecture_module
 from .reader import GGUFContents, read_gguf
-from ..mlx_lm_internals import model_classes
 from .tokenizer import build_tokenizer
 
 GROUP_SIZE = 32
@@ -46,9 +46,7 @@ def build_model(gguf: GGUFContents) -> tuple[nn.Module, dict[str, Any]]:
     if bits:
         nn.quantize(
             model,
-            class_predicate=lambda path, _m: (
-                {"group_size": GROUP_SIZE, "bits": bits[path]} if path in bits else False
-            ),
+            class_predicate=lambda path, _m: {"group_size": GROUP_SIZE, "bits": bits[path]} if path in bits else False,
         )
     renamed = model.sanitize(renamed) if hasattr(model, "sanitize") else renamed
     try:
@@ -65,8 +63,6 @@ def load_gguf(path: Path, converted_dir: Path | None = None) -> tuple[nn.Module,
     model, config = build_model(gguf)
     hf_tokenizer = build_tokenizer(gguf.metadata)
     tokenizer = TokenizerWrapper(
-        hf_tokenizer,
-        BPEStreamingDetokenizer,
-        eos_token_ids=[gguf.metadata["tokenizer.ggml.eos_token_id"]],
+        hf_tokenizer, BPEStreamingDetokenizer, eos_token_ids=[gguf.metadata["tokenizer.ggml.eos_token_id"]]
     )
     return model, tokenizer, config

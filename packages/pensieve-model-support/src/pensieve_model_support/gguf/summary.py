@@ -50,8 +50,14 @@ def summarize_gguf(path: Path) -> GGUFSummary:
         meta = _metadata(path)
         types = tensor_types(path)
     except (OSError, ValueError, struct.error, ModelLoadError) as exc:
-        return GGUFSummary(architecture="?", context_length=None, quantization="?", has_chat_template=False,
-                           loads=False, why_not=f"cannot read the GGUF header: {exc}")
+        return GGUFSummary(
+            architecture="?",
+            context_length=None,
+            quantization="?",
+            has_chat_template=False,
+            loads=False,
+            why_not=f"cannot read the GGUF header: {exc}",
+        )
     arch = str(meta.get("general.architecture") or "?")
     context = meta.get(f"{arch}.context_length")
     # The matrices' type names the file's quantization (norms and biases stay F32).

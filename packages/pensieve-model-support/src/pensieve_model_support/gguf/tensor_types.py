@@ -9,8 +9,8 @@ from __future__ import annotations
 import contextlib
 import mmap
 import struct
-from pathlib import Path
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from gguf import GGMLQuantizationType

@@ -17,9 +17,7 @@ def _pre_tokenizer(pre: str) -> pre_tokenizers.PreTokenizer:
     byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     if pre == "smollm":
         # SmolLM2's tokenizer.json splits digits one by one before the byte-level step.
-        return pre_tokenizers.Sequence(
-            [pre_tokenizers.Digits(individual_digits=True), byte_level]
-        )
+        return pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
     return byte_level
 
 
@@ -31,9 +29,7 @@ def _token(metadata: dict[str, Any], tokens: list[str], key: str) -> str | None:
 def build_tokenizer(metadata: dict[str, Any]) -> PreTrainedTokenizerFast:
     kind = metadata.get("tokenizer.ggml.model")
     if kind != "gpt2":
-        raise ModelLoadError(
-            f"GGUF tokenizer type {kind!r} is not supported yet (supported: 'gpt2' byte-level BPE)"
-        )
+        raise ModelLoadError(f"GGUF tokenizer type {kind!r} is not supported yet (supported: 'gpt2' byte-level BPE)")
     tokens: list[str] = metadata["tokenizer.ggml.tokens"]
     merges = [tuple(m.split(" ", 1)) for m in metadata.get("tokenizer.ggml.merges", [])]
     vocab = {tok: i for i, tok in enumerate(tokens)}

@@ -122,8 +122,13 @@ def _note_reuse(metrics: Any, started: Started) -> None:
     elif started.reuse_ended_at is not None:
         metrics.prefix_misses += 1
     if started.reuse_ended_at is not None:
-        log.info("prefix_cache_reuse", read=started.cache_read_tokens, prompt_tokens=started.prompt_tokens,
-                 reuse_ended_at=started.reuse_ended_at, reuse_ended_in=started.reuse_ended_in)
+        log.info(
+            "prefix_cache_reuse",
+            read=started.cache_read_tokens,
+            prompt_tokens=started.prompt_tokens,
+            reuse_ended_at=started.reuse_ended_at,
+            reuse_ended_in=started.reuse_ended_in,
+        )
 
 
 def reuse_header(started: GenerationEvent) -> dict[str, str]:
@@ -159,7 +164,9 @@ async def _measured(request: Request, events: AsyncIterator[GenerationEvent]) ->
                     input_tokens=prompt_tokens,
                     output_tokens=event.output_tokens,
                     ttft_s=(first_token or now) - started,
-                    decode_tps=(event.output_tokens - 1) / decode_s if decode_s > 0 and event.output_tokens > 1 else None,
+                    decode_tps=(event.output_tokens - 1) / decode_s
+                    if decode_s > 0 and event.output_tokens > 1
+                    else None,
                 )
             yield event
     finally:
@@ -167,9 +174,7 @@ async def _measured(request: Request, events: AsyncIterator[GenerationEvent]) ->
         await events.aclose()
 
 
-async def _collect(
-    assembler: MessageAssembler, first: GenerationEvent, events: AsyncIterator[GenerationEvent]
-) -> None:
+async def _collect(assembler: MessageAssembler, first: GenerationEvent, events: AsyncIterator[GenerationEvent]) -> None:
     for _ in assembler.feed(first):
         pass
     async for event in events:
@@ -243,7 +248,7 @@ async def _sse(
             except StopAsyncIteration:
                 ended = True
                 return
-            except Exception as exc:  # noqa: BLE001 — the 200 is sent: report in-band
+            except Exception as exc:
                 ended = True
                 log.exception("stream_failed")
                 for out in assembler.feed(Failed.of(exc)):

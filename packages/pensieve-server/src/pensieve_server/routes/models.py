@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import msgspec
 from starlette.requests import Request
@@ -47,7 +47,7 @@ def _info(request: Request, engine: Engine, model_id: str | None = None, tier: s
 
 
 def _created(request: Request) -> datetime:
-    return datetime.fromtimestamp(request.app.state.started_wall, tz=timezone.utc)
+    return datetime.fromtimestamp(request.app.state.started_wall, tz=UTC)
 
 
 async def list_models(request: Request) -> Response:

@@ -13,7 +13,5 @@ SUPPORTED = ("llama",)
 
 def architecture_module(name: str) -> ModuleType:
     if name not in SUPPORTED:
-        raise ModelLoadError(
-            f"GGUF architecture {name!r} is not supported yet (supported: {', '.join(SUPPORTED)})"
-        )
+        raise ModelLoadError(f"GGUF architecture {name!r} is not supported yet (supported: {', '.join(SUPPORTED)})")
     return importlib.import_module(f"{__name__}.{name}")
