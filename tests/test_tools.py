@@ -1,12 +1,18 @@
-"""Everything under tools/ at least compiles, so a benchmark cannot rot unnoticed (bench.py once
-failed to compile for a whole session); head_of_line.py also has a --smoke mode of seconds."""
+"""Everything under tools/ at least compiles, and the benchmarks run end to end in a smoke mode of
+seconds, so a benchmark cannot rot unnoticed (bench.py once failed to compile for a whole session)."""
 
+import json
 import py_compile
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-TOOLS = sorted((Path(__file__).resolve().parents[1] / "tools").rglob("*.py"))
+from pensieve_model_support.testing import build_tiny_model
+
+BENCH = Path(__file__).resolve().parents[1] / "tools" / "bench"
+TOOLS = sorted(BENCH.parent.rglob("*.py"))
 
 
 def test_there_are_tools_to_check():
@@ -16,3 +22,29 @@ def test_there_are_tools_to_check():
 @pytest.mark.parametrize("path", TOOLS, ids=lambda p: p.name)
 def test_tool_compiles(path, tmp_path):
     py_compile.compile(str(path), cfile=str(tmp_path / "out.pyc"), doraise=True)
+
+
+def _run(args, tmp_path):
+    # The benchmark's own servers read PENSIEVE_HOME from it; never the user's.
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+
+def test_bench_runs_every_part_side_by_side(tmp_path):
+    model = build_tiny_model(tmp_path / "model", context_length=32768)
+    _run([str(BENCH / "bench.py"), "--model", str(model), "--label", "smoke", "--profile", "smoke",
+          "--out", str(tmp_path / "out"), "--tool-chars", "2000"], tmp_path)  # fmt: skip
+    result = json.loads((tmp_path / "out" / "smoke.json").read_text())
+    assert set(result["single_stream"]) == {"pensieve", "mlx_lm.server"}
+    assert set(result["concurrency_tps"]["pensieve"]) == {"1", "2"}
+    assert result["agentic"]["pensieve"]["cached_tokens"][1] > 0  # the second turn read the cache
+    assert result["restart"]["warm_cached_tokens"] > 0
+    assert {"decode_vs_generate_step", "agentic_vs_mlx_lm_server"} <= set(result["ratios"])
+    assert "| decode, one stream (tok/s) |" in (tmp_path / "out" / "smoke.md").read_text()
+
+
+def test_head_of_line_runs(tmp_path):
+    _run([str(BENCH / "head_of_line.py"), "--smoke", "--out", str(tmp_path)], tmp_path)
+    (written,) = tmp_path.glob("head-of-line-*.json")
+    assert json.loads(written.read_text())["chunk_shared_s"] > 0

@@ -36,17 +36,28 @@ sys.path.insert(0, str(HERE.parents[1] / "tests"))  # the Claude-Code-shaped bod
 from claude_code_body import claude_code_body  # noqa: E402
 from clients import Timing, anthropic_stream, openai_stream, to_openai  # noqa: E402
 
-PROFILES = {
+CONCURRENCY = (1, 2, 4, 8, 16)
+TURNS = 10
+PROFILES: dict[str, dict[str, Any]] = {
     # CPU: a tiny model, short answers; GPU: longer answers, warm-up before each batch size.
     "cpu": {"prompt_words": 350, "decode_tokens": 96, "reps": 3, "turn_tokens": 24, "concurrency_tokens": 48},
     "gpu": {"prompt_words": 350, "decode_tokens": 256, "reps": 3, "turn_tokens": 48, "concurrency_tokens": 128},
+    # Every part once at toy sizes, so the benchmark cannot rot unnoticed (run by tests/test_tools.py).
+    "smoke": {
+        "prompt_words": 20,
+        "decode_tokens": 4,
+        "reps": 1,
+        "turn_tokens": 2,
+        "concurrency_tokens": 2,
+        "widths": (1, 2),
+        "turns": 2,
+        "raw_prompt_tokens": 16,
+    },
 }
-CONCURRENCY = (1, 2, 4, 8, 16)
 # Both servers get the same prompt-cache budget (three servers share one GPU in the replay).
 CACHE_BYTES = 8 * 1024**3
 # Tool descriptions long enough for a ~10K-token prefix (SmolLM2's tokenizer), as Claude Code's.
 TOOL_CHARS = 54_000
-TURNS = 10
 
 
 def free_port() -> int:
@@ -208,7 +219,7 @@ def single_stream(servers: list[Server], p: dict[str, Any], rng: random.Random) 
 
 def concurrency(servers: list[Server], p: dict[str, Any], rng: random.Random) -> dict[str, dict[int, float]]:
     out: dict[str, dict[int, float]] = {s.name: {} for s in servers}
-    for n in CONCURRENCY:
+    for n in p.get("widths", CONCURRENCY):
         for s in servers:
             bodies = [plain_body(rng, 30, 8) for _ in range(n)]
             with ThreadPoolExecutor(n) as pool:  # warm-up at this batch size
@@ -244,7 +255,7 @@ def agentic(servers: list[Server], p: dict[str, Any], rng: random.Random) -> dic
     convo: dict[str, list[dict[str, Any]]] = {s.label: [] for s in servers}
     turns: dict[str, list[float]] = {s.label: [] for s in servers}
     cached: dict[str, list[int | None]] = {s.label: [] for s in servers}
-    for turn in range(1, TURNS + 1):
+    for turn in range(1, p.get("turns", TURNS) + 1):
         seed = rng.getrandbits(32)  # the same billing line for every server in this turn
         for s in servers:
             body = agentic_turn_body(convo[s.label], turn, p["turn_tokens"], random.Random(seed))
@@ -324,7 +335,7 @@ def main() -> None:
     }
     print(f"machine: {result['machine']}", flush=True)
 
-    result["raw_generate_step"] = raw_generate_step(args.model, 512, p["decode_tokens"])
+    result["raw_generate_step"] = raw_generate_step(args.model, p.get("raw_prompt_tokens", 512), p["decode_tokens"])
     print(f"raw generate_step: {result['raw_generate_step']}", flush=True)
     gpu = GpuMemory()
     home = Path(tempfile.mkdtemp(prefix="bench-home-"))
@@ -379,7 +390,7 @@ def ratios(r: dict[str, Any]) -> dict[str, float]:
         out["agentic_vs_cache_off"] = agent["pensieve"]["total_s"] / agent["pensieve (cache off)"]["total_s"]
         out["agentic_vs_mlx_lm_server"] = agent["pensieve"]["total_s"] / agent["mlx_lm.server"]["total_s"]
     conc = r.get("concurrency_tps")
-    if conc:
+    if conc and 8 in conc["pensieve"]:
         out["pensieve_8_streams_vs_1"] = conc["pensieve"][8] / conc["pensieve"][1]
         out["mlx_lm_server_8_streams_vs_1"] = conc["mlx_lm.server"][8] / conc["mlx_lm.server"][1]
     if r.get("restart"):
@@ -428,7 +439,7 @@ def markdown(r: dict[str, Any]) -> str:
             f"| decode, one stream (tok/s) | {ours['decode_tps']:.1f} | {peer['decode_tps']:.1f}"
             f" | {raw['decode_tps']:.1f} |"
         )
-    for n in CONCURRENCY if r.get("concurrency_tps") else ():
+    for n in r.get("concurrency_tps", {}).get("pensieve", {}):
         c = r["concurrency_tps"]
         lines.append(
             f"| {n} concurrent streams, aggregate (tok/s) | {c['pensieve'][n]:.1f} | {c['mlx_lm.server'][n]:.1f} | |"
@@ -436,7 +447,7 @@ def markdown(r: dict[str, Any]) -> str:
     if r.get("agentic"):
         a = r["agentic"]
         lines.append(
-            f"| agentic replay, {TURNS} turns (s) | {a['pensieve']['total_s']:.1f}"
+            f"| agentic replay, {r['profile'].get('turns', TURNS)} turns (s) | {a['pensieve']['total_s']:.1f}"
             f" (cache off: {a['pensieve (cache off)']['total_s']:.1f}) | {a['mlx_lm.server']['total_s']:.1f} | |"
         )
     if r.get("restart"):
