@@ -21,7 +21,7 @@ from pathlib import Path
 
 from pensieve_claude_types import MessageParam, Tool, ToolChoiceAuto, ToolChoiceTool
 from pensieve_core import Finished, GenerationRequest, Started
-from pensieve_inference import MLXEngine
+from pensieve_inference import EngineOptions, MLXEngine
 from pensieve_inference import plan as plan_module
 from pensieve_inference.constrained import make_tool_constraint
 from pensieve_model_support import HuggingFaceHub, resolve_reference
@@ -105,7 +105,7 @@ def main() -> None:
     parser.add_argument("--out", default="")
     args = parser.parse_args()
 
-    engine = MLXEngine.load_sync(resolve_reference(args.model), HuggingFaceHub(), prefix_cache_bytes=0)
+    engine = MLXEngine.load_sync(resolve_reference(args.model), HuggingFaceHub(), EngineOptions(prefix_cache_bytes=0))
 
     async def all_runs() -> list[dict]:
         await run(engine, "forced", 1, 16, 1)  # warm up: compile kernels, build the grammar tokenizer

@@ -11,10 +11,12 @@ from pensieve_core import Finished, GenerationRequest, Started, TextDelta
 
 @pytest.fixture(scope="module")
 def batch_engine(tiny_model_dir):
-    from pensieve_inference import MLXEngine
+    from pensieve_inference import EngineOptions, MLXEngine
     from pensieve_model_support import HuggingFaceHub, resolve_reference
 
-    engine = MLXEngine.load_sync(resolve_reference(str(tiny_model_dir)), HuggingFaceHub(), prefix_cache_bytes=1 << 30)
+    engine = MLXEngine.load_sync(
+        resolve_reference(str(tiny_model_dir)), HuggingFaceHub(), EngineOptions(prefix_cache_bytes=1 << 30)
+    )
     yield engine
     engine.worker.stop()
 

@@ -15,15 +15,13 @@ SYSTEM = "You are the persistence test. " + "Remember the house rules. " * 30
 
 
 def load(model_dir, cache_dir):
-    from pensieve_inference import MLXEngine
+    from pensieve_inference import EngineOptions, MLXEngine
     from pensieve_model_support import HuggingFaceHub, resolve_reference
 
     return MLXEngine.load_sync(
         resolve_reference(str(model_dir)),
         HuggingFaceHub(),
-        prefix_cache_bytes=1 << 30,
-        prefix_cache_dir=cache_dir,
-        prefix_cache_disk_bytes=1 << 30,
+        EngineOptions(prefix_cache_bytes=1 << 30, prefix_cache_dir=cache_dir, prefix_cache_disk_bytes=1 << 30),
     )
 
 

@@ -7,6 +7,7 @@ import pensieve_inference
 EXPECTED = {
     "BILLING_PREFIX",
     "DiskEntry",
+    "EngineOptions",
     "GenerationJob",
     "GenerationWorker",
     "MLXEngine",

@@ -129,8 +129,30 @@ class ModelCard(msgspec.Struct, kw_only=True):
 
 
 class Engine(Protocol):
+    """What the server needs of a model it serves; the composition root reaches nothing else."""
+
     @property
     def model(self) -> ModelCard: ...
+
+    @property
+    def degraded(self) -> str | None:
+        """Why this model's generations keep failing (the last error), or None while it serves."""
+        ...
+
+    @property
+    def active_generations(self) -> int:
+        """This model's generations on the device now (prefilling, decoding or waiting for a slot)."""
+        ...
+
+    @property
+    def weights_bytes(self) -> int:
+        """Bytes of the loaded weights, for the memory limits."""
+        ...
+
+    async def limit_memory(self, wire_bytes: int) -> msgspec.Struct:
+        """Cap the process's device memory, keeping `wire_bytes` of weights (all served models')
+        resident where the device can; on the thread that owns the device. Says what it set."""
+        ...
 
     def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationEvent]:
         """Stream events; closing the iterator early cancels the generation."""

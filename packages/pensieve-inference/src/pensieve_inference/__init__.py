@@ -7,6 +7,7 @@ from .disk_cache import list_entries as list_disk_entries
 from .disk_cache import verify_entry as verify_disk_entry
 from .engine import MLXEngine
 from .jobs import GenerationJob
+from .options import EngineOptions
 from .prompt import PromptRenderer, RenderedPrompt, offered_tools
 from .sampling import sampler_args
 from .stops import StopSequenceMatcher
@@ -16,6 +17,7 @@ from .worker import GenerationWorker
 __all__ = [
     "BILLING_PREFIX",
     "DiskEntry",
+    "EngineOptions",
     "GenerationJob",
     "GenerationWorker",
     "MLXEngine",

@@ -4,22 +4,21 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from pathlib import Path
-from typing import Any
 
 import structlog
 
 from pensieve_core import Failed, Finished, GenerationEvent, GenerationRequest, ModelCard
-from pensieve_metal import prefix_cache_budget
+from pensieve_metal import AppliedLimits, apply_memory_limits, prefix_cache_budget
 from pensieve_model_support import Hub, LoadedModel, ModelRef, load_model
 
 from .disk_cache import DiskPrefixStore
 from .jobs import GenerationJob
+from .options import EngineOptions
 from .plan import ModelLimits, make_plan
 from .prefix_cache import PrefixCache
 from .prompt import PromptRenderer
 from .render_pool import RenderPool
-from .worker import MAX_SEQUENCES, GenerationWorker
+from .worker import GenerationWorker
 
 log = structlog.get_logger("pensieve.inference")
 
@@ -28,7 +27,7 @@ def _vocab_size(loaded: LoadedModel) -> int:
     """Rows of the model's logits (its config says; else the tokenizer's vocabulary)."""
     for config in (loaded.config, loaded.config.get("text_config")):
         if isinstance(config, dict) and isinstance(config.get("vocab_size"), int):
-            return config["vocab_size"]
+            return int(config["vocab_size"])
     return len(loaded.tokenizer.vocab)
 
 
@@ -38,14 +37,11 @@ class MLXEngine:
         loaded: LoadedModel,
         worker: GenerationWorker,
         card: ModelCard,
+        options: EngineOptions | None = None,
         *,
         owns_worker: bool = True,
-        max_output_tokens: int | None = None,
-        prefix_cache_bytes: int | None = 0,
-        prefix_cache_entries: int = 8,
-        prefix_cache_dir: Path | None = None,
-        prefix_cache_disk_bytes: int = 0,
     ) -> None:
+        options = options or EngineOptions()
         self._loaded = loaded
         self._worker = worker
         self._owns_worker = owns_worker
@@ -63,14 +59,17 @@ class MLXEngine:
             families=", ".join(dialect.families),
             thinking=bool(loaded.tokenizer.has_thinking),
         )
-        self.max_output_tokens = max_output_tokens
-        if prefix_cache_bytes is None:  # not configured: a share of what the weights leave
-            prefix_cache_bytes = prefix_cache_budget(loaded.weights_bytes)
+        self.max_output_tokens = options.max_output_tokens
+        cache_bytes = options.prefix_cache_bytes
+        if cache_bytes is None:  # not configured: a share of what the weights leave
+            cache_bytes = prefix_cache_budget(loaded.weights_bytes)
         disk = None
-        if prefix_cache_dir is not None and prefix_cache_disk_bytes > 0 and prefix_cache_bytes > 0:
-            disk = DiskPrefixStore(prefix_cache_dir, loaded.identity, prefix_cache_disk_bytes, model_name=card.id)
+        if options.prefix_cache_dir is not None and options.prefix_cache_disk_bytes > 0 and cache_bytes > 0:
+            disk = DiskPrefixStore(
+                options.prefix_cache_dir, loaded.identity, options.prefix_cache_disk_bytes, model_name=card.id
+            )
         self.prefix_cache = (
-            PrefixCache(prefix_cache_bytes, prefix_cache_entries, disk=disk) if prefix_cache_bytes > 0 else None
+            PrefixCache(cache_bytes, options.prefix_cache_entries, disk=disk) if cache_bytes > 0 else None
         )
 
     @classmethod
@@ -78,52 +77,47 @@ class MLXEngine:
         cls,
         ref: ModelRef,
         hub: Hub,
+        options: EngineOptions | None = None,
         *,
         download: bool = True,
         worker: GenerationWorker | None = None,
-        max_sequences: int = MAX_SEQUENCES,
-        max_output_tokens: int | None = None,
-        prefix_cache_bytes: int | None = 0,
-        prefix_cache_entries: int = 8,
-        prefix_cache_dir: Path | None = None,
-        prefix_cache_disk_bytes: int = 0,
-        converted_dir: Path | None = None,
+        fallback_from: str | None = None,
+        note: str | None = None,
     ) -> MLXEngine:
-        """Load on the worker thread; several engines may share one worker (one MLX thread)."""
+        """Load on the worker thread; several engines may share one worker (one MLX thread).
+        `fallback_from` and `note` go on the card of a model served in another's place."""
+        options = options or EngineOptions()
         owns = worker is None
-        worker = worker or GenerationWorker(max_sequences=max_sequences)
+        worker = worker or GenerationWorker(max_sequences=options.max_sequences)
+        converted_dir = options.converted_dir
         try:
-            loaded = await asyncio.wrap_future(
+            loaded: LoadedModel = await asyncio.wrap_future(
                 worker.call(lambda: load_model(ref, hub, download=download, converted_dir=converted_dir))
             )
         except BaseException:
             if owns:
                 worker.stop()
             raise
-        card = ModelCard(id=ref.name, source=ref.kind, context_length=loaded.context_length)
-        return cls(
-            loaded,
-            worker,
-            card,
-            owns_worker=owns,
-            max_output_tokens=max_output_tokens,
-            prefix_cache_bytes=prefix_cache_bytes,
-            prefix_cache_entries=prefix_cache_entries,
-            prefix_cache_dir=prefix_cache_dir,
-            prefix_cache_disk_bytes=prefix_cache_disk_bytes,
+        card = ModelCard(
+            id=ref.name, source=ref.kind, context_length=loaded.context_length, fallback_from=fallback_from, note=note
         )
+        return cls(loaded, worker, card, options, owns_worker=owns)
 
     @classmethod
-    def load_sync(cls, ref: ModelRef, hub: Hub, **kwargs: Any) -> MLXEngine:
-        return asyncio.run(cls.load(ref, hub, **kwargs))
+    def load_sync(
+        cls,
+        ref: ModelRef,
+        hub: Hub,
+        options: EngineOptions | None = None,
+        *,
+        download: bool = True,
+        worker: GenerationWorker | None = None,
+    ) -> MLXEngine:
+        return asyncio.run(cls.load(ref, hub, options, download=download, worker=worker))
 
     @property
     def model(self) -> ModelCard:
         return self._card
-
-    def set_card(self, card: ModelCard) -> None:
-        self._card = card
-        self._renderer = PromptRenderer(self._loaded.tokenizer, card.id)
 
     @property
     def degraded(self) -> str | None:
@@ -132,11 +126,28 @@ class MLXEngine:
         return error if failing else None
 
     @property
+    def active_generations(self) -> int:
+        return self._worker.generations(self._loaded.model)
+
+    @property
+    def weights_bytes(self) -> int:
+        return self._loaded.weights_bytes
+
+    async def limit_memory(self, wire_bytes: int) -> AppliedLimits:
+        # MLX's limits are set from the thread that runs MLX work.
+        limits: AppliedLimits = await asyncio.wrap_future(
+            self._worker.call(lambda: apply_memory_limits(wire_bytes=wire_bytes))
+        )
+        return limits
+
+    @property
     def worker(self) -> GenerationWorker:
+        """The MLX thread, for loading more engines onto it (and for tests)."""
         return self._worker
 
     @property
     def loaded(self) -> LoadedModel:
+        """The model and tokenizer (for tests and tools that drive the batch themselves)."""
         return self._loaded
 
     async def _prompt(self, request: GenerationRequest) -> list[int]:

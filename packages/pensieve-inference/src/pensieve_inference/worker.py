@@ -37,6 +37,11 @@ class GenerationWorker:
         # Read from other threads: a copy, since the worker may add a model's batch meanwhile.
         return sum(len(b) for b in self._batches.copy().values())
 
+    def generations(self, model: Any) -> int:
+        """Sequences in `model`'s batch now: what one engine of several on this worker runs."""
+        batch = self._batches.get(id(model))
+        return len(batch) if batch is not None else 0
+
     def _run(self) -> None:
         try:
             while self._take_tasks():

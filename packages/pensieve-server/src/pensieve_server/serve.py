@@ -11,12 +11,15 @@ import asyncio
 import errno
 import os
 import signal
+import socket
 import threading
 from collections.abc import Callable
+from typing import cast
 
 import structlog
 from hypercorn.asyncio.run import worker_serve
 from hypercorn.config import Config, Sockets
+from hypercorn.typing import ASGIFramework
 from hypercorn.utils import wrap_app
 
 from pensieve_core import DEFAULT_API_KEY, Settings
@@ -69,7 +72,7 @@ def bind(settings: Settings) -> Sockets:
         raise ConfigError(f"cannot listen on {where}: {exc.strerror or exc}") from None
 
 
-def _all(sockets: Sockets) -> list:
+def _all(sockets: Sockets) -> list[socket.socket]:
     return [*sockets.secure_sockets, *sockets.insecure_sockets, *sockets.quic_sockets]
 
 
@@ -131,7 +134,11 @@ async def serve_models(
             on_ready()
         # worker_serve, not hypercorn.asyncio.serve: only it takes sockets bound beforehand.
         await worker_serve(
-            wrap_app(app, config.wsgi_max_body_size, "asgi"), config, sockets=sockets, shutdown_trigger=trigger
+            # Starlette types its scope as a plain mapping, hypercorn as typed dicts: the same ASGI app.
+            wrap_app(cast(ASGIFramework, app), config.wsgi_max_body_size, "asgi"),
+            config,
+            sockets=sockets,
+            shutdown_trigger=trigger,
         )
     finally:
         for sock in _all(sockets) if sockets else []:
