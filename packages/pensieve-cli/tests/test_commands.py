@@ -1,10 +1,13 @@
 import json
 import shutil
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from click.testing import CliRunner
 
 from pensieve_cli import cli
+from pensieve_core import DEFAULT_API_KEY
 from pensieve_model_support.testing import build_tiny_model
 
 
@@ -167,22 +170,69 @@ def test_status_and_stop_when_not_running(run):
     assert run("stop").output.strip() == "pensieve is not running"
 
 
-def test_status_shows_a_degraded_model(run, monkeypatch):
+HEALTH = {
+    "status": "ok",
+    "uptime_s": 3.0,
+    "pid": 1,
+    "model": {"id": "tiny"},
+    "device": {"kind": "cpu", "name": "cpu"},
+    "memory": {"active_bytes": 0},
+}
+STATUS = {
+    "requests": {"total": 7, "in_flight": 1, "generations": 3, "joined": 0},
+    "speed": {"decode_tokens_per_s": 41.5, "ttft_s": 0.2},
+    "prefix_cache": {"hits": 2, "misses": 1, "read_fraction": 0.5},
+}
+
+
+@pytest.fixture
+def stand_in(monkeypatch):
+    """A server in pensieve's place: /health public, /v1/status only with the default key."""
+    answers = {"/health": HEALTH, "/v1/status": STATUS}
+
+    class StandIn(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path == "/v1/status" and self.headers.get("x-api-key") != DEFAULT_API_KEY:
+                code, body = 401, {"type": "error", "error": {"type": "authentication_error"}}
+            else:
+                code, body = 200, answers[self.path]
+            raw = json.dumps(body).encode()
+            self.send_response(code)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+
+        def log_message(self, *_args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), StandIn)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("PENSIEVE_PORT", str(server.server_address[1]))
+    yield answers
+    server.shutdown()
+    server.server_close()
+
+
+def test_status_reads_the_counts_from_v1_status(run, stand_in):
+    info = json.loads(run("status", "--json").output)
+    assert info["running"] is True and info["model"] == "tiny"
+    assert (info["requests"], info["in_flight"], info["tokens_per_s"], info["cache_hit_rate"]) == (7, 1, 41.5, 0.5)
+    assert "tokens_per_s    41.5" in run("status").output
+
+
+def test_status_without_the_key_still_says_what_health_says(run, stand_in, monkeypatch):
+    monkeypatch.setenv("PENSIEVE_API_KEY", "another-key")
+    result = run("status", "--json")
+    assert result.exit_code == 0
+    info = json.loads(result.output)
+    assert info["running"] is True and info["model"] == "tiny" and info["requests"] is None
+
+
+def test_status_shows_a_degraded_model(run, stand_in):
     """What /health says of a model whose steps keep failing (the server's side is tested in
     pensieve-server's test_failures_and_names.py); here /health is read from a stand-in."""
-    from pensieve_cli import daemon
-
-    health = {
-        "status": "degraded",
-        "problem": "tiny: RuntimeError('device lost')",
-        "uptime_s": 3.0,
-        "pid": 1,
-        "model": {"id": "tiny"},
-        "device": {"kind": "cpu", "name": "cpu"},
-        "memory": {"active_bytes": 0},
-    }
-    monkeypatch.setattr(daemon, "health", lambda settings: health)
-    monkeypatch.setattr(daemon, "fetch", lambda settings, path, **kw: b"")
+    stand_in["/health"] = {**HEALTH, "status": "degraded", "problem": "tiny: RuntimeError('device lost')"}
     result = run("status")
     assert result.exit_code == 0
     assert "status          degraded: tiny: RuntimeError('device lost')" in result.output

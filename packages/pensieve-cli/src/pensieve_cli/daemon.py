@@ -63,14 +63,25 @@ def fetch(settings: Settings, path: str, *, key: bool = True, timeout: float = 3
 
         context = ssl.create_default_context(cafile=settings.certfile)
     with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
-        return response.read()
+        body: bytes = response.read()
+    return body
+
+
+def _json(settings: Settings, path: str, *, key: bool) -> dict[str, Any] | None:
+    try:
+        answer = json.loads(fetch(settings, path, key=key))
+    except (OSError, urllib.error.URLError, ValueError):
+        return None
+    return answer if isinstance(answer, dict) else None
 
 
 def health(settings: Settings) -> dict[str, Any] | None:
-    try:
-        return json.loads(fetch(settings, "/health", key=False))
-    except (OSError, urllib.error.URLError, ValueError):
-        return None
+    return _json(settings, "/health", key=False)
+
+
+def server_status(settings: Settings) -> dict[str, Any] | None:
+    """`GET /v1/status` (needs the key): None when refused, unanswered or from a server without it."""
+    return _json(settings, "/v1/status", key=True)
 
 
 def spawn(settings: Settings, argv: list[str], *, wait_s: float = 600) -> int:
@@ -111,17 +122,3 @@ def stop(settings: Settings, *, timeout_s: float) -> int | None:
         os.kill(pid, signal.SIGKILL)
     pid_path(settings).unlink(missing_ok=True)
     return pid
-
-
-def parse_metrics(text: str) -> dict[str, float]:
-    values: dict[str, float] = {}
-    for line in text.splitlines():
-        if line.startswith("#") or not line.strip():
-            continue
-        name, _, value = line.rpartition(" ")
-        base = name.split("{", 1)[0]
-        if base == "pensieve_requests_total":
-            values[base] = values.get(base, 0.0) + float(value)
-        else:
-            values[name] = float(value)
-    return values

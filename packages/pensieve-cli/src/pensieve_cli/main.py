@@ -142,7 +142,8 @@ def status(home: str | None, port: int | None, as_json: bool) -> None:
         click.echo(f"pensieve is running on {info['url']} (pid {info['pid'] or 'unknown'})")
         if info["status"] != "ok":
             click.echo(f"  {'status':<15} {info['status']}: {info['problem']}")
-        for key in ("model", "device", "memory_gb", "uptime_s", "requests", "tokens_per_s", "cache_hit_rate"):
+        shown = ("model", "device", "memory_gb", "uptime_s", "requests", "in_flight", "tokens_per_s", "cache_hit_rate")
+        for key in shown:
             click.echo(f"  {key:<15} {info[key]}")
     if not info["running"]:
         sys.exit(3)
@@ -154,15 +155,9 @@ def _status(settings: Settings) -> dict[str, Any]:
     info: dict[str, Any] = {"running": health is not None, "pid": pid, "url": daemon.base_url(settings)}
     if health is None:
         return info
-    metrics: dict[str, float] = {}
-    try:
-        metrics = daemon.parse_metrics(daemon.fetch(settings, "/metrics").decode())
-    except OSError:
-        pass
-    decode_sum = metrics.get("pensieve_decode_tokens_per_second_sum", 0.0)
-    decode_n = metrics.get("pensieve_decode_tokens_per_second_count", 0.0)
-    inputs = metrics.get("pensieve_input_tokens_total", 0.0)
-    cached = metrics.get("pensieve_cache_read_tokens_total", 0.0)
+    # The counts need the key; without it (or from an older server) they show as None.
+    numbers = daemon.server_status(settings) or {}
+    requests, speed, cache = (numbers.get(k, {}) for k in ("requests", "speed", "prefix_cache"))
     info.update(
         status=health.get("status", "ok"),
         problem=health.get("problem"),
@@ -171,9 +166,10 @@ def _status(settings: Settings) -> dict[str, Any]:
         device=f"{health['device']['kind']} ({health['device']['name']})",
         memory_gb=round(health["memory"]["active_bytes"] / 1e9, 2),
         uptime_s=health["uptime_s"],
-        requests=int(metrics.get("pensieve_requests_total", 0)),
-        tokens_per_s=round(decode_sum / decode_n, 1) if decode_n else None,
-        cache_hit_rate=round(cached / inputs, 3) if inputs else None,
+        requests=requests.get("total"),
+        in_flight=requests.get("in_flight"),
+        tokens_per_s=speed.get("decode_tokens_per_s"),
+        cache_hit_rate=cache.get("read_fraction"),
     )
     return info
 

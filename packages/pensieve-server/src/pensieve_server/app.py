@@ -20,6 +20,7 @@ from .models import ServedModels
 from .routes.health import health, metrics_endpoint, root
 from .routes.messages import count_tokens, create_message
 from .routes.models import get_model, list_models
+from .routes.status import status
 from .shared_runs import SharedRuns
 from .signatures import ThinkingSigner
 
@@ -66,14 +67,19 @@ def create_app(models: ServedModels | Engine, settings: Settings) -> Starlette:
         Route("/v1/messages/count_tokens", count_tokens, methods=["POST"]),
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
+        Route("/v1/status", status, methods=["GET"]),
         Route("/v1/models/{model_id:path}", get_model, methods=["GET"]),
     ]
     state = Lifecycle()
     metrics = Metrics()
-    metrics.gauges["pensieve_memory_active_bytes"] = lambda: memory_snapshot().active_bytes
-    metrics.gauges["pensieve_memory_peak_bytes"] = lambda: memory_snapshot().peak_bytes
-    workers = {id(w): w for e in models.engines() if (w := getattr(e, "worker", None)) is not None}
-    metrics.gauges["pensieve_active_generations"] = lambda: sum(w.active_generations for w in workers.values())
+    metrics.gauge("pensieve_memory_active_bytes", "Device memory in use.", lambda: memory_snapshot().active_bytes)
+    metrics.gauge(
+        "pensieve_memory_peak_bytes", "Most device memory in use so far.", lambda: memory_snapshot().peak_bytes
+    )
+    engines = models.engines()
+    metrics.gauge(
+        "pensieve_active_generations", "Generations in the batch.", lambda: sum(e.active_generations for e in engines)
+    )
     middleware = [
         Middleware(RequestIdMiddleware, metrics=metrics),
         Middleware(HostGuardMiddleware, bind_host=settings.host, allowed=settings.allowed_hosts),

@@ -1,10 +1,15 @@
-"""Prometheus text-format metrics, kept by hand (a few counters, gauges and histograms)."""
+"""The server's counts: kept here as plain numbers, served as Prometheus text by
+prometheus_client (`GET /metrics`) and as JSON by `GET /v1/status`."""
 
 from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 TTFT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 RATE_BUCKETS = (1, 5, 10, 20, 40, 80, 160, 320, 640)
@@ -13,7 +18,7 @@ RATE_BUCKETS = (1, 5, 10, 20, 40, 80, 160, 320, 640)
 class Histogram:
     def __init__(self, buckets: tuple[float, ...]) -> None:
         self.buckets = buckets
-        self.counts = [0] * len(buckets)
+        self.counts = [0] * len(buckets)  # cumulative, as Prometheus reports them
         self.total = 0.0
         self.count = 0
 
@@ -24,14 +29,19 @@ class Histogram:
         self.total += value
         self.count += 1
 
-    def render(self, name: str) -> list[str]:
-        lines = [f'{name}_bucket{{le="{b}"}} {c}' for b, c in zip(self.buckets, self.counts, strict=True)]
-        lines.append(f'{name}_bucket{{le="+Inf"}} {self.count}')
-        lines += [f"{name}_sum {self.total:.6f}", f"{name}_count {self.count}"]
-        return lines
+    @property
+    def mean(self) -> float | None:
+        return self.total / self.count if self.count else None
+
+    def family(self, name: str, documentation: str) -> HistogramMetricFamily:
+        buckets = [(str(b), float(c)) for b, c in zip(self.buckets, self.counts, strict=True)]
+        return HistogramMetricFamily(name, documentation, [*buckets, ("+Inf", float(self.count))], self.total)
 
 
 class Metrics:
+    """The counts, which the routes bump on the event loop. One per app, with its own registry
+    (never prometheus_client's global one): tests build many apps in one process."""
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.requests: dict[tuple[str, int], int] = defaultdict(int)
@@ -46,11 +56,22 @@ class Metrics:
         self.ttft = Histogram(TTFT_BUCKETS)
         self.decode_rate = Histogram(RATE_BUCKETS)
         self.in_flight = 0
-        self.gauges: dict[str, Callable[[], float]] = {}
+        self._gauges: dict[str, tuple[str, Callable[[], float]]] = {}
+        self.registry = CollectorRegistry()
+        self.registry.register(self)
+
+    def gauge(self, name: str, documentation: str, read: Callable[[], float]) -> None:
+        """A gauge read at each scrape (memory, the batch's generations)."""
+        self._gauges[name] = (documentation, read)
 
     def request_done(self, path: str, status: int) -> None:
         with self._lock:
             self.requests[(path, status)] += 1
+
+    @property
+    def requests_total(self) -> int:
+        with self._lock:
+            return sum(self.requests.values())
 
     def generation_done(
         self, *, input_tokens: int, output_tokens: int, ttft_s: float | None, decode_tps: float | None
@@ -63,54 +84,55 @@ class Metrics:
             if decode_tps is not None:
                 self.decode_rate.observe(decode_tps)
 
-    def render(self) -> str:
+    def collect(self) -> Iterator[Metric]:
+        """The registry's one collector: prometheus_client names counters `<name>_total`."""
         with self._lock:
-            lines = [
-                "# HELP pensieve_requests_total HTTP requests by route and status.",
-                "# TYPE pensieve_requests_total counter",
-                *(
-                    f'pensieve_requests_total{{path="{p}",status="{s}"}} {n}'
-                    for (p, s), n in sorted(self.requests.items())
+            requests = CounterMetricFamily(
+                "pensieve_requests", "HTTP requests by route and status.", labels=["path", "status"]
+            )
+            for (path, status), n in sorted(self.requests.items()):
+                requests.add_metric([path, str(status)], n)
+            yield requests
+            counters = [
+                ("pensieve_input_tokens", "Prompt tokens processed.", self.input_tokens),
+                ("pensieve_output_tokens", "Tokens generated.", self.output_tokens),
+                (
+                    "pensieve_generations",
+                    "Generations started (a request that joined one running is not another).",
+                    self.generations,
                 ),
-                "# HELP pensieve_input_tokens_total Prompt tokens processed.",
-                "# TYPE pensieve_input_tokens_total counter",
-                f"pensieve_input_tokens_total {self.input_tokens}",
-                "# HELP pensieve_output_tokens_total Tokens generated.",
-                "# TYPE pensieve_output_tokens_total counter",
-                f"pensieve_output_tokens_total {self.output_tokens}",
-                "# HELP pensieve_generations_total Generations started (a request that joined one running is not"
-                " another).",
-                "# TYPE pensieve_generations_total counter",
-                f"pensieve_generations_total {self.generations}",
-                "# HELP pensieve_joined_requests_total Requests that joined an identical generation already running"
-                " (resends).",
-                "# TYPE pensieve_joined_requests_total counter",
-                f"pensieve_joined_requests_total {self.joined_requests}",
-                "# HELP pensieve_prefix_cache_hits_total Generations whose prompt the prefix cache served in part.",
-                "# TYPE pensieve_prefix_cache_hits_total counter",
-                f"pensieve_prefix_cache_hits_total {self.prefix_hits}",
-                "# HELP pensieve_prefix_cache_misses_total Generations the prefix cache served nothing of.",
-                "# TYPE pensieve_prefix_cache_misses_total counter",
-                f"pensieve_prefix_cache_misses_total {self.prefix_misses}",
-                "# HELP pensieve_cache_read_tokens_total Prompt tokens served from the prefix cache.",
-                "# TYPE pensieve_cache_read_tokens_total counter",
-                f"pensieve_cache_read_tokens_total {self.cache_read_tokens}",
-                "# HELP pensieve_ttft_seconds Time to first token.",
-                "# TYPE pensieve_ttft_seconds histogram",
-                *self.ttft.render("pensieve_ttft_seconds"),
-                "# HELP pensieve_decode_tokens_per_second Decode rate per request.",
-                "# TYPE pensieve_decode_tokens_per_second histogram",
-                *self.decode_rate.render("pensieve_decode_tokens_per_second"),
-                "# HELP pensieve_requests_in_flight Generation requests running or queued.",
-                "# TYPE pensieve_requests_in_flight gauge",
-                f"pensieve_requests_in_flight {self.in_flight}",
+                (
+                    "pensieve_joined_requests",
+                    "Requests that joined an identical generation already running (resends).",
+                    self.joined_requests,
+                ),
+                (
+                    "pensieve_prefix_cache_hits",
+                    "Generations whose prompt the prefix cache served in part.",
+                    self.prefix_hits,
+                ),
+                ("pensieve_prefix_cache_misses", "Generations the prefix cache served nothing of.", self.prefix_misses),
+                ("pensieve_cache_read_tokens", "Prompt tokens served from the prefix cache.", self.cache_read_tokens),
             ]
-            for name, read in self.gauges.items():
-                lines += [f"# TYPE {name} gauge", f"{name} {read()}"]
-        return "\n".join(lines) + "\n"
+            for name, documentation, value in counters:
+                yield CounterMetricFamily(name, documentation, value=value)
+            yield self.ttft.family("pensieve_ttft_seconds", "Time to first token.")
+            yield self.decode_rate.family("pensieve_decode_tokens_per_second", "Decode rate per request.")
+            yield GaugeMetricFamily(
+                "pensieve_requests_in_flight", "Generation requests running or queued.", value=self.in_flight
+            )
+        for name, (documentation, read) in self._gauges.items():
+            yield GaugeMetricFamily(name, documentation, value=read())
+
+    def render(self, accept: str = "") -> tuple[bytes, str]:
+        """The exposition the scraper's Accept header asks for (Prometheus text or OpenMetrics)."""
+        encode, content_type = choose_encoder(accept)
+        return encode(self.registry), content_type
 
 
-KNOWN_PATHS = frozenset({"/", "/health", "/metrics", "/v1/messages", "/v1/messages/count_tokens", "/v1/models"})
+KNOWN_PATHS = frozenset(
+    {"/", "/health", "/metrics", "/v1/messages", "/v1/messages/count_tokens", "/v1/models", "/v1/status"}
+)
 
 
 def path_label(path: str) -> str:

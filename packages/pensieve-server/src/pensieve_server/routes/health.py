@@ -1,4 +1,5 @@
-"""GET /health: public; names the model actually served and the device."""
+"""GET /health: public; names the model actually served and the device. GET /metrics: the
+server's counts for Prometheus (with the key)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from starlette.responses import Response
 
 from pensieve_core import ModelCard
 from pensieve_metal import DeviceInfo, MemorySnapshot, device_info, memory_snapshot
+
+from ..models import ServedModels
 
 _encoder = msgspec.json.Encoder()
 
@@ -28,12 +31,18 @@ class Health(msgspec.Struct, kw_only=True):
     problem: str | None = None
 
 
+def problem_of(served: ServedModels) -> str | None:
+    """Each model whose batch steps keep failing, with its last error; None when all are well."""
+    problems = [f"{e.model.id}: {e.degraded}" for e in served.engines() if e.degraded]
+    return "; ".join(problems) or None
+
+
 async def health(request: Request) -> Response:
     served = request.app.state.models
-    problems = [f"{e.model.id}: {e.degraded}" for e in served.engines() if e.degraded]
+    problem = problem_of(served)
     body = Health(
-        status="degraded" if problems else "ok",
-        problem="; ".join(problems) or None,
+        status="degraded" if problem else "ok",
+        problem=problem,
         model=served.main.model,
         models=[e.model for e in served.engines()],
         device=device_info(),
@@ -49,5 +58,5 @@ async def root(request: Request) -> Response:
 
 
 async def metrics_endpoint(request: Request) -> Response:
-    text = request.app.state.metrics.render()
-    return Response(text, media_type="text/plain; version=0.0.4")
+    body, content_type = request.app.state.metrics.render(request.headers.get("accept", ""))
+    return Response(body, headers={"content-type": content_type})

@@ -1,0 +1,103 @@
+"""GET /v1/status: the server's numbers as JSON, for `pensieve status` and a status page.
+
+/metrics has the same counts for Prometheus; this route adds what a person asks (which models,
+how fast, how much the prefix cache saved) without parsing exposition text. A live page grows
+it with new fields (requests running with their phase, recent requests, rates per minute);
+clients ignore fields they do not know, so none of today's needs to change. It sits under /v1
+beside /v1/models, the server's other JSON about itself, and leaves /status free for that page.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Literal
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+
+from pensieve_core import ModelCard
+from pensieve_metal import MemorySnapshot, memory_snapshot
+
+from ..metrics import Metrics
+from ..models import ServedModels
+from .health import problem_of
+
+_encoder = msgspec.json.Encoder()
+
+
+class Requests(msgspec.Struct, kw_only=True):
+    total: int  # HTTP requests answered, every route (/metrics: pensieve_requests_total)
+    in_flight: int  # generations and token counts running or queued
+    generations: int
+    joined: int  # resends that joined a generation already running
+
+
+class Tokens(msgspec.Struct, kw_only=True):
+    input: int
+    output: int
+    cache_read: int  # prompt tokens the prefix cache served
+
+
+class PrefixCache(msgspec.Struct, kw_only=True):
+    hits: int  # generations whose prompt it served in part
+    misses: int
+    # Of all prompt tokens, the share read from the cache; None before the first generation.
+    read_fraction: float | None
+
+
+class Speed(msgspec.Struct, kw_only=True):
+    # Means over the generations so far; None before the first one.
+    decode_tokens_per_s: float | None
+    ttft_s: float | None
+
+
+class Status(msgspec.Struct, kw_only=True):
+    status: Literal["ok", "degraded"]
+    problem: str | None  # with "degraded": each failing model and its last error
+    pid: int
+    uptime_s: float
+    models: list[ModelCard]
+    memory: MemorySnapshot
+    requests: Requests
+    tokens: Tokens
+    prefix_cache: PrefixCache
+    speed: Speed
+
+
+def _rounded(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def status_of(served: ServedModels, metrics: Metrics, started_at: float) -> Status:
+    """Read on the event loop, where every count changes, with no await: one consistent reading."""
+    problem = problem_of(served)
+    tokens = Tokens(input=metrics.input_tokens, output=metrics.output_tokens, cache_read=metrics.cache_read_tokens)
+    return Status(
+        status="degraded" if problem else "ok",
+        problem=problem,
+        pid=os.getpid(),
+        uptime_s=round(time.monotonic() - started_at, 1),
+        models=[e.model for e in served.engines()],
+        memory=memory_snapshot(),
+        requests=Requests(
+            total=metrics.requests_total,
+            in_flight=metrics.in_flight,
+            generations=metrics.generations,
+            joined=metrics.joined_requests,
+        ),
+        tokens=tokens,
+        prefix_cache=PrefixCache(
+            hits=metrics.prefix_hits,
+            misses=metrics.prefix_misses,
+            read_fraction=round(tokens.cache_read / tokens.input, 3) if tokens.input else None,
+        ),
+        speed=Speed(decode_tokens_per_s=_rounded(metrics.decode_rate.mean, 1), ttft_s=_rounded(metrics.ttft.mean, 3)),
+    )
+
+
+async def status(request: Request) -> Response:
+    state = request.app.state
+    body = status_of(state.models, state.metrics, state.started_at)
+    return Response(_encoder.encode(body), media_type="application/json")
