@@ -15,6 +15,7 @@ from pensieve_core.errors import InvalidRequestError
 from .conversation import ChatMessage, read_conversation
 from .dialects import GENERIC, Dialect, detect, generic
 from .effort import template_effort, template_reads_effort, thinks
+from .encoding import Encoded, PromptEncoder, common_chars
 from .thinking import opens_thinking
 
 
@@ -83,6 +84,8 @@ class PromptRenderer:
         # Templates with a tool dialect of their own render tools and calls themselves.
         self.native_tools = self.dialect is not GENERIC
         self.reads_effort = template_reads_effort(tokenizer)
+        # One encoder for generating and counting: count_tokens then the same request encodes once.
+        self.encoder = PromptEncoder(tokenizer)
 
     def _apply(
         self,
@@ -98,9 +101,10 @@ class PromptRenderer:
             kwargs["enable_thinking"] = thinking
         if effort is not None:
             kwargs["reasoning_effort"] = effort
-        return self.tokenizer.apply_chat_template(
+        text: str = self.tokenizer.apply_chat_template(
             messages, tokenize=False, add_generation_prompt=generation_prompt, **kwargs
         )
+        return text
 
     def text(self, request: GenerationRequest) -> str:
         return self._render(request).text
@@ -150,31 +154,36 @@ class PromptRenderer:
                 ) from exc2
 
     def tokens(self, request: GenerationRequest) -> list[int]:
-        return self._encode(self.text(request))
+        return list(self.encoder.encode(self.text(request)).ids)
 
     def _encode(self, text: str) -> list[int]:
-        return self.tokenizer.encode(text, add_special_tokens=False)
+        ids: list[int] = self.tokenizer.encode(text, add_special_tokens=False)
+        return ids
 
-    def _prefix_end(self, head: list[ChatMessage], r: _Render, tokens: list[int]) -> int | None:
+    def _prefix_end(self, head: list[ChatMessage], r: _Render, encoded: Encoded) -> int | None:
         """How far `head`, rendered alone, agrees with the full prompt (None: it did not render)."""
         try:
-            partial = self._encode(self._apply(head, r.tools, r.thinking, r.effort, generation_prompt=False))
+            text = self._apply(head, r.tools, r.thinking, r.effort, generation_prompt=False)
         except Exception:  # noqa: BLE001 — a template that needs more turns: no boundary there
             return None
-        return _common_prefix(partial, tokens)
+        # The tokens wholly within the text the two agree on; a tokenizer without offsets
+        # encodes the head to compare ids.
+        within = encoded.tokens_within(common_chars(text, encoded.text))
+        return _common_prefix(self._encode(text), encoded.ids) if within is None else within
 
-    def _cache_end(self, r: _Render, tokens: list[int]) -> int:
+    def _cache_end(self, r: _Render, encoded: Encoded) -> int:
         if r.marked is None:
             return 0
         # Not located (no template, or one that will not render the head): the whole prompt.
-        at = self._prefix_end(r.marked, r, tokens) if r.messages is not None else None
-        return len(tokens) if at is None else at
+        at = self._prefix_end(r.marked, r, encoded) if r.messages is not None else None
+        return len(encoded.ids) if at is None else at
 
     def prompt(self, request: GenerationRequest) -> RenderedPrompt:
         r = self._render(request)
-        tokens = self._encode(r.text)
+        encoded = self.encoder.encode(r.text)
+        tokens = list(encoded.ids)  # the encoder keeps its own
         thinking_open = opens_thinking(r.text, self.tokenizer)
-        cache_end = self._cache_end(r, tokens)
+        cache_end = self._cache_end(r, encoded)
         messages = r.messages
         if not messages or len(messages) < 2:
             return RenderedPrompt(tokens, thinking_open=thinking_open, cache_end=cache_end)
@@ -188,7 +197,7 @@ class PromptRenderer:
         boundaries = set()
         system_end = 0
         for head in heads:
-            at = self._prefix_end(head, r, tokens)
+            at = self._prefix_end(head, r, encoded)
             if at is not None and 0 < at < len(tokens):
                 boundaries.add(at)
                 if head[-1]["role"] == "system" and len(head) == 1:
