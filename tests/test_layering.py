@@ -142,14 +142,8 @@ def private_mlx_lm_uses(src_dirs: list[Path]) -> list[str]:
     return found
 
 
-# These switch to pensieve_model_support's model_classes / hf_tokenizer in work under way
-# (GGUF loading, the test models, inference), and then leave this list.
-PENDING_MLX_LM = ["pensieve_inference/constrained.py:"]
-
-
 def test_private_mlx_lm_internals_are_reached_in_one_place():
-    found = private_mlx_lm_uses([pkg / "src" for pkg in sorted((ROOT / "packages").iterdir())])
-    assert [f for f in found if not f.startswith(tuple(PENDING_MLX_LM))] == []
+    assert private_mlx_lm_uses([pkg / "src" for pkg in sorted((ROOT / "packages").iterdir())]) == []
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,11 @@ from __future__ import annotations
 import msgspec
 
 from pensieve_claude_types import (
+    Effort,
     MessageParam,
+    ThinkingAdaptive,
+    ThinkingConfig,
+    ThinkingEnabled,
     Tool,
     ToolChoice,
     ToolChoiceAny,
@@ -18,6 +22,49 @@ from pensieve_core.errors import InvalidRequestError
 from .limits import MAX_TOOL_SCHEMA_BYTES
 
 _encoder = msgspec.json.Encoder()
+
+
+def check_messages(messages: list[MessageParam]) -> None:
+    """At least one message, none empty but a final prefill, and tool results that answer calls."""
+    if not messages:
+        raise InvalidRequestError("messages: at least one message is required - at `$.messages`")
+    for i, message in enumerate(messages):
+        last_assistant = i == len(messages) - 1 and message.role == "assistant"
+        if not message.content and not last_assistant and message.output_config is None:
+            # The API's rule: only a final assistant turn (a prefill), or a message that carries
+            # its own output_config, may be empty.
+            raise InvalidRequestError(
+                f"messages.{i}: all messages must have non-empty content except for the optional "
+                f"final assistant message - at `$.messages[{i}].content`"
+            )
+    check_tool_results(messages)
+
+
+def check_budget(thinking: ThinkingConfig | None, *, max_tokens: int | None) -> None:
+    """A thinking budget of at least one token that leaves max_tokens room to answer. Budgets
+    under the API's 1,024 are accepted: small local models are worth giving small budgets."""
+    if not isinstance(thinking, ThinkingEnabled):
+        return
+    budget = thinking.budget_tokens
+    if budget < 1:
+        raise InvalidRequestError(
+            f"thinking.budget_tokens: must be at least 1, got {budget} - at `$.thinking.budget_tokens`"
+        )
+    if max_tokens is not None and budget >= max_tokens:
+        raise InvalidRequestError(
+            f"thinking.budget_tokens: max_tokens must be greater than thinking.budget_tokens "
+            f"({max_tokens} <= {budget}) - at `$.thinking.budget_tokens`"
+        )
+
+
+def check_forced_tool(thinking: ThinkingConfig | None, tool_choice: ToolChoice | None, effort: Effort | None) -> None:
+    """Thinking and a forced tool call do not go together. Low effort turns adaptive thinking
+    off (docs/api.md, "Effort and thinking display"), so a call may then be forced."""
+    thinks = isinstance(thinking, ThinkingEnabled) or (isinstance(thinking, ThinkingAdaptive) and effort != "low")
+    if thinks and isinstance(tool_choice, (ToolChoiceAny, ToolChoiceTool)):
+        raise InvalidRequestError(
+            "tool_choice: Thinking may not be enabled when tool_choice forces tool use. - at `$.tool_choice`"
+        )
 
 
 def check_tools(tools: list[Tool] | None, tool_choice: ToolChoice | None) -> None:

@@ -53,7 +53,8 @@ def _deepest_run(brackets: bytes) -> int:
         return 0  # not JSON: the decoder reports that
     opened = accumulate(sizes[0::2])
     closed = accumulate(sizes[1::2], initial=0)
-    return max(map(sub, opened, closed))
+    deepest: int = max(map(sub, opened, closed))
+    return deepest
 
 
 def path_past(body: bytes, limit: int) -> str:

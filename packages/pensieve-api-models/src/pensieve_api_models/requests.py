@@ -5,7 +5,7 @@ Validation messages keep msgspec's JSON path (``Expected `int`, got `str` - at `
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Self, TypeVar
 
 import msgspec
 
@@ -27,43 +27,62 @@ from pensieve_core import GenerationRequest
 from pensieve_core.errors import InvalidRequestError
 
 from . import limits
-from .checks import check_tool_results, check_tools
+from .checks import check_budget, check_forced_tool, check_messages, check_tools
 from .nesting import deeper_than, path_past
 
 MaxTokens = Annotated[int, msgspec.Meta(ge=1, le=limits.MAX_TOKENS_LIMIT)]
 UnitInterval = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+# Past the vocabulary it means "no top-k": the engine clamps it.
+TopK = Annotated[int, msgspec.Meta(ge=0)]
 StopSequence = Annotated[str, msgspec.Meta(min_length=1, max_length=limits.MAX_STOP_SEQUENCE_CHARS)]
 StopSequences = Annotated[list[StopSequence], msgspec.Meta(max_length=limits.MAX_STOP_SEQUENCES)]
 Tools = Annotated[list[Tool], msgspec.Meta(max_length=limits.MAX_TOOLS)]
 
 
-class MessagesRequest(msgspec.Struct, kw_only=True):
-    """POST /v1/messages. Unknown fields are accepted and ignored, as the API does."""
+class _Conversation(msgspec.Struct, kw_only=True):
+    """What both bodies carry: the conversation and all that shapes how it renders. Field rules
+    are the annotations' Meta (msgspec names the path); validate() holds the cross-field ones."""
 
     model: str
-    max_tokens: MaxTokens
     messages: list[MessageParam]
     system: str | list[TextBlockParam] | None = None
-    stream: bool = False
-    temperature: UnitInterval | None = None
-    top_p: UnitInterval | None = None
-    # Past the vocabulary it means "no top-k": the engine clamps it.
-    top_k: Annotated[int, msgspec.Meta(ge=0)] | None = None
-    stop_sequences: StopSequences | None = None
     tools: Tools | None = None
     tool_choice: ToolChoice | None = None
     thinking: ThinkingConfig | None = None
+    # Effort can change the rendering (enable_thinking, reasoning_effort): count as generation renders.
+    output_config: OutputConfig | None = None
+
+    def validate(self) -> Self:
+        check_messages(self.messages)
+        check_tools(self.tools, self.tool_choice)
+        check_budget(self.thinking, max_tokens=None)
+        return self
+
+    @property
+    def effort(self) -> Effort | None:
+        return effort_of(self.messages, self.output_config)
+
+
+class MessagesRequest(_Conversation, kw_only=True):
+    """POST /v1/messages. Unknown fields are accepted and ignored, as the API does."""
+
+    max_tokens: MaxTokens
+    stream: bool = False
+    temperature: UnitInterval | None = None
+    top_p: UnitInterval | None = None
+    top_k: TopK | None = None
+    stop_sequences: StopSequences | None = None
     metadata: dict[str, Any] | None = None
     service_tier: str | None = None
     # Automatic prompt caching: the breakpoint sits on the last cacheable block.
     cache_control: CacheControl | None = None
-    output_config: OutputConfig | None = None
     # The structured-outputs beta's shape (before output_config): the same format, top level.
     output_format: JsonOutputFormat | None = None
 
-    def validate(self) -> MessagesRequest:
-        _validate_messages(self.messages)
-        check_tools(self.tools, self.tool_choice)
+    def validate(self) -> Self:
+        super().validate()
+        check_budget(self.thinking, max_tokens=self.max_tokens)
+        check_forced_tool(self.thinking, self.tool_choice, self.effort)
         return self
 
     def to_generation(self, request_id: str = "") -> GenerationRequest:
@@ -79,7 +98,7 @@ class MessagesRequest(msgspec.Struct, kw_only=True):
             stop_sequences=self.stop_sequences,
             thinking=self.thinking,
             output_schema=self._output_schema(),
-            effort=effort_of(self.messages, self.output_config),
+            effort=self.effort,
             cache_control=self.cache_control,
             request_id=request_id,
         )
@@ -96,22 +115,8 @@ class MessagesRequest(msgspec.Struct, kw_only=True):
         return found.schema if found else None
 
 
-class CountTokensRequest(msgspec.Struct, kw_only=True):
+class CountTokensRequest(_Conversation, kw_only=True):
     """POST /v1/messages/count_tokens: a messages body without max_tokens."""
-
-    model: str
-    messages: list[MessageParam]
-    system: str | list[TextBlockParam] | None = None
-    tools: Tools | None = None
-    tool_choice: ToolChoice | None = None
-    thinking: ThinkingConfig | None = None
-    # Effort can change the rendering (enable_thinking, reasoning_effort): count as generation renders.
-    output_config: OutputConfig | None = None
-
-    def validate(self) -> CountTokensRequest:
-        _validate_messages(self.messages)
-        check_tools(self.tools, self.tool_choice)
-        return self
 
     def to_generation(self, request_id: str = "") -> GenerationRequest:
         return GenerationRequest(
@@ -121,7 +126,7 @@ class CountTokensRequest(msgspec.Struct, kw_only=True):
             tools=self.tools,
             tool_choice=self.tool_choice,
             thinking=self.thinking,
-            effort=effort_of(self.messages, self.output_config),
+            effort=self.effort,
             request_id=request_id,
         )
 
@@ -139,26 +144,14 @@ def effort_of(messages: list[MessageParam], config: OutputConfig | None) -> Effo
     return config.effort if config else None
 
 
-def _validate_messages(messages: list[MessageParam]) -> None:
-    if not messages:
-        raise InvalidRequestError("messages: at least one message is required - at `$.messages`")
-    for i, message in enumerate(messages):
-        last_assistant = i == len(messages) - 1 and message.role == "assistant"
-        if not message.content and not last_assistant and message.output_config is None:
-            # The API's rule: only a final assistant turn (a prefill), or a message that carries
-            # its own output_config, may be empty.
-            raise InvalidRequestError(
-                f"messages.{i}: all messages must have non-empty content except for the optional "
-                f"final assistant message - at `$.messages[{i}].content`"
-            )
-    check_tool_results(messages)
-
-
 _messages_decoder = msgspec.json.Decoder(MessagesRequest)
 _count_decoder = msgspec.json.Decoder(CountTokensRequest)
 
 
-def _decode(decoder: msgspec.json.Decoder[Any], body: bytes) -> Any:
+_Body = TypeVar("_Body", bound=_Conversation)
+
+
+def _decode(decoder: msgspec.json.Decoder[_Body], body: bytes) -> _Body:
     if deeper_than(body, limits.MAX_NESTING_DEPTH):
         raise InvalidRequestError(
             f"arrays and objects nest more than {limits.MAX_NESTING_DEPTH} levels deep"

@@ -18,6 +18,8 @@ import mlx.core as mx
 import numpy as np
 import structlog
 
+from pensieve_model_support import hf_tokenizer
+
 from .dialects import Dialect, ToolSpecs
 from .markers import held_prefix
 from .processors import SequenceProcessor, only, only_tokens
@@ -35,7 +37,7 @@ _CHOSEN_STYLE = {"whitespace_pattern": r"[ \t\n]{0,4}", "item_separator": ",", "
 def grammar_tokenizer(tokenizer: Any) -> llguidance.LLTokenizer:
     """llguidance's view of the model's tokenizer (about 0.3 s to build: once per model), from
     the fast tokenizer's own JSON, as llguidance.hf does."""
-    backend = copy.copy(tokenizer._tokenizer.backend_tokenizer)
+    backend = copy.copy(hf_tokenizer(tokenizer).backend_tokenizer)
     backend.no_padding()
     backend.no_truncation()
     return llguidance.LLTokenizer(backend.to_str(), eos_token=sorted(tokenizer.eos_token_ids))
