@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -45,7 +46,7 @@ def list_cmd(home: str | None, as_json: bool, verify: bool, converted: bool) -> 
         entries = list_disk_entries(root)
         if verify:
             entries = [verify_disk_entry(e) for e in entries]
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "model": e.model_name,
             "weights": e.model,
@@ -96,7 +97,7 @@ def _list_converted(home: str | None, as_json: bool) -> None:
     with fail():
         root = load_settings({"home": home}).converted_dir
         kept = list_converted(root)
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "source": f.source,
             "source_exists": bool(f.source) and Path(f.source).exists(),

@@ -12,6 +12,7 @@ from typing import Any, TextIO
 
 import msgspec
 import structlog
+from structlog.typing import EventDict
 
 from pensieve_core.errors import ConfigError
 
@@ -19,7 +20,7 @@ _encoder = msgspec.json.Encoder()
 FORMATS = ("console", "json")
 
 
-def escape_line_breaks(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+def escape_line_breaks(_logger: Any, _name: str, event: EventDict) -> EventDict:
     """No value may start a new log line: CR and LF in strings are written escaped."""
     for key, value in event.items():
         if isinstance(value, str) and ("\n" in value or "\r" in value):

@@ -28,7 +28,7 @@ def pull(model: str) -> None:
         click.echo(f"{ref.repo_id} is in {path}")
 
 
-def _human(size: int) -> str:
+def _human(size: float) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if size < 1000:
             return f"{size:.0f} {unit}"

@@ -30,7 +30,7 @@ from mlx_lm.models.cache import KVCache
 MAX_HEADER_BYTES = 100_000_000  # the safetensors format's own limit
 
 # safetensors dtype -> (MLX dtype, the NumPy dtype that reads its bytes); bfloat16 via uint16.
-_DTYPES: dict[str, tuple[Any, Any]] = {
+_DTYPES: dict[str, tuple[mx.Dtype, type[np.generic]]] = {
     "F16": (mx.float16, np.float16),
     "BF16": (mx.bfloat16, np.uint16),
     "F32": (mx.float32, np.float32),
@@ -101,12 +101,13 @@ def write(path: Path, layers: list[KVCache], *, model: str, model_name: str, tok
     """Evaluated, contiguous KV caches (one per layer) into `path`, with their digest."""
     arrays: dict[str, mx.array] = {}
     for i, c in enumerate(layers):
+        assert c.keys is not None and c.values is not None  # evaluated caches hold both
         arrays.update({f"{i}.0": c.keys, f"{i}.1": c.values, f"{i}.2": mx.array(c.offset, dtype=mx.int32)})
     mx.eval(list(arrays.values()))
     text = json.dumps(list(tokens))
-    digest = _digest(
-        model, text, ((n, _NAMES[a.dtype], list(a.shape), memoryview(a)) for n, a in sorted(arrays.items()))
-    )
+    # mx.array has the buffer protocol, but its stubs declare no __buffer__.
+    views = ((n, _NAMES[a.dtype], list(a.shape), memoryview(a)) for n, a in sorted(arrays.items()))  # type: ignore[arg-type]
+    digest = _digest(model, text, views)
     ours = {
         "pensieve_model": model,
         "pensieve_model_name": model_name,

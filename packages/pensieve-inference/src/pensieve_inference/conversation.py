@@ -15,6 +15,7 @@ from pensieve_claude_types import (
     ImageBlockParam,
     MessageParam,
     TextBlockParam,
+    Tool,
     ToolReferenceBlockParam,
     ToolResultBlockParam,
     ToolUseBlockParam,
@@ -139,7 +140,8 @@ def _has_breakpoint(message: MessageParam) -> bool:
 def _system_breakpoint(request: GenerationRequest) -> bool:
     """Tools come before the system prompt in the API's order; both render in the system turn."""
     blocks = request.system if isinstance(request.system, list) else []
-    return any(b.cache_control is not None for b in [*blocks, *(request.tools or [])])
+    parts: list[TextBlockParam | Tool] = [*blocks, *(request.tools or [])]
+    return any(b.cache_control is not None for b in parts)
 
 
 def read_conversation(request: GenerationRequest, model_name: str, *, native_tools: bool) -> Conversation:

@@ -130,6 +130,7 @@ def make_plan(request: GenerationRequest, renderer: PromptRenderer, limits: Mode
     rendered = renderer.prompt(request)
     if len(rendered.tokens) >= limits.context_length:
         raise PromptTooLongError(len(rendered.tokens), limits.context_length)
+    constraint: ToolConstraint | FormatConstraint | None
     tool_calls, constraint = _tools(request, renderer, rendered)
     if request.output_schema is not None:
         constraint = _structured(request, renderer, rendered) or constraint

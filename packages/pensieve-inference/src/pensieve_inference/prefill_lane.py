@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,7 +46,7 @@ class PrefillLane:
     def __len__(self) -> int:
         return len(self._queue)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Prefill]:
         return iter(self._queue)
 
     def add(self, prefill: Prefill) -> None:

@@ -26,7 +26,8 @@ class PrefixCache:
 
     @property
     def nbytes(self) -> int:
-        return self._lru.nbytes
+        size: int = self._lru.nbytes
+        return size
 
     def take(self, key: str, model: Any, prompt: list[int]) -> tuple[list[Any], list[int]]:
         """A cache holding the longest known prefix of `prompt`, and the tokens still to run."""
@@ -62,7 +63,8 @@ class PrefixCache:
         self.speeds.read(nbytes, time.perf_counter() - started)
         tokens = list(found[0])
         self._lru.insert_cache(key, tokens, loaded, cache_type="system")
-        return self._lru.fetch_nearest_cache(key, prompt)
+        nearest: tuple[Any, list[int]] = self._lru.fetch_nearest_cache(key, prompt)
+        return nearest
 
     def put(self, key: str, fed_tokens: list[int], cache: list[Any], *, persist: bool = False) -> None:
         """Keep `cache` under the tokens whose keys and values it holds (on disk too if

@@ -8,6 +8,8 @@ anyway), and a processor that can act one token late takes them from there."""
 
 from __future__ import annotations
 
+from typing import cast
+
 import mlx.core as mx
 import numpy as np
 import structlog
@@ -68,7 +70,8 @@ class SequenceProcessor:
                 self.consume(self.seen[at])
                 continue
             if self.needs_every_token():
-                for token in tokens.reshape(-1)[at - committed :].tolist():
+                # A 1-D array's tolist() is a flat list; mlx types it as any nesting.
+                for token in cast(list[int], tokens.reshape(-1)[at - committed :].tolist()):
                     self.consume(int(token))
             break
         return self.mask(logits, tokens)

@@ -102,7 +102,8 @@ class ThinkingSplitter:
         buffer, self.buffer = self.buffer, ""
         if self.state == "thinking":  # cut off while thinking: the block still closes
             self.state = "answer"
-            return ([ThinkingDelta(thinking=buffer)] if buffer else []) + [ThinkingEnd()], ""
+            events: list[GenerationEvent] = [ThinkingDelta(thinking=buffer)] if buffer else []
+            return [*events, ThinkingEnd()], ""
         return [], buffer if not self.after_end else buffer.lstrip("\n")
 
 

@@ -1,10 +1,12 @@
 """Model references, downloads and loading: aliases, Hugging Face repos, MLX directories,
 GGUF files, Ollama's store, LM Studio's folder, and the bundled SmolLM2."""
 
+from pensieve_core.errors import HubUnavailableError
+
 from .bundled import BUNDLED_ALIAS, bundled_gguf_path
 from .gguf.converted_store import ConvertedFile, clear_converted, converted_path, list_converted
 from .gguf.summary import GGUFSummary, summarize_gguf
-from .hub import Hub, HubUnavailableError, HuggingFaceHub, hf_cache_dir
+from .hub import Hub, HuggingFaceHub, hf_cache_dir
 from .loading import LoadedModel, load_model, local_path, weight_files
 from .local_stores import (
     OllamaModel,

@@ -41,12 +41,12 @@ class HuggingFaceHub:
         from huggingface_hub.errors import LocalEntryNotFoundError
 
         try:
-            path = snapshot_download(
+            snapshot = snapshot_download(
                 repo_id, allow_patterns=ALLOW_PATTERNS, local_files_only=True, cache_dir=self.cache_dir
             )
         except (LocalEntryNotFoundError, OSError, ValueError):
             return None
-        path = Path(path)
+        path = Path(snapshot)
         return path if (path / "config.json").exists() else None
 
     def download(self, repo_id: str) -> Path:

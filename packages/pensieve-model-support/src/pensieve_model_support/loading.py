@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import mlx.nn as nn
 import msgspec
 from mlx_lm.tokenizer_utils import TokenizerWrapper
 
-from pensieve_core.errors import ModelLoadError
+from pensieve_core.errors import HubUnavailableError, ModelLoadError
 from pensieve_metal import check_fits
 
 from .gguf import load_gguf
 from .gguf.reader import loaded_bytes
-from .hub import Hub, HubUnavailableError
+from .hub import Hub
 from .references import ModelRef
 
 DEFAULT_CONTEXT = 4096
@@ -35,8 +35,8 @@ class LoadedModel(msgspec.Struct, kw_only=True):
 
 def _context_length(config: dict[str, Any]) -> int:
     for key in ("max_position_embeddings", "max_sequence_length", "n_positions", "seq_length"):
-        if isinstance(config.get(key), int):
-            return config[key]
+        if isinstance(value := config.get(key), int):
+            return value
     text = config.get("text_config")
     return _context_length(text) if isinstance(text, dict) else DEFAULT_CONTEXT
 
@@ -46,10 +46,11 @@ def _load_mlx_dir(path: Path) -> tuple[nn.Module, TokenizerWrapper, dict[str, An
 
     try:
         # trust_remote_code stays off: no model code from a download ever runs.
-        model, tokenizer, config = load(str(path), return_config=True, trust_remote_code=False)
+        loaded = load(str(path), return_config=True, trust_remote_code=False)
     except (ValueError, OSError, KeyError, FileNotFoundError) as exc:
         raise ModelLoadError(f"cannot load the MLX model in {path}: {exc}") from exc
-    return model, tokenizer, config
+    # load's return type covers both forms: return_config=True gives the model, tokenizer and config.
+    return cast(tuple[nn.Module, TokenizerWrapper, dict[str, Any]], loaded)
 
 
 def local_path(ref: ModelRef, hub: Hub, *, download: bool = True) -> Path:

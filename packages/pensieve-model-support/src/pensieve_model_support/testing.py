@@ -11,15 +11,16 @@ import itertools
 import json
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import mlx.core as mx
 from mlx.utils import tree_flatten
 
+from pensieve_core.errors import HubUnavailableError
+
 from .bundled import bundled_gguf_path
 from .gguf.reader import read_gguf
 from .gguf.tokenizer import build_tokenizer
-from .hub import HubUnavailableError
 from .mlx_lm_internals import model_classes
 
 CHATML_TEMPLATE = (
@@ -154,12 +155,17 @@ def build_tiny_model(
     model = model_class(args_class.from_dict(config))
     if reply is None:
         # Larger-than-default weights make random logits peaked, so greedy output varies by prompt.
-        weights = {k: v * 4 for k, v in tree_flatten(model.parameters())}
+        weights = {k: v * 4 for k, v in _parameters(model)}
     else:
         weights = _scripted_weights(model, tokenizer, reply, config)
     mx.save_safetensors(str(path / "model.safetensors"), weights, metadata={"format": "mlx"})
     (path / "config.json").write_text(json.dumps(config, indent=2))
     return path
+
+
+def _parameters(model: Any) -> list[tuple[str, mx.array]]:
+    # tree_flatten returns a list of (dotted name, array) unless it is given a dict to fill.
+    return cast(list[tuple[str, mx.array]], tree_flatten(model.parameters()))
 
 
 class FakeHub:
@@ -203,7 +209,7 @@ def _scripted_weights(model: Any, tokenizer: Any, reply: str, config: dict[str, 
     for current, following in itertools.pairwise(chain):
         if successors.setdefault(current, following) != following:
             raise ValueError(f"reply {reply!r}: token {current} has two successors; a bigram cannot say it")
-    weights = {k: v * 0.001 for k, v in tree_flatten(model.parameters())}
+    weights = {k: v * 0.001 for k, v in _parameters(model)}
     for name in weights:
         if name.endswith("norm.weight"):
             weights[name] = mx.ones((dim,))

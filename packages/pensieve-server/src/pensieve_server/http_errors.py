@@ -47,4 +47,5 @@ class EnvelopeH11Protocol(H11Protocol):
 
 def install_http_errors() -> None:
     """Make Hypercorn build its HTTP/1.1 connections with EnvelopeH11Protocol; idempotent."""
-    hypercorn.protocol.H11Protocol = EnvelopeH11Protocol  # type: ignore[misc]
+    # Monkeypatch: ProtocolWrapper looks the name up here, where hypercorn imports it without re-export.
+    hypercorn.protocol.H11Protocol = EnvelopeH11Protocol  # type: ignore[attr-defined]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 
 import msgspec
 
@@ -18,7 +18,16 @@ from .ids import message_id
 # Resends only come every few minutes: past this many clients on one run, something is wrong.
 MAX_LISTENERS = 8
 
-_END = object()
+
+class _End:
+    """The run is over: what a listener's queue holds last."""
+
+
+_END = _End()
+# What a run hands its listeners: its events, then the exception that ended it, or _END.
+_Item = GenerationEvent | BaseException | _End
+# A generation as the engine's async generator: closing it stops the work.
+Events = AsyncGenerator[GenerationEvent, None]
 
 
 def run_key(raw_body: bytes, session_id: str | None, api_key: str | None) -> str:
@@ -34,7 +43,7 @@ class Listener:
     """One client's view of a run: every event from the start, then the live ones. Closing it
     leaves the run; the last to leave stops the generation."""
 
-    def __init__(self, run: _Run, queue: asyncio.Queue[object], joined: bool) -> None:
+    def __init__(self, run: _Run, queue: asyncio.Queue[_Item], joined: bool) -> None:
         self._run = run
         self._queue = queue
         self._done = False
@@ -48,13 +57,13 @@ class Listener:
         if self._done:
             raise StopAsyncIteration
         item = await self._queue.get()
-        if item is _END:
+        if isinstance(item, _End):
             self._done = True
             raise StopAsyncIteration
         if isinstance(item, BaseException):
             self._done = True
             raise item
-        return item  # type: ignore[return-value]
+        return item
 
     async def aclose(self) -> None:
         if self._queue in self._run.listeners:
@@ -66,26 +75,26 @@ class _Run:
     """One generation read by one task, which hands each event to every listener and keeps them
     all, so that a late joiner sees the same message from its message_start on."""
 
-    def __init__(self, events: AsyncIterator[GenerationEvent], forget: Callable[[_Run], None]) -> None:
+    def __init__(self, events: Events, forget: Callable[[_Run], None]) -> None:
         self.message_id = message_id()
-        self.history: list[object] = []
-        self.listeners: set[asyncio.Queue[object]] = set()
+        self.history: list[_Item] = []
+        self.listeners: set[asyncio.Queue[_Item]] = set()
         self._forget = forget
         self._task = asyncio.ensure_future(self._pump(events))
 
     def listen(self, joined: bool) -> Listener:
-        queue: asyncio.Queue[object] = asyncio.Queue()
+        queue: asyncio.Queue[_Item] = asyncio.Queue()
         for item in self.history:
             queue.put_nowait(item)
         self.listeners.add(queue)
         return Listener(self, queue, joined)
 
-    def _send(self, item: object) -> None:
+    def _send(self, item: _Item) -> None:
         self.history.append(item)
         for queue in self.listeners:
             queue.put_nowait(item)
 
-    async def _pump(self, events: AsyncIterator[GenerationEvent]) -> None:
+    async def _pump(self, events: Events) -> None:
         try:
             async for event in events:
                 self._send(event)
@@ -94,9 +103,9 @@ class _Run:
         finally:
             self._forget(self)
             self._send(_END)
-            await events.aclose()  # type: ignore[attr-defined]
+            await events.aclose()
 
-    async def leave(self, queue: asyncio.Queue[object]) -> None:
+    async def leave(self, queue: asyncio.Queue[_Item]) -> None:
         self.listeners.discard(queue)
         if not self.listeners and not self._task.done():
             # Forgotten at once: a resend arriving now starts afresh instead of joining a dying run.
@@ -115,7 +124,7 @@ class SharedRuns:
     def __len__(self) -> int:
         return len(self._runs)
 
-    def attach(self, key: str, start: Callable[[], AsyncIterator[GenerationEvent]]) -> Listener:
+    def attach(self, key: str, start: Callable[[], Events]) -> Listener:
         """Join the run under `key`, or start one with `start()`; no await, so two identical
         requests cannot both start one."""
         run = self._runs.get(key)

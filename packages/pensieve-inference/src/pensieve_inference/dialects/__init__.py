@@ -4,7 +4,7 @@ convention for templates that know no tools)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeGuard
 
 from . import generic, hermes, llama3, mistral, mlx_parser, pythonic, qwen3_coder
 from .base import Begin, CallReader, Dialect, End, InputDelta, Loose, MalformedCall, ToolSpecs
@@ -26,7 +26,7 @@ DIALECTS: dict[str, Dialect] = {
 }
 
 
-def template_knows_tools(template: Any) -> bool:
+def template_knows_tools(template: Any) -> TypeGuard[str]:
     return isinstance(template, str) and "tools" in template
 
 

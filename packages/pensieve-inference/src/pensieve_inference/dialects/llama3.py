@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from .base import CallGrammar, Dialect
+from .base import CallGrammar, Dialect, ReaderEvent
 from .grammar import json_call_rule
 from .json_call import JsonCallReader
 
@@ -32,13 +32,13 @@ class _Reopened:
         self.reader = reader
         self.first = True
 
-    def feed(self, text: str):
+    def feed(self, text: str) -> list[ReaderEvent]:
         if self.first:
             self.first = False
             text = "{" + text
         return self.reader.feed(text)
 
-    def close(self):
+    def close(self) -> list[ReaderEvent]:
         if self.first:
             self.feed("")
         return self.reader.close()

@@ -8,10 +8,11 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from mlx_lm.tool_parsers.mistral import parse_tool_call
 
-from .base import CallGrammar, Dialect, Literal
+from .base import CallGrammar, Dialect, Literal, ReaderEvent
 from .grammar import json_call_rule
 from .json_call import OBJECT_HEAD, JsonCallReader
 
@@ -29,7 +30,7 @@ class MistralReader:
         self.reader: JsonCallReader | None = None
         self.held = ""
 
-    def feed(self, text: str):
+    def feed(self, text: str) -> list[ReaderEvent]:
         if self.reader is None:
             self.held += text
             first = self.held.lstrip()[:1]
@@ -40,14 +41,14 @@ class MistralReader:
             text, self.held = self.held, ""
         return self.reader.feed(text)
 
-    def close(self):
+    def close(self) -> list[ReaderEvent]:
         if self.reader is None:
             self.reader = JsonCallReader(parse=_parse)
             self.reader.feed(self.held)
         return self.reader.close()
 
 
-def _parse(text: str):
+def _parse(text: str) -> Any:
     return parse_tool_call(text.strip())
 
 

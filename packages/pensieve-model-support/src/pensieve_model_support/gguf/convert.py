@@ -16,6 +16,7 @@ from typing import Any
 
 import mlx.core as mx
 import numpy as np
+import numpy.typing as npt
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFReader, quants
 
 from pensieve_core.errors import ModelLoadError
@@ -77,7 +78,8 @@ def pack(codes: np.ndarray, bits: int) -> np.ndarray:
             out |= per[..., k] << np.uint8(k * bits)
         return out.reshape(codes.shape[0], -1).view(np.uint32)
     eights = codes.reshape(codes.shape[0], -1, 8).astype(np.uint64)
-    stream = np.zeros(eights.shape[:2], np.uint64)
+    # Annotated: numpy types zeros() of a sliced shape as Any, and the shifts below with it.
+    stream: npt.NDArray[np.uint64] = np.zeros(eights.shape[:2], np.uint64)
     for k in range(8):
         stream |= eights[..., k] << np.uint64(k * bits)
     out = (stream[..., None] >> (np.arange(bits, dtype=np.uint64) * np.uint64(8))).astype(np.uint8)
@@ -112,7 +114,7 @@ def convert_tensor(data: np.ndarray, kind: str) -> dict[str, mx.array]:
         part = _convert_rows(rows[start : start + step], kind)
         mx.eval(*part)
         parts.append(part)
-    packed, scales, biases = (mx.concatenate(p) if len(p) > 1 else p[0] for p in zip(*parts, strict=True))
+    packed, scales, biases = (mx.concatenate(list(p)) if len(p) > 1 else p[0] for p in zip(*parts, strict=True))
     return {"weight": packed, "scales": scales, "biases": biases}
 
 

@@ -19,7 +19,7 @@ import struct
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, cast
 
 import mlx.core as mx
 import msgspec
@@ -109,7 +109,8 @@ def load_converted(root: Path, gguf_path: Path, reader: GGUFReader) -> dict[str,
         if tensors != expected:
             wrong = sorted(set(tensors.items()) ^ set(expected.items()))[:1]
             raise CorruptConvertedFile(f"{len(tensors)} tensors, not the {len(expected)} the GGUF converts to: {wrong}")
-        weights = mx.load(str(path))
+        # mx.load's stub is one union for every format: a safetensors file is a dict of arrays.
+        weights = cast(dict[str, mx.array], mx.load(str(path)))
     except (CorruptConvertedFile, OSError, RuntimeError, ValueError) as exc:
         log.warning("converted_weights_corrupt path=%s problem=%s action=removed, converting again", path, exc)
         _remove(path)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import mlx.core as mx
 import msgspec
@@ -52,7 +52,8 @@ def read_gguf(path: Path, converted_dir: Path | None = None) -> GGUFContents:
             converted_store.save_converted(converted_dir, path, weights)
         return GGUFContents(weights=weights, metadata=metadata)
     try:
-        weights, metadata = mx.load(str(path), return_metadata=True)
+        # mx.load's stub is one union for every format: with metadata, a GGUF file is this pair.
+        weights, metadata = cast(tuple[dict[str, mx.array], dict[str, Any]], mx.load(str(path), return_metadata=True))
     except (RuntimeError, ValueError, OSError) as exc:
         raise ModelLoadError(f"cannot read GGUF file {path}: {exc}") from exc
     return GGUFContents(weights=weights, metadata={k: _plain(v) for k, v in metadata.items()})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import msgspec
 import structlog
@@ -26,7 +26,7 @@ from ..assembly import MessageAssembler
 from ..errors import error_of_failed, request_id_of
 from ..middleware import presented_key
 from ..models import ServedModels
-from ..shared_runs import Listener, SharedRuns, run_key
+from ..shared_runs import Events, Listener, SharedRuns, run_key
 
 if TYPE_CHECKING:
     from ..app import Lifecycle
@@ -39,7 +39,8 @@ SESSION_HEADER = "x-claude-code-session-id"
 
 
 def _models(request: Request) -> ServedModels:
-    return request.app.state.models
+    models: ServedModels = request.app.state.models
+    return models
 
 
 class _EventStream(StreamingResponse):
@@ -141,7 +142,7 @@ def reuse_header(started: GenerationEvent) -> dict[str, str]:
     return {"pensieve-prefix-cache": value}
 
 
-async def _measured(request: Request, events: AsyncIterator[GenerationEvent]) -> AsyncIterator[GenerationEvent]:
+async def _measured(request: Request, events: AsyncIterator[GenerationEvent]) -> Events:
     """Pass events through, recording tokens, time to first token and decode rate."""
     metrics = request.app.state.metrics
     admit(request)
@@ -171,7 +172,8 @@ async def _measured(request: Request, events: AsyncIterator[GenerationEvent]) ->
             yield event
     finally:
         metrics.in_flight -= 1
-        await events.aclose()
+        # Engine.generate promises an AsyncIterator; every engine's is an async generator.
+        await cast(Events, events).aclose()
 
 
 async def _collect(assembler: MessageAssembler, first: GenerationEvent, events: AsyncIterator[GenerationEvent]) -> None:
@@ -218,7 +220,7 @@ def log_disconnect(assembler: MessageAssembler) -> None:
 async def _sse(
     assembler: MessageAssembler,
     first: GenerationEvent,
-    events: AsyncIterator[GenerationEvent],
+    events: Listener,
     keepalive_seconds: float,
     lifecycle: Lifecycle,
 ) -> AsyncIterator[bytes]:
@@ -234,7 +236,8 @@ async def _sse(
     try:
         while True:
             pending = pending or asyncio.ensure_future(anext(events))
-            done, _ = await asyncio.wait({pending, cut}, timeout=keepalive_seconds, return_when=asyncio.FIRST_COMPLETED)
+            waits: set[asyncio.Future[Any]] = {pending, cut}
+            done, _ = await asyncio.wait(waits, timeout=keepalive_seconds, return_when=asyncio.FIRST_COMPLETED)
             if pending not in done:
                 if cut in done:
                     ended = True
@@ -268,7 +271,7 @@ async def _sse(
         await asyncio.shield(_close(pending, events))
 
 
-async def _close(pending: asyncio.Task[GenerationEvent] | None, events: AsyncIterator[GenerationEvent]) -> None:
+async def _close(pending: asyncio.Task[GenerationEvent] | None, events: Listener) -> None:
     """Close the event stream; a step still running must end first (closing a generator
     that is mid-step raises "asynchronous generator is already running")."""
     if pending is not None:
