@@ -112,18 +112,17 @@ def test_a_step_that_fails_once_loses_nobody(fault_engine, monkeypatch):
 
 
 def test_a_model_that_keeps_failing_is_degraded(tiny_model_dir, monkeypatch):
-    from mlx_lm.generate import BatchGenerator
-
     from pensieve_inference import MLXEngine
     from pensieve_model_support import HuggingFaceHub, resolve_reference
 
     engine = MLXEngine.load_sync(resolve_reference(str(tiny_model_dir)), HuggingFaceHub())
     try:
 
-        def broken(self):
+        def broken(self, *args, **kwargs):
             raise RuntimeError("the device fell over")
 
-        monkeypatch.setattr(BatchGenerator, "next", broken)
+        # The model itself fails, whichever path (alone or batched) runs it.
+        monkeypatch.setattr(type(engine.loaded.model), "__call__", broken)
         for _ in range(2):
             events = asyncio.run(events_of(engine, request("fail please")))
             assert isinstance(events[0], Started) and isinstance(events[-1], Failed)

@@ -97,13 +97,11 @@ def test_closing_the_stream_early_frees_the_worker(engine):
 
 
 def test_failures_inside_generation_become_failed_events(engine, monkeypatch):
-    from mlx_lm.generate import BatchGenerator
-
     def broken(*args, **kwargs):
         raise RuntimeError("kernel exploded")
 
-    with monkeypatch.context() as patch:  # a fault injected into MLX's step, then healed
-        patch.setattr(BatchGenerator, "next", broken)
+    with monkeypatch.context() as patch:  # a fault injected into the model's forward pass, then healed
+        patch.setattr(type(engine.loaded.model), "__call__", broken)
         events = asyncio.run(collect(engine, req()))
     assert isinstance(events[-1], Failed) and "kernel exploded" in events[-1].message
     assert msgspec.structs.asdict(events[-1])["error_type"] == "api_error"

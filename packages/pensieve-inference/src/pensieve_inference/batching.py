@@ -34,6 +34,9 @@ log = structlog.get_logger("pensieve.inference")
 PREFILL_STEP = 2048
 # Default cap on sequences decoded together per model; more wait inside the batch queue.
 MAX_SEQUENCES = 16
+# A sequence alone with at most this many prompt tokens still to run decodes by itself at
+# once, its prefill in one step; a longer rest is chunked by the lane (or the batch).
+SOLO_MAX_PREFILL = 512
 
 
 @dataclass
@@ -81,6 +84,7 @@ class ModelBatch:
         self._running: dict[int, _Sequence] = {}
         self._lane = PrefillLane(loaded.model, chunk=prefill_step)
         self._solo: _Solo | None = None
+        self._solo_uid = 0
         self._eos = set(loaded.tokenizer.eos_token_ids)
         self.failures = StepFailures()
 
@@ -131,8 +135,43 @@ class ModelBatch:
             cache = cache if cache is not None else make_prompt_cache(self.loaded.model)
             self._lane.add(Prefill(job=job, cache=cache, done=reused, boundaries=ahead, carry=(seq, tokens)))
             return reused
-        self._insert(seq, tokens, reused, cache, ahead)
+        self._go_on(seq, tokens, reused, cache, ahead)
         return reused
+
+    def _go_on(self, seq: _Sequence, tokens: list[int], done: int, cache: Any, ahead: list[int]) -> None:
+        """A sequence whose prompt is in up to `done`: alone, it decodes by itself at once;
+        otherwise it joins the batch."""
+        if self._running or self._solo is not None or self._lane or len(tokens) - done > SOLO_MAX_PREFILL:
+            self._insert(seq, tokens, done, cache, ahead)
+            return
+        cache = cache if cache is not None else make_prompt_cache(self.loaded.model)
+        self._solo_uid -= 1  # below BatchGenerator's uids, which count up from 0
+        seq.fed, seq.boundaries = list(tokens), ahead
+        self._running[self._solo_uid] = seq
+        self._solo = _Solo(uid=self._solo_uid, steps=self._solo_steps(seq, done, cache), cache=cache)
+
+    def _solo_steps(self, seq: _Sequence, done: int, cache: list[Any]) -> Any:
+        """generate_step from `done`, the cache kept at each message boundary on the way (as
+        the batch keeps it); run lazily, by the first step."""
+        job = seq.job
+        while seq.boundaries:
+            at = seq.boundaries.pop(0)
+            self.loaded.model(mx.array(seq.fed[done:at])[None], cache=cache)
+            mx.eval([c.state for c in cache])
+            done = at
+            if job.prefix_cache is not None:
+                job.prefix_cache.put(job.cache_key, seq.fed[:at], snapshot(cache), persist=at == job.system_end)
+        seq.sampler = make_request_sampler(job.sampler_args)
+        yield from generate_step(
+            mx.array(seq.fed[done:]),
+            self.loaded.model,
+            max_tokens=job.max_tokens - seq.output_tokens,
+            sampler=seq.sampler,
+            prompt_cache=cache,
+            prefill_step_size=self._prefill_step,
+            # generate_step's token history starts at its first input, `done` into the sequence.
+            logits_processors=[Shifted(p, done) for p in processors_of(job)] or None,
+        )
 
     def _insert(self, seq: _Sequence, tokens: list[int], reused: int, cache: Any, ahead: list[int]) -> None:
         self._rejoin()  # company: the lone sequence goes back into the batch
@@ -218,7 +257,7 @@ class ModelBatch:
         if ready is not None:
             seq, tokens = ready.carry
             try:
-                self._insert(seq, tokens, ready.done, ready.cache, ready.boundaries)
+                self._go_on(seq, tokens, ready.done, ready.cache, ready.boundaries)
             except Exception as exc:  # noqa: BLE001
                 seq.job.emit(failure_event(exc, [seq.job.request_id]))
 
@@ -276,9 +315,26 @@ class ModelBatch:
         except Exception as exc:  # noqa: BLE001 — the lone sequence fails, nobody else was in it
             if self._solo is solo:
                 self.failures.record(exc)
-            self._fail_sequence(solo.uid, exc, seq=self._running.get(solo.uid))
+            self._retry_solo(solo, exc)
             return
         self._fail_broken_samplers()
+
+    def _retry_solo(self, solo: _Solo, exc: Exception) -> None:
+        """As a failed batch step does: the sequence starts over once from its prompt and what
+        it has said (the prefix cache holds most of that); a second failure fails it."""
+        seq = self._running.get(solo.uid)
+        if seq is None or seq.strikes > 0 or seq.output_tokens >= seq.job.max_tokens:
+            self._fail_sequence(solo.uid, exc, seq=seq)
+            return
+        log.error("solo_step_failed", requests=[seq.job.request_id], error=repr(exc), exc_info=exc)
+        solo.steps.close()
+        self._solo = None
+        del self._running[solo.uid]
+        seq.strikes += 1
+        try:
+            self._enter(seq, seq.job.prompt + seq.generated)
+        except Exception as again:  # noqa: BLE001
+            seq.job.emit(failure_event(again, [seq.job.request_id]))
 
     def _solo_step(self) -> None:
         solo = self._solo
@@ -309,26 +365,30 @@ class ModelBatch:
             self._finish(seq, finish)
 
     def _rejoin(self) -> None:
-        """The lone sequence goes back into the batch: its cache minus the last token, which
-        the batch feeds again to sample the next one."""
+        """The lone sequence goes back into the batch: its cache minus at least the last token,
+        which the batch feeds again to sample the next one."""
         solo = self._solo
         if solo is None:
             return
         seq = self._running.pop(solo.uid)
         solo.steps.close()
         self._solo = None
-        # The cache holds every fed token once generate_step has run, all but the last before.
-        trim_prompt_cache(solo.cache, solo.cache[0].offset - (len(seq.fed) - 1))
-        left = seq.job.max_tokens - seq.output_tokens
+        # generate_step has fed the cache every token it yielded; before its first step, the
+        # cache holds the prompt only as far as it was when the sequence went solo.
+        offset = solo.cache[0].offset
+        keep = min(offset, len(seq.fed) - 1)
+        trim_prompt_cache(solo.cache, offset - keep)
+        ahead = [b for b in seq.boundaries if keep < b < len(seq.fed)]
         seq.sampler = make_request_sampler(seq.job.sampler_args)
-        (uid,) = self._generator.insert(
-            [seq.fed[-1:]],
-            max_tokens=[left],
-            caches=[solo.cache],
-            all_tokens=[seq.fed[:-1]],
+        (uid,) = self._generator.insert_segments(
+            [_split(seq.fed[keep:], keep, tuple(ahead))],
+            max_tokens=[seq.job.max_tokens - seq.output_tokens],
+            caches=[solo.cache] if keep else None,
+            all_tokens=[seq.fed[:keep]],
             samplers=[seq.sampler],
             logits_processors=[processors_of(seq.job)],
         )
+        seq.boundaries = ahead
         self._running[uid] = seq
 
     def _drop_cancelled(self) -> None:
