@@ -1,18 +1,16 @@
 """Continuous batching for one loaded model, on mlx-lm's BatchGenerator: requests join and
 leave between decode steps, so concurrent requests share each step's forward pass.
 
-A sequence decoding alone leaves the batch for mlx-lm's plain generate_step, which skips the
-batch's padding masks and bookkeeping (about 1.7x faster per token on an H100); when another
-request arrives it goes back into the batch with its cache. Worker thread only."""
+A sequence alone decodes by itself (solo.py); when another request arrives it goes back into
+the batch with its cache. Worker thread only."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
-import mlx.core as mx
 import structlog
-from mlx_lm.generate import BatchGenerator, generate_step
+from mlx_lm.generate import BatchGenerator
 from mlx_lm.models.cache import make_prompt_cache, trim_prompt_cache
 
 from pensieve_core import Started
@@ -23,8 +21,8 @@ from .failures import StepFailures, failure_event
 from .jobs import GenerationJob
 from .output import SequenceOutput, processors_of
 from .prefill_lane import LANE_MIN_TOKENS, Prefill, PrefillLane, snapshot
-from .processors import Shifted
 from .sampling import GuardedSampler, make_request_sampler
+from .solo import Solo, Steps, cut_for_batch, solo_steps
 from .stops import StopSequenceMatcher
 
 log = structlog.get_logger("pensieve.inference")
@@ -52,16 +50,6 @@ class _Sequence(SequenceOutput):
     strikes: int = 0
 
 
-@dataclass
-class _Solo:
-    """The one sequence decoding alone: generate_step's iterator and the cache it fills
-    (which holds every token yielded so far)."""
-
-    uid: int
-    steps: Any
-    cache: list[Any]
-
-
 def _split(rest: list[int], reused: int, boundaries: tuple[int, ...]) -> list[list[int]]:
     """The tokens still to run, cut at the message boundaries that lie ahead."""
     segments, start = [], reused
@@ -83,7 +71,7 @@ class ModelBatch:
         self._generator = self._new_generator()
         self._running: dict[int, _Sequence] = {}
         self._lane = PrefillLane(loaded.model, chunk=prefill_step)
-        self._solo: _Solo | None = None
+        self._solo: Solo | None = None
         self._solo_uid = 0
         self._eos = set(loaded.tokenizer.eos_token_ids)
         self.failures = StepFailures()
@@ -146,31 +134,22 @@ class ModelBatch:
             return
         cache = cache if cache is not None else make_prompt_cache(self.loaded.model)
         self._solo_uid -= 1  # below BatchGenerator's uids, which count up from 0
-        seq.fed, seq.boundaries = list(tokens), ahead
         self._running[self._solo_uid] = seq
-        self._solo = _Solo(uid=self._solo_uid, steps=self._solo_steps(seq, done, cache), cache=cache)
+        self._solo = Solo(self._solo_uid, self._solo_steps(seq, tokens, ahead, done, cache), cache)
 
-    def _solo_steps(self, seq: _Sequence, done: int, cache: list[Any]) -> Any:
-        """generate_step from `done`, the cache kept at each message boundary on the way (as
-        the batch keeps it); run lazily, by the first step."""
-        job = seq.job
-        while seq.boundaries:
-            at = seq.boundaries.pop(0)
-            self.loaded.model(mx.array(seq.fed[done:at])[None], cache=cache)
-            mx.eval([c.state for c in cache])
-            done = at
-            if job.prefix_cache is not None:
-                job.prefix_cache.put(job.cache_key, seq.fed[:at], snapshot(cache), persist=at == job.system_end)
-        seq.sampler = make_request_sampler(job.sampler_args)
-        yield from generate_step(
-            mx.array(seq.fed[done:]),
-            self.loaded.model,
-            max_tokens=job.max_tokens - seq.output_tokens,
+    def _solo_steps(self, seq: _Sequence, tokens: list[int], ahead: list[int], done: int, cache: Any) -> Steps:
+        seq.fed, seq.boundaries = list(tokens), ahead
+        seq.sampler = make_request_sampler(seq.job.sampler_args)
+        return solo_steps(
+            self.loaded,
+            seq.job,
+            seq.fed,
+            seq.boundaries,
+            done,
+            cache,
+            max_tokens=seq.job.max_tokens - seq.output_tokens,
             sampler=seq.sampler,
-            prompt_cache=cache,
-            prefill_step_size=self._prefill_step,
-            # generate_step's token history starts at its first input, `done` into the sequence.
-            logits_processors=[Shifted(p, done) for p in processors_of(job)] or None,
+            prefill_step=self._prefill_step,
         )
 
     def _insert(self, seq: _Sequence, tokens: list[int], reused: int, cache: Any, ahead: list[int]) -> None:
@@ -294,18 +273,7 @@ class ModelBatch:
         seq = self._running[uid]
         ((cache, tokens),) = self._generator.remove([uid], return_prompt_caches=True).values()
         trim_prompt_cache(cache, 1)
-        seq.fed = list(tokens)
-        seq.sampler = make_request_sampler(seq.job.sampler_args)
-        steps = generate_step(
-            mx.array(seq.fed[-1:]),
-            self.loaded.model,
-            max_tokens=seq.job.max_tokens - seq.output_tokens,
-            sampler=seq.sampler,
-            prompt_cache=cache,
-            # generate_step's token history starts at its first input, the last one fed.
-            logits_processors=[Shifted(p, len(seq.fed) - 1) for p in processors_of(seq.job)] or None,
-        )
-        self._solo = _Solo(uid=uid, steps=steps, cache=cache)
+        self._solo = Solo(uid, self._solo_steps(seq, list(tokens), [], len(tokens) - 1, cache), cache)
 
     def _guarded_solo_step(self) -> None:
         solo = self._solo
@@ -319,7 +287,7 @@ class ModelBatch:
             return
         self._fail_broken_samplers()
 
-    def _retry_solo(self, solo: _Solo, exc: Exception) -> None:
+    def _retry_solo(self, solo: Solo, exc: Exception) -> None:
         """As a failed batch step does: the sequence starts over once from its prompt and what
         it has said (the prefix cache holds most of that); a second failure fails it."""
         seq = self._running.get(solo.uid)
@@ -340,11 +308,11 @@ class ModelBatch:
         solo = self._solo
         assert solo is not None
         seq = self._running[solo.uid]
-        token = next(solo.steps, None)
-        if token is None:  # generate_step stops at its max_tokens
+        step = next(solo.steps, None)
+        if step is None:  # generate_step stops at its max_tokens
             self._end_solo(solo, seq, "length")
             return
-        token = token[0]
+        token = int(step[0])
         seq.fed.append(token)
         finish = "stop" if token in self._eos else None
         if finish is None and seq.output_tokens + 1 >= seq.job.max_tokens:
@@ -354,7 +322,7 @@ class ModelBatch:
         if finish is not None:
             self._end_solo(solo, seq, finish)
 
-    def _end_solo(self, solo: _Solo, seq: _Sequence, finish: str | None) -> None:
+    def _end_solo(self, solo: Solo, seq: _Sequence, finish: str | None) -> None:
         """Close the iterator (on this thread), keep the cache, report if it finished."""
         solo.steps.close()
         self._solo = None
@@ -373,11 +341,7 @@ class ModelBatch:
         seq = self._running.pop(solo.uid)
         solo.steps.close()
         self._solo = None
-        # generate_step has fed the cache every token it yielded; before its first step, the
-        # cache holds the prompt only as far as it was when the sequence went solo.
-        offset = solo.cache[0].offset
-        keep = min(offset, len(seq.fed) - 1)
-        trim_prompt_cache(solo.cache, offset - keep)
+        keep = cut_for_batch(solo, len(seq.fed))
         ahead = [b for b in seq.boundaries if keep < b < len(seq.fed)]
         seq.sampler = make_request_sampler(seq.job.sampler_args)
         (uid,) = self._generator.insert_segments(
