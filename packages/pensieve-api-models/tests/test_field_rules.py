@@ -38,7 +38,7 @@ def test_a_sampling_field_out_of_range_is_msgspecs_message_with_its_path(fields,
     "fields, path, words",
     [
         ({"thinking": {"type": "enabled", "budget_tokens": 20}}, "$.thinking.budget_tokens", "(20 <= 20)"),
-        ({"thinking": {"type": "enabled", "budget_tokens": 0}}, "$.thinking.budget_tokens", "at least 1, got 0"),
+        ({"thinking": {"type": "enabled", "budget_tokens": 0}}, "$.thinking.budget_tokens", "Expected `int` >= 1"),
         (
             {"thinking": {"type": "enabled", "budget_tokens": 8}, "tools": TOOLS, "tool_choice": {"type": "any"}},
             "$.tool_choice",

@@ -4,9 +4,8 @@ import asyncio
 
 import pytest
 
-from pensieve_claude_types import MessageParam, ThinkingAdaptive, ThinkingDisabled, ThinkingEnabled, Tool, ToolChoiceAny
+from pensieve_claude_types import MessageParam, ThinkingAdaptive, ThinkingDisabled, ThinkingEnabled
 from pensieve_core import Finished, GenerationRequest, TextDelta, ThinkingDelta, ThinkingEnd
-from pensieve_core.errors import InvalidRequestError
 from pensieve_inference.thinking import ThinkingPlan, ThinkingSplitter, thinking_plan
 from pensieve_model_support.testing import THINK_CHATML_TEMPLATE, build_tiny_model
 
@@ -73,27 +72,6 @@ def test_without_a_budget_thinking_runs_until_the_model_or_max_tokens_ends_it(th
     assert isinstance(events[1], ThinkingDelta)
     assert isinstance(events[-2], ThinkingEnd), "cut off while thinking: the block still closes"
     assert events[-1].stop_reason == "max_tokens"
-
-
-@pytest.mark.parametrize(
-    ("kw", "message"),
-    [
-        ({"thinking": ThinkingEnabled(budget_tokens=40)}, "max_tokens must be greater than thinking.budget_tokens"),
-        (
-            {
-                "thinking": ThinkingEnabled(budget_tokens=8),
-                "tools": [Tool(name="t", input_schema={"type": "object"})],
-                "tool_choice": ToolChoiceAny(),
-            },
-            "Thinking may not be enabled when tool_choice forces tool use",
-        ),
-    ],
-)
-def test_the_apis_thinking_rules_are_invalid_requests(thinker, kw, message):
-    with pytest.raises(InvalidRequestError, match=message):
-        asyncio.run(
-            collect(thinker, GenerationRequest(messages=[MessageParam(role="user", content="x")], max_tokens=40, **kw))
-        )
 
 
 THOUGHT = "<think>\nLet me see: 2 < 3.\n</think>\n\nYes."

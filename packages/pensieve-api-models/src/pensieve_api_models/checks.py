@@ -40,17 +40,12 @@ def check_messages(messages: list[MessageParam]) -> None:
     check_tool_results(messages)
 
 
-def check_budget(thinking: ThinkingConfig | None, *, max_tokens: int | None) -> None:
-    """A thinking budget of at least one token that leaves max_tokens room to answer. Budgets
-    under the API's 1,024 are accepted: small local models are worth giving small budgets."""
+def check_budget(thinking: ThinkingConfig | None, *, max_tokens: int) -> None:
+    """A thinking budget (at least 1, the field's own rule) that leaves max_tokens room to answer."""
     if not isinstance(thinking, ThinkingEnabled):
         return
     budget = thinking.budget_tokens
-    if budget < 1:
-        raise InvalidRequestError(
-            f"thinking.budget_tokens: must be at least 1, got {budget} - at `$.thinking.budget_tokens`"
-        )
-    if max_tokens is not None and budget >= max_tokens:
+    if budget >= max_tokens:
         raise InvalidRequestError(
             f"thinking.budget_tokens: max_tokens must be greater than thinking.budget_tokens "
             f"({max_tokens} <= {budget}) - at `$.thinking.budget_tokens`"

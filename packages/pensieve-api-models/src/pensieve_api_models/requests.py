@@ -55,7 +55,6 @@ class _Conversation(msgspec.Struct, kw_only=True):
     def validate(self) -> Self:
         check_messages(self.messages)
         check_tools(self.tools, self.tool_choice)
-        check_budget(self.thinking, max_tokens=None)
         return self
 
     @property

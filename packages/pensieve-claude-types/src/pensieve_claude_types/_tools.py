@@ -47,7 +47,8 @@ ThinkingDisplay = Literal["summarized", "omitted", "updates"]
 
 
 class ThinkingEnabled(msgspec.Struct, tag_field="type", tag="enabled", omit_defaults=True):
-    budget_tokens: int = 1024
+    # At least one token; budgets under the API's 1,024 are accepted (small local models).
+    budget_tokens: Annotated[int, msgspec.Meta(ge=1)] = 1024
     display: ThinkingDisplay | None = None
 
 

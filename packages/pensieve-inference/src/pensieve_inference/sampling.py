@@ -14,7 +14,6 @@ import mlx.core as mx
 from mlx_lm.sample_utils import make_sampler
 
 from pensieve_core import GenerationRequest
-from pensieve_core.errors import InvalidRequestError
 
 # The API's default sampling temperature.
 DEFAULT_TEMPERATURE = 1.0
@@ -23,17 +22,12 @@ Sampler = Callable[[mx.array], mx.array]
 
 
 def sampler_args(request: GenerationRequest, vocab_size: int) -> dict[str, Any]:
-    """mlx-lm's make_sampler arguments. A `top_k` at or past the vocabulary keeps every token,
-    which is what "no top-k" (0) means to mlx-lm."""
+    """mlx-lm's make_sampler arguments (the values' ranges are the wire's to check, in
+    pensieve-api-models). A `top_k` at or past the vocabulary keeps every token, which is what
+    "no top-k" (0) means to mlx-lm: only the engine knows the vocabulary."""
     temperature = DEFAULT_TEMPERATURE if request.temperature is None else request.temperature
-    if not 0.0 <= temperature <= 2.0:
-        raise InvalidRequestError(f"temperature: must be between 0 and 2, got {temperature}")
     top_p = request.top_p or 0.0
-    if not 0.0 <= top_p <= 1.0:
-        raise InvalidRequestError(f"top_p: must be between 0 and 1, got {top_p}")
     top_k = request.top_k or 0
-    if not isinstance(top_k, int) or top_k < 0:
-        raise InvalidRequestError(f"top_k: must be a non-negative integer, got {top_k}")
     if top_k >= vocab_size:
         top_k = 0
     return {"temp": float(temperature), "top_p": float(top_p), "top_k": top_k}

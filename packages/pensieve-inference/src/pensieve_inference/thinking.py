@@ -8,9 +8,8 @@ from typing import Any
 
 import mlx.core as mx
 
-from pensieve_claude_types import ThinkingEnabled, ToolChoiceAny, ToolChoiceTool
+from pensieve_claude_types import ThinkingEnabled
 from pensieve_core import GenerationEvent, GenerationRequest, ThinkingDelta, ThinkingEnd
-from pensieve_core.errors import InvalidRequestError
 
 from .effort import adaptive_budget, thinks
 from .markers import held_prefix
@@ -26,23 +25,12 @@ class ThinkingPlan:
 
 
 def thinking_plan(request: GenerationRequest) -> ThinkingPlan:
-    """The API's rules: thinking is off unless enabled (or adaptive, as effort says); the budget
-    must leave room to answer; a forced tool call and thinking do not go together."""
+    """Thinking is off unless enabled (or adaptive, as effort says). The API's rules on the
+    budget and on forced tool calls are the wire's to check (pensieve-api-models)."""
     config = request.thinking
     if isinstance(config, ThinkingEnabled):
-        budget = config.budget_tokens
-        if budget is not None and budget < 1:
-            raise InvalidRequestError(f"thinking.budget_tokens: must be at least 1, got {budget}")
-        if budget is not None and budget >= request.max_tokens:
-            raise InvalidRequestError(
-                f"max_tokens must be greater than thinking.budget_tokens ({request.max_tokens} <= {budget})"
-            )
-        plan = ThinkingPlan(enabled=True, budget=budget)
-    else:
-        plan = ThinkingPlan(enabled=thinks(request), budget=adaptive_budget(request))
-    if plan.enabled and isinstance(request.tool_choice, (ToolChoiceAny, ToolChoiceTool)):
-        raise InvalidRequestError("Thinking may not be enabled when tool_choice forces tool use.")
-    return plan
+        return ThinkingPlan(enabled=True, budget=config.budget_tokens)
+    return ThinkingPlan(enabled=thinks(request), budget=adaptive_budget(request))
 
 
 def template_switches_thinking(tokenizer: Any) -> bool:
