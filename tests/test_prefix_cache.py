@@ -110,3 +110,41 @@ def test_a_restarted_server_reads_the_system_prompt_from_disk(tmp_path):
     assert warm["cache_read_input_tokens"] == listed[0]["tokens"]
     assert "deleted 1 persisted prefixes" in cli("clear", "--yes")
     assert json.loads(cli("list", "--json")) == []
+
+
+def test_a_tool_loaded_mid_session_keeps_the_turns_before_it_cached(chat_server):
+    """Claude Code lists deferred tools (defer_loading) and loads one through ToolSearch: the
+    turn after reads everything before the load back from the cache."""
+
+    def tools(*deferred):
+        listed = [{"name": "ToolSearch", "description": "Finds tools.", "input_schema": {"type": "object"}}]
+        return listed + [
+            {"name": n, "description": f"{n} a file.", "input_schema": {"type": "object"}, "defer_loading": True}
+            for n in deferred
+        ]
+
+    def turn(messages, listed):
+        body = {"model": "m", "max_tokens": 20, "system": "You are a coding agent.", "tools": listed}
+        r = httpx.post(chat_server.url + "/v1/messages", headers=KEY, timeout=120, json={**body, "messages": messages})
+        assert r.status_code == 200, r.text
+        return r.json()["usage"]
+
+    first = [{"role": "user", "content": "Lint the file, turn one of a tool-loading session."}]
+    u1 = turn(first, tools("Lint"))
+    prompt1 = u1["input_tokens"] + u1["cache_creation_input_tokens"] + u1["cache_read_input_tokens"]
+    search = [
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "ToolSearch", "input": {}}]},
+        {
+            "role": "user",
+            "content": [
+                {
+                    "type": "tool_result",
+                    "tool_use_id": "t1",
+                    "content": [{"type": "tool_reference", "tool_name": "Lint"}],
+                }
+            ],
+        },
+    ]
+    u2 = turn([*first, *search], tools("Lint", "Format"))  # and one more deferred tool listed
+    # All of turn one's prompt but its generation prompt (`<|im_start|>assistant\n`) is reused.
+    assert u2["cache_read_input_tokens"] >= prompt1 - 3

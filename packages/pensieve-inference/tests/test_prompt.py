@@ -1,10 +1,10 @@
 import msgspec
 import pytest
 
-from pensieve_claude_types import MessageParam, TextBlockParam
+from pensieve_claude_types import MessageParam, TextBlockParam, Tool
 from pensieve_core import GenerationRequest
 from pensieve_core.errors import InvalidRequestError
-from pensieve_inference import PromptRenderer, build_conversation
+from pensieve_inference import PromptRenderer, build_conversation, offered_tools
 
 
 def request(messages, system=None, **kw):
@@ -168,3 +168,43 @@ def test_cache_end_is_where_the_message_with_the_last_breakpoint_ends(engine):
     prefill = [*plain, {"role": "assistant", "content": [{"type": "text", "text": "Sure", "cache_control": CACHED}]}]
     rendered = renderer.prompt(request(prefill))
     assert rendered.cache_end == len(rendered.tokens) and tok.decode(rendered.tokens).endswith("assistant\nSure")
+
+
+def _tools(*specs):
+    return msgspec.convert(
+        [{"name": n, "description": f"{n} does things.", "input_schema": {"type": "object"}, **kw} for n, kw in specs],
+        list[Tool],
+    )
+
+
+SEARCH_TURNS = [
+    {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "ToolSearch", "input": {"q": "lint"}}]},
+    {
+        "role": "user",
+        "content": [
+            {"type": "tool_result", "tool_use_id": "t1", "content": [{"type": "tool_reference", "tool_name": "Lint"}]}
+        ],
+    },
+]
+
+
+def test_a_deferred_tool_is_shown_where_it_is_loaded_and_the_prompt_before_stays(engine):
+    """As the API expands a tool_reference: a deferred tool is not in the tool list, then appears
+    (its definition) in the result that loads it, so everything before that turn is unchanged."""
+    renderer = PromptRenderer(engine.loaded.tokenizer, "m")
+    first = [{"role": "user", "content": "Lint the repo."}]
+    before = request(first, tools=_tools(("ToolSearch", {}), ("Lint", {"defer_loading": True})))
+    # Claude Code lists more deferred tools as it goes: listing one changes nothing either.
+    after = request(
+        [*first, *SEARCH_TURNS],
+        tools=_tools(("ToolSearch", {}), ("Lint", {"defer_loading": True}), ("Format", {"defer_loading": True})),
+    )
+    assert [t.name for t in offered_tools(before)] == ["ToolSearch"]
+    assert [t.name for t in offered_tools(after)] == ["ToolSearch", "Lint"]
+    shown_before, shown_after = renderer.text(before), renderer.text(after)
+    assert "Lint does things." not in shown_before and "Format" not in shown_after
+    head = shown_before[: shown_before.rindex("<|im_start|>assistant")]
+    assert shown_after.startswith(head)
+    assert "Tool Lint is now available.\nLint does things.\nInput schema: " in shown_after[len(head) :]
+    ids_before, ids_after = renderer.prompt(before).tokens, renderer.prompt(after).tokens
+    assert ids_after[: len(ids_before) - 3] == ids_before[:-3]  # all but the generation prompt

@@ -7,6 +7,8 @@ convention in `dialects.generic`).
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,7 +44,15 @@ def _unsupported(kind: str, model_name: str) -> InvalidRequestError:
     return InvalidRequestError(f"model {model_name!r} is text-only and cannot read {kind} blocks")
 
 
-def tool_result_text(block: ToolResultBlockParam, model_name: str) -> str:
+def loaded_tool_text(tool: Tool) -> str:
+    """A deferred tool's definition where a tool_reference loads it, as the API expands it there:
+    the prompt before it (tool list included) stays as it was, and so does the cache."""
+    schema = json.dumps(tool.input_schema or {"type": "object", "properties": {}}, ensure_ascii=False)
+    lines = [f"Tool {tool.name} is now available.", tool.description, f"Input schema: {schema}"]
+    return "\n".join(line for line in lines if line)
+
+
+def tool_result_text(block: ToolResultBlockParam, model_name: str, deferred: Mapping[str, Tool] | None = None) -> str:
     if isinstance(block.content, str):
         return block.content
     parts = []
@@ -50,7 +60,8 @@ def tool_result_text(block: ToolResultBlockParam, model_name: str) -> str:
         if isinstance(item, TextBlockParam):
             parts.append(item.text)
         elif isinstance(item, ToolReferenceBlockParam):
-            parts.append(f"Tool {item.tool_name} is now available.")
+            tool = (deferred or {}).get(item.tool_name)
+            parts.append(loaded_tool_text(tool) if tool is not None else f"Tool {item.tool_name} is now available.")
         elif isinstance(item, ImageBlockParam):
             raise _unsupported("image", model_name)
         elif isinstance(item, DocumentBlockParam):
@@ -61,9 +72,11 @@ def tool_result_text(block: ToolResultBlockParam, model_name: str) -> str:
 
 
 class ConversationBuilder:
-    def __init__(self, model_name: str, native_tools: bool) -> None:
+    def __init__(self, model_name: str, native_tools: bool, deferred: Mapping[str, Tool] | None = None) -> None:
         self.model_name = model_name
         self.native_tools = native_tools
+        # Tools with defer_loading, by name: shown where a tool_reference loads them.
+        self.deferred = deferred or {}
         self.turns: list[ChatMessage] = []
 
     def _append(self, role: str, text: str, **extra: Any) -> None:
@@ -100,7 +113,7 @@ class ConversationBuilder:
                 else:
                     texts.append(generic.call_text(block.name, block.input))
             elif isinstance(block, ToolResultBlockParam):
-                result = tool_result_text(block, self.model_name)
+                result = tool_result_text(block, self.model_name, self.deferred)
                 if block.is_error:
                     result = f"Error: {result}"
                 if self.native_tools:
@@ -146,7 +159,8 @@ def _system_breakpoint(request: GenerationRequest) -> bool:
 
 def read_conversation(request: GenerationRequest, model_name: str, *, native_tools: bool) -> Conversation:
     system_parts = [system_text(request.system)]
-    builder = ConversationBuilder(model_name, native_tools)
+    deferred = {t.name: t for t in request.tools or [] if t.defer_loading}
+    builder = ConversationBuilder(model_name, native_tools, deferred)
 
     def system() -> str:
         return "\n\n".join(p for p in system_parts if p)

@@ -8,7 +8,7 @@ from typing import Any
 from jinja2 import TemplateError
 from mlx_lm.tokenizer_utils import TokenizerWrapper
 
-from pensieve_claude_types import Tool, ToolChoiceNone
+from pensieve_claude_types import MessageParam, Tool, ToolChoiceNone, ToolReferenceBlockParam, ToolResultBlockParam
 from pensieve_core import GenerationRequest
 from pensieve_core.errors import InvalidRequestError
 
@@ -33,10 +33,34 @@ def function_spec(tool: Tool) -> dict[str, Any]:
 
 def offered_tools(request: GenerationRequest) -> list[Tool]:
     """Client tools the model may call: none under tool_choice none; built-in typed tools
-    without a schema are server-side features a local model cannot run."""
+    without a schema are server-side features a local model cannot run; a deferred tool
+    (defer_loading) once a tool_reference in the conversation has loaded it."""
     if not request.tools or isinstance(request.tool_choice, ToolChoiceNone):
         return []
-    return [t for t in request.tools if t.input_schema is not None or t.type in (None, "custom")]
+    loaded = referenced_tools(request.messages)
+    return [
+        t
+        for t in request.tools
+        if (t.input_schema is not None or t.type in (None, "custom")) and (not t.defer_loading or t.name in loaded)
+    ]
+
+
+def listed_tools(request: GenerationRequest) -> list[Tool]:
+    """The offered tools rendered with the system prompt; deferred ones appear where they were
+    loaded instead (conversation.loaded_tool_text), so loading one keeps the prefix cached."""
+    return [t for t in offered_tools(request) if not t.defer_loading]
+
+
+def referenced_tools(messages: list[MessageParam]) -> set[str]:
+    return {
+        item.tool_name
+        for m in messages
+        if not isinstance(m.content, str)
+        for block in m.content
+        if isinstance(block, ToolResultBlockParam) and not isinstance(block.content, str)
+        for item in block.content
+        if isinstance(item, ToolReferenceBlockParam)
+    }
 
 
 @dataclass(frozen=True)
@@ -116,7 +140,7 @@ class PromptRenderer:
         return ([{"role": "system", "content": system}] if system else []) + turns
 
     def _render(self, request: GenerationRequest) -> _Render:
-        tools = offered_tools(request)
+        tools = listed_tools(request)
         thinking = thinks(request)
         effort = template_effort(request) if self.reads_effort else None
         conv = read_conversation(request, self.model_name, native_tools=self.native_tools)
