@@ -69,3 +69,38 @@ def test_common_chars():
     assert common_chars("", "abc") == 0
     assert common_chars("abc", "abcd") == 3
     assert common_chars("xbc", "abc") == 0
+
+
+def test_the_next_turn_takes_an_answers_ids_as_they_were_generated(tokenizer):
+    encoder = PromptEncoder(tokenizer)
+    turn = [("system", "Be brief."), ("user", "Greet me.")]
+    prompt = encoder.encode(chat(turn))
+    answer = "Hello there, friend"
+    # Spelled one character a token, as a model may sample it: not how the text encodes.
+    generated = [i for ch in answer for i in plain(tokenizer, ch)]
+    assert generated != plain(tokenizer, answer)
+    assert encoder.remember_answer(prompt, generated, answer)
+    following = chat([*turn, ("assistant", answer), ("user", "Thanks.")])
+    encoded = encoder.encode(following)
+    assert encoded.ids[: len(prompt.ids) + len(generated)] == prompt.ids + generated
+    rest = following[len(prompt.text) + len(answer) :]
+    assert encoded.ids[len(prompt.ids) + len(generated) :] == plain(tokenizer, rest)
+    assert encoded.fresh_chars == len(rest)
+
+
+def test_an_answer_whose_ids_do_not_spell_it_is_not_kept(tokenizer):
+    encoder = PromptEncoder(tokenizer)
+    prompt = encoder.encode(chat([("user", "Hi")]))
+    assert not encoder.remember_answer(prompt, plain(tokenizer, "Hello"), "Goodbye")
+    following = chat([("user", "Hi"), ("assistant", "Goodbye"), ("user", "Why?")])
+    assert encoder.encode(following).ids == plain(tokenizer, following)
+
+
+def test_a_template_that_changes_the_answer_falls_back_to_encoding(tokenizer):
+    encoder = PromptEncoder(tokenizer)
+    prompt = encoder.encode(chat([("user", "Hi")]))
+    generated = [i for ch in "Hey  " for i in plain(tokenizer, ch)]
+    assert encoder.remember_answer(prompt, generated, "Hey  ")
+    # The template trimmed the answer's trailing spaces: the remembered ids no longer apply.
+    following = chat([("user", "Hi"), ("assistant", "Hey"), ("user", "Why?")])
+    assert encoder.encode(following).ids == plain(tokenizer, following)

@@ -64,7 +64,7 @@ class PromptEncoder:
         self._recent: list[Encoded] = []
         self._lock = threading.Lock()
         self._backend = _backend(tokenizer)
-        self._special = _splice_tokens(self._backend) if self._backend is not None else frozenset()
+        self._special = _splice_tokens(self._backend) if self._backend is not None else {}
 
     def encode(self, text: str) -> Encoded:
         if self._backend is None:
@@ -79,8 +79,9 @@ class PromptEncoder:
             if agreed == len(text) == len(best.text):
                 return self._remember(best)
             assert best.ends is not None
-            # The last splice point whose special token lies wholly in the agreed text.
-            usable = [(k, at) for k, at in best.splices if best.ends[k] <= agreed]
+            # The last splice point whose special token lies wholly in the agreed text, or the
+            # end of a remembered answer where the new text goes on with a special token.
+            usable = [(k, at) for k, at in best.splices if self._splices_at(best, k, at, agreed, text)]
             if usable:
                 k, start = usable[-1]
                 head_ids, head_ends, head_splices = best.ids[:k], best.ends[:k], tuple(usable[:-1])
@@ -90,6 +91,26 @@ class PromptEncoder:
         ends = head_ends + _ends(encoded.offsets, start)
         ids = head_ids + list(encoded.ids)
         return self._remember(Encoded(text, ids, ends, head_splices + tuple(tail), len(text) - start))
+
+    def _splices_at(self, best: Encoded, k: int, at: int, agreed: int, text: str) -> bool:
+        if k < len(best.ids):
+            assert best.ends is not None
+            return best.ends[k] <= agreed
+        return at <= agreed and text.startswith(tuple(self._special.values()), at)
+
+    def remember_answer(self, prompt: Encoded, answer: list[int], text: str) -> bool:
+        """An answer generated for `prompt`, as token ids and their text: the next turn, which
+        renders the text after the prompt, takes these ids for it (as the model produced them,
+        where a fresh encoding may split the text otherwise), so the cache holding them is read
+        on. False when the ids do not spell the text (nothing is kept)."""
+        if self._backend is None or prompt.ends is None or self._tokenizer.decode(answer) != text:
+            return False
+        end = len(prompt.text) + len(text)
+        # Within the answer the ends are only needed not to decrease; its last one is exact.
+        ends = prompt.ends + [end] * len(answer)
+        splices = (*prompt.splices, (len(prompt.ids) + len(answer), end))
+        self._remember(Encoded(prompt.text + text, prompt.ids + answer, ends, splices))
+        return True
 
     def _remember(self, encoded: Encoded) -> Encoded:
         with self._lock:
@@ -121,11 +142,11 @@ def _backend(tokenizer: TokenizerWrapper) -> Any:
     return backend if same else None
 
 
-def _splice_tokens(backend: Any) -> frozenset[int]:
+def _splice_tokens(backend: Any) -> dict[int, str]:
     # Special tokens matched on their own text alone: one that takes the spaces beside it
     # (lstrip) or needs word edges (single_word) depends on the text around it.
-    return frozenset(
-        i
+    return {
+        i: token.content
         for i, token in backend.get_added_tokens_decoder().items()
         if token.special and not token.lstrip and not token.single_word
-    )
+    }
