@@ -19,21 +19,19 @@ def events_of(text):
 
 
 @pytest.fixture
-def failing_midway(monkeypatch):
-    """Fault injection: real generation that breaks after its first token."""
-    import pensieve_inference.batching as batching
+def failing_midway(engine, monkeypatch):
+    """Fault injection: the device is lost once the prompt is in (every forward pass after the
+    first fails), whichever decoding path runs."""
+    model_class = type(engine.loaded.model)
+    real, calls = model_class.__call__, []
 
-    real = batching.generate_step  # a lone request decodes with it
+    def breaks_after_the_prompt(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) > 1:
+            raise RuntimeError("device lost")
+        return real(self, *args, **kwargs)
 
-    def breaks_after_one(*args, **kwargs):
-        steps = real(*args, **kwargs)
-        try:
-            yield next(steps)
-        finally:
-            steps.close()
-        raise RuntimeError("device lost")
-
-    monkeypatch.setattr(batching, "generate_step", breaks_after_one)
+    monkeypatch.setattr(model_class, "__call__", breaks_after_the_prompt)
 
 
 def test_failure_after_the_200_is_one_error_event_then_nothing(client, failing_midway):
@@ -87,21 +85,16 @@ def test_tier_names_select_tier_models(engine, small_engine):
             served.select(name)
 
 
-def test_a_model_that_keeps_failing_is_degraded_in_health_until_it_serves_again(client, monkeypatch):
-    import pensieve_inference.batching as batching
-
-    real = batching.generate_step
-
-    def always_fails(*args, **kwargs):
+def test_a_model_that_keeps_failing_is_degraded_in_health_until_it_serves_again(client, engine, monkeypatch):
+    def always_fails(self, *args, **kwargs):
         raise RuntimeError("device lost for good")
-        yield  # a generator, like the real one
 
     assert client.get("/health").json()["status"] == "ok"
-    monkeypatch.setattr(batching, "generate_step", always_fails)
-    for _ in range(3):
-        assert client.post("/v1/messages", json=BODY, headers=AUTH).status_code == 500
-    health = client.get("/health").json()
-    assert health["status"] == "degraded" and "device lost for good" in health["problem"]
-    monkeypatch.setattr(batching, "generate_step", real)
+    with monkeypatch.context() as patch:
+        patch.setattr(type(engine.loaded.model), "__call__", always_fails)
+        for _ in range(3):
+            assert client.post("/v1/messages", json=BODY, headers=AUTH).status_code == 500
+        health = client.get("/health").json()
+        assert health["status"] == "degraded" and "device lost for good" in health["problem"]
     assert client.post("/v1/messages", json=BODY, headers=AUTH).status_code == 200
     assert client.get("/health").json()["status"] == "ok"
