@@ -52,8 +52,8 @@ def test_bundled_model_answers_correctly(bundled):
 
 
 def test_unsupported_architecture_is_a_clear_error():
-    with pytest.raises(ModelLoadError, match="'gemma3' is not supported"):
-        architecture_module("gemma3")
+    with pytest.raises(ModelLoadError, match="'mamba' is not supported"):
+        architecture_module("mamba")
 
 
 def test_gguf_reader_returns_plain_metadata():

@@ -7,14 +7,14 @@ from typing import Any
 
 import mlx.core as mx
 import mlx.nn as nn
-from mlx_lm.tokenizer_utils import BPEStreamingDetokenizer, TokenizerWrapper
+from mlx_lm.tokenizer_utils import TokenizerWrapper
 
 from pensieve_core.errors import ModelLoadError
 
 from ..mlx_lm_internals import model_classes
 from .architectures import architecture_module
 from .reader import GGUFContents, read_gguf
-from .tokenizer import build_tokenizer
+from .tokenizer import build_tokenizer, detokenizer_class, eos_token_ids
 
 GROUP_SIZE = 32
 
@@ -31,18 +31,19 @@ def _quantized_bits(weights: dict[str, mx.array]) -> dict[str, int]:
 
 
 def build_model(gguf: GGUFContents) -> tuple[nn.Module, dict[str, Any]]:
-    arch = architecture_module(gguf.architecture)
+    arch = architecture_module(gguf.architecture, gguf.metadata.get("general.name"))
     config = arch.model_config(gguf)
     model_class, args_class = model_classes(config)
     model = model_class(args_class.from_dict(config))
 
+    weights = arch.transform(dict(gguf.weights), config) if hasattr(arch, "transform") else gguf.weights
     renamed = {}
-    for name, value in gguf.weights.items():
+    for name, value in weights.items():
         target = arch.tensor_name(name)
         if target is None:
-            raise ModelLoadError(f"unexpected tensor {name!r} in GGUF file")
+            raise ModelLoadError(f"unexpected tensor {name!r} in a {gguf.architecture} GGUF file")
         renamed[target] = value
-    bits = {arch.tensor_name(f"{k}.weight").rsplit(".", 1)[0]: b for k, b in _quantized_bits(gguf.weights).items()}
+    bits = {arch.tensor_name(f"{k}.weight").removesuffix(".weight"): b for k, b in _quantized_bits(weights).items()}
     if bits:
         nn.quantize(
             model,
@@ -63,6 +64,6 @@ def load_gguf(path: Path, converted_dir: Path | None = None) -> tuple[nn.Module,
     model, config = build_model(gguf)
     hf_tokenizer = build_tokenizer(gguf.metadata)
     tokenizer = TokenizerWrapper(
-        hf_tokenizer, BPEStreamingDetokenizer, eos_token_ids=[gguf.metadata["tokenizer.ggml.eos_token_id"]]
+        hf_tokenizer, detokenizer_class(gguf.metadata), eos_token_ids=eos_token_ids(gguf.metadata)
     )
     return model, tokenizer, config
