@@ -172,3 +172,19 @@ def test_a_truncated_converted_copy_lists_as_corrupt_and_clears(home, tmp_path):
     assert "truncated" in row["problem"]
     assert "(corrupt)" in run("cache", "list", "--converted").output
     assert "deleted 1 converted GGUF files" in run("cache", "clear", "--converted", "--yes").output
+
+
+def test_validate_refuses_an_unread_pre_tokenizer_before_loading(home, tmp_path):
+    from gguf import GGUFReader
+
+    from pensieve_model_support.gguf.testing import build_tiny_gguf
+
+    path = build_tiny_gguf(tmp_path / "tiny.gguf")
+    # Rewrite the pre-tokenizer's name in place (same length): a file of a newer tokenizer.
+    field = GGUFReader(path, "r+").fields["tokenizer.ggml.pre"]
+    assert bytes(field.parts[field.data[0]]) == b"smollm"
+    field.parts[field.data[0]][:] = list(b"tekken")
+    result = run("validate", "--model", str(path))
+    assert result.exit_code == 1
+    assert "pre-tokenizer 'tekken' is not supported yet (supported: deepseek-coder" in result.output
+    assert "chat template" not in result.output  # refused before loading

@@ -96,7 +96,14 @@ def rm(model: str, yes: bool) -> None:
 def validate(model: str | None, home: str | None) -> None:
     """Check config, model files, chat template and memory; exit non-zero on a problem."""
     from pensieve_metal import check_fits, device_info
-    from pensieve_model_support import HuggingFaceHub, load_model, local_path, resolve_reference, weight_files
+    from pensieve_model_support import (
+        HuggingFaceHub,
+        load_model,
+        local_path,
+        resolve_reference,
+        summarize_gguf,
+        weight_files,
+    )
 
     from .cache_cmd import check_files
 
@@ -112,6 +119,9 @@ def validate(model: str | None, home: str | None) -> None:
             raise ModelLoadError(f"{path} holds no safetensors or GGUF weights")
         size = sum(f.stat().st_size for f in files)
         click.echo(f"ok   model files: {settings.model} ({size / 1e9:.2f} GB in {path})")
+        for gguf in (f for f in files if f.suffix == ".gguf"):  # what the loader would refuse, before loading
+            if (summary := summarize_gguf(gguf)).why_not is not None:
+                raise ModelLoadError(f"{gguf.name}: {summary.why_not}")
         check_fits(settings.model, size)
         device = device_info()
         click.echo(f"ok   fits memory ({device.recommended_working_set_bytes / 1e9:.1f} GB on {device.kind})")

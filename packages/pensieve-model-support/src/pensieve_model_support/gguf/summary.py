@@ -13,7 +13,8 @@ import msgspec
 from pensieve_core.errors import ModelLoadError
 
 from .architectures import SUPPORTED as ARCHITECTURES
-from .tensor_types import _STRING, SUPPORTED, gguf_header, tensor_types
+from .pretokenizers import DEFAULT_NAMES, RULES
+from .tensor_types import _STRING, gguf_header, tensor_type_refusal, tensor_types
 
 _INTS = {4: "<I", 5: "<i", 10: "<Q", 11: "<q"}
 
@@ -44,6 +45,16 @@ def _metadata(path: Path) -> dict[str, object]:
     return values
 
 
+def _tokenizer_refusal(meta: dict[str, object]) -> str | None:
+    """What the tokenizer builder would refuse (tokenizer.py), said before loading."""
+    kind, pre = meta.get("tokenizer.ggml.model"), str(meta.get("tokenizer.ggml.pre") or "")
+    if kind not in ("gpt2", "llama"):
+        return f"tokenizer type {kind!r} is not supported yet (supported: gpt2 byte-level BPE, llama SentencePiece)"
+    if kind == "gpt2" and pre not in RULES and pre not in DEFAULT_NAMES:
+        return f"pre-tokenizer {pre!r} is not supported yet (supported: {', '.join(sorted(RULES))}, default)"
+    return None
+
+
 def summarize_gguf(path: Path) -> GGUFSummary:
     """Never raises for a bad file: one that cannot be read is a summary that does not load."""
     try:
@@ -62,12 +73,11 @@ def summarize_gguf(path: Path) -> GGUFSummary:
     context = meta.get(f"{arch}.context_length")
     # The matrices' type names the file's quantization (norms and biases stay F32).
     matrices = Counter(t for name, t in types.items() if "norm" not in name and not name.endswith(".bias"))
-    refused = sorted({t for t in types.values() if t not in SUPPORTED})
-    why_not = None
-    if refused:
-        why_not = f"holds {', '.join(refused)} tensors, which pensieve does not read yet"
-    elif arch not in ARCHITECTURES:
+    why_not = tensor_type_refusal(types)
+    if why_not is None and arch not in ARCHITECTURES:
         why_not = f"architecture {arch!r} is not supported yet (supported: {', '.join(ARCHITECTURES)})"
+    if why_not is None:
+        why_not = _tokenizer_refusal(meta)
     return GGUFSummary(
         architecture=arch,
         context_length=context if isinstance(context, int) else None,

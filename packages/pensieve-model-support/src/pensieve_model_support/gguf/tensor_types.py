@@ -106,15 +106,22 @@ def tensor_types(path: Path) -> dict[str, str]:
     return types
 
 
+def tensor_type_refusal(types: dict[str, str]) -> str | None:
+    """Why a file of these tensor types does not load (None: it does), naming what does."""
+    refused = [name for name, kind in types.items() if kind not in SUPPORTED]
+    if not refused:
+        return None
+    kinds = ", ".join(sorted({types[name] for name in refused}))
+    return (
+        f"holds {kinds} tensors ({len(refused)} of {len(types)}, e.g. {refused[0]}), which pensieve "
+        f"does not read correctly yet; supported GGUF tensor types: {', '.join(SUPPORTED)}. Use a GGUF of those "
+        f"types or an MLX model instead, e.g. --model {MLX_EXAMPLE}"
+    )
+
+
 def check_tensor_types(path: Path) -> dict[str, str]:
     """Refuse a file holding any tensor type outside SUPPORTED, naming the types found."""
     types = tensor_types(path)
-    refused = [name for name, kind in types.items() if kind not in SUPPORTED]
-    if refused:
-        kinds = ", ".join(sorted({types[name] for name in refused}))
-        raise ModelLoadError(
-            f"{path.name} holds {kinds} tensors ({len(refused)} of {len(types)}, e.g. {refused[0]}), which pensieve "
-            f"does not read correctly yet; supported GGUF tensor types: {', '.join(SUPPORTED)}. Use a GGUF of those "
-            f"types or an MLX model instead, e.g. --model {MLX_EXAMPLE}"
-        )
+    if (why := tensor_type_refusal(types)) is not None:
+        raise ModelLoadError(f"{path.name} {why}")
     return types
