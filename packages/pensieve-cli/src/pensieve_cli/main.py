@@ -20,6 +20,7 @@ from .config_cmd import config
 from .errors import fail
 from .logging import configure_logging
 from .models_cmd import models, pull, rm, validate
+from .open_cmd import open_page
 
 
 def _settings(**flags: Any) -> Settings:
@@ -174,5 +175,5 @@ def _status(settings: Settings) -> dict[str, Any]:
     return info
 
 
-for command in (config, pull, models, rm, validate, claude, cache):
+for command in (config, pull, models, rm, validate, claude, cache, open_page):
     cli.add_command(command)

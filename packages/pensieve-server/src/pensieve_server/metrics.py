@@ -1,9 +1,11 @@
 """The server's counts: kept here as plain numbers, served as Prometheus text by
-prometheus_client (`GET /metrics`) and as JSON by `GET /v1/status`."""
+prometheus_client (`GET /metrics`) and as JSON by `GET /v1/status`, which also has, for the
+status page, tokens per 10 s and the requests running and ended (inflight.py)."""
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 
@@ -11,6 +13,11 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
+from .inflight import LiveRequests
+
+# The status page's speed chart: tokens per 10 s interval over the last five minutes.
+RATE_INTERVAL_S = 10.0
+RATE_INTERVALS = 30
 TTFT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 RATE_BUCKETS = (1, 5, 10, 20, 40, 80, 160, 320, 640)
 
@@ -38,6 +45,38 @@ class Histogram:
         return HistogramMetricFamily(name, documentation, [*buckets, ("+Inf", float(self.count))], self.total)
 
 
+class TokenRing:
+    """Tokens counted into fixed intervals, the last `size` of them: speed over the last minutes
+    without keeping one sample per token."""
+
+    def __init__(
+        self,
+        interval_s: float = RATE_INTERVAL_S,
+        size: int = RATE_INTERVALS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.interval_s = interval_s
+        self.size = size
+        self._clock = clock
+        self._counts: dict[int, list[int]] = {}  # interval number -> [output, prefill]
+
+    def add(self, *, output: int = 0, prefill: int = 0) -> None:
+        n = int(self._clock() // self.interval_s)
+        counts = self._counts.setdefault(n, [0, 0])
+        counts[0] += output
+        counts[1] += prefill
+        for old in [k for k in self._counts if k <= n - self.size]:
+            del self._counts[old]
+
+    def read(self) -> tuple[float, list[int], list[int]]:
+        """Seconds into the current interval, then output and prefill tokens per interval,
+        oldest first; the last interval is the one under way."""
+        now = self._clock()
+        n = int(now // self.interval_s)
+        rows = [self._counts.get(i, [0, 0]) for i in range(n - self.size + 1, n + 1)]
+        return now - n * self.interval_s, [r[0] for r in rows], [r[1] for r in rows]
+
+
 class Metrics:
     """The counts, which the routes bump on the event loop. One per app, with its own registry
     (never prometheus_client's global one): tests build many apps in one process."""
@@ -56,6 +95,8 @@ class Metrics:
         self.ttft = Histogram(TTFT_BUCKETS)
         self.decode_rate = Histogram(RATE_BUCKETS)
         self.in_flight = 0
+        self.rate = TokenRing()
+        self.live = LiveRequests(self.rate)
         self._gauges: dict[str, tuple[str, Callable[[], float]]] = {}
         self.registry = CollectorRegistry()
         self.registry.register(self)

@@ -16,6 +16,7 @@ from pensieve_core.errors import ApiError, AuthenticationError
 from .errors import send_error
 from .ids import request_id
 from .metrics import Metrics, path_label
+from .status_page import wants_page
 
 log = structlog.get_logger("pensieve.server")
 
@@ -76,7 +77,8 @@ def presented_key(headers: Headers) -> str | None:
 
 
 class ApiKeyMiddleware:
-    """Every route but /health needs the key, in `x-api-key` or `Authorization: Bearer`."""
+    """Every route but /health and the status page needs the key, in `x-api-key` or
+    `Authorization: Bearer`."""
 
     def __init__(self, app: ASGIApp, api_key: str) -> None:
         self.app = app
@@ -92,6 +94,8 @@ class ApiKeyMiddleware:
             or scope["path"] in PUBLIC_PATHS
             # Reachability probes (`HEAD /`, `HEAD /api/hello`) carry no data either way.
             or scope["method"] == "HEAD"
+            # The status page holds no data: its script asks for the key and sends it itself.
+            or wants_page(scope)
         ):
             await self.app(scope, receive, send)
             return

@@ -1,5 +1,6 @@
-"""GET /health: public; names the model actually served and the device. GET /metrics: the
-server's counts for Prometheus (with the key)."""
+"""GET /health: public; names the model actually served and the device. GET /: the status page
+for a browser, a line for anything else. GET /metrics: the server's counts for Prometheus (with
+the key)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pensieve_core import ModelCard
 from pensieve_metal import DeviceInfo, MemorySnapshot, device_info, memory_snapshot
 
 from ..models import ServedModels
+from ..status_page import status_page, wants_page
 
 _encoder = msgspec.json.Encoder()
 
@@ -54,6 +56,8 @@ async def health(request: Request) -> Response:
 
 
 async def root(request: Request) -> Response:
+    if wants_page(request.scope):
+        return status_page()
     return Response("pensieve is running\n", media_type="text/plain")
 
 
