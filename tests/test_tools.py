@@ -48,3 +48,22 @@ def test_head_of_line_runs(tmp_path):
     _run([str(BENCH / "head_of_line.py"), "--smoke", "--out", str(tmp_path)], tmp_path)
     (written,) = tmp_path.glob("head-of-line-*.json")
     assert json.loads(written.read_text())["chunk_shared_s"] > 0
+
+
+def test_warm_turn_runs(tmp_path):
+    _run([str(BENCH / "warm_turn.py"), "--smoke", "--label", "smoke", "--out", str(tmp_path)], tmp_path)
+    result = json.loads((tmp_path / "smoke.json").read_text())
+    # The header's phases and the debug line's reached the benchmark for every warm turn.
+    (warm,) = result["warm"]["turns"][1:]
+    assert {"render", "tokenize", "grammar", "queue", "cache", "prefill", "ttft"} <= set(warm["phases_ms"])
+    assert warm["new_tokens"] > 0 and warm["floor_s"] > 0
+    assert "| **TTFT at the client** |" in (tmp_path / "smoke.md").read_text()
+
+
+def test_speculative_runs(tmp_path):
+    _run([str(BENCH / "speculative.py"), "--smoke", "--out", str(tmp_path)], tmp_path)
+    result = json.loads((tmp_path / "speculative-smoke.json").read_text())
+    # The crafted edit turn's answer copies the file: drafts were accepted; prose copies nothing.
+    assert result["kinds"]["edit"]["acceptance"] > 0 and result["kinds"]["edit"]["tokens_per_step"] > 1
+    assert result["kinds"]["edit"]["identical_runs"] == 1
+    assert "| edit (" in (tmp_path / "speculative-smoke.md").read_text()

@@ -14,6 +14,7 @@ EXPECTED = {
     "GenerationEvent",
     "GenerationRequest",
     "ModelCard",
+    "Phases",
     "SETTING_NAMES",
     "Settings",
     "Started",

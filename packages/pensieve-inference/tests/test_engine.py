@@ -3,8 +3,8 @@ import asyncio
 import msgspec
 import pytest
 
-from pensieve_claude_types import MessageParam
-from pensieve_core import Failed, Finished, GenerationRequest, Started, TextDelta
+from pensieve_claude_types import MessageParam, Tool
+from pensieve_core import Failed, Finished, GenerationRequest, Phases, Started, TextDelta
 from pensieve_core.errors import PromptTooLongError
 
 
@@ -27,10 +27,24 @@ def test_events_arrive_in_order_with_usage(engine):
     assert "".join(e.text for e in events[1:-1])
 
 
+def untimed(events):
+    """The events without their phase times, which differ run to run."""
+    return [msgspec.structs.replace(e, phases=Phases()) if isinstance(e, Started) else e for e in events]
+
+
 def test_greedy_generation_is_repeatable(engine):
     a = asyncio.run(collect(engine, req()))
     b = asyncio.run(collect(engine, req()))
-    assert a == b
+    assert untimed(a) == untimed(b)
+
+
+def test_started_carries_the_time_of_each_phase_before_prefill(engine):
+    tool = Tool(name="lookup", description="Look a word up.", input_schema={"type": "object", "properties": {}})
+    started = asyncio.run(collect(engine, req("time me", tools=[tool])))[0]
+    assert isinstance(started, Started)
+    phases = started.phases
+    assert phases.render > 0 and phases.tokenize > 0 and phases.grammar > 0 and phases.queue > 0
+    assert phases.cache > 0 if engine.prefix_cache is not None else phases.cache == 0
 
 
 def test_prompt_tokens_equal_count_tokens(engine):

@@ -18,6 +18,7 @@ EXPECTED = {
     "build_conversation",
     "clear_disk_cache",
     "list_disk_entries",
+    "load_draft",
     "offered_tools",
     "sampler_args",
     "verify_disk_entry",

@@ -47,3 +47,25 @@ def test_tier_models_load_once_each_and_share_the_worker(tiny_model_dir, tmp_pat
         assert served.select("claude-haiku-4-5").worker is served.main.worker
     finally:
         asyncio.run(served.aclose())
+
+
+def test_a_draft_model_is_loaded_beside_the_main_model_and_drafts_its_lone_requests(tiny_model_dir, tmp_path):
+    from pensieve_claude_types import MessageParam
+    from pensieve_core import Finished, GenerationRequest
+    from pensieve_model_support.testing import build_tiny_model
+
+    draft = build_tiny_model(tmp_path / "draft", num_layers=1, seed=1)
+    settings = Settings(model=str(tiny_model_dir), speculative="draft", draft_model=str(draft))
+    served = asyncio.run(open_models(settings, FakeHub(tmp_path / "cache")))
+    try:
+        speculation = served.main.speculation
+        assert speculation is not None and speculation.draft is not None and speculation.draft.name == "draft"
+        req = GenerationRequest(messages=[MessageParam(role="user", content="Hi")], max_tokens=8, temperature=0.0)
+
+        async def answer():
+            return [e async for e in served.main.generate(req)]
+
+        events = asyncio.run(answer())
+        assert isinstance(events[-1], Finished) and events[-1].output_tokens == 8
+    finally:
+        asyncio.run(served.aclose())

@@ -6,7 +6,7 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -62,6 +62,11 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     max_queued_requests: int = 64
     # On SIGTERM: how long in-flight requests may run before the server exits anyway.
     shutdown_timeout: float = 30.0
+    # How a request decoding alone decodes: "prompt_lookup" drafts tokens from its own prompt and
+    # output (an answer that copies text it was shown goes several tokens a step), "draft" from
+    # `draft_model` (a small model sharing the vocabulary), "off" one token a step.
+    speculative: Literal["off", "prompt_lookup", "draft"] = "prompt_lookup"
+    draft_model: str | None = None
 
     def __post_init__(self) -> None:
         if not self.home:
@@ -74,6 +79,8 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
             raise ConfigError("TLS needs both certfile and keyfile")
         if self.max_concurrent_sequences < 1:
             raise ConfigError(f"max_concurrent_sequences must be at least 1, got {self.max_concurrent_sequences}")
+        if self.speculative == "draft" and not self.draft_model:
+            raise ConfigError('speculative "draft" needs a draft_model')
         if self.max_output_tokens is not None and self.max_output_tokens < 1:
             raise ConfigError(f"max_output_tokens must be at least 1, got {self.max_output_tokens}")
 

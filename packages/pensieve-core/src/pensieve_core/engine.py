@@ -42,6 +42,18 @@ class GenerationRequest(msgspec.Struct, kw_only=True):
     request_id: str = ""
 
 
+class Phases(msgspec.Struct, frozen=True, kw_only=True):
+    """Where a request's time went before its prefill, in milliseconds: templating (with the
+    message boundaries), encoding the prompt, setting up the tool or format constraint, waiting
+    for the worker to take it (admission), and finding and copying its cached prefix."""
+
+    render: float = 0.0
+    tokenize: float = 0.0
+    grammar: float = 0.0
+    queue: float = 0.0
+    cache: float = 0.0
+
+
 class Started(msgspec.Struct, tag=True):
     """The job is on the worker and about to prefill: the prompt's size is known, how much of it
     comes from the prefix cache (read), and how much of what is prefilled now lies at or before
@@ -55,6 +67,7 @@ class Started(msgspec.Struct, tag=True):
     # "last message"): where a slow turn's prompt first left what was cached.
     reuse_ended_at: int | None = None
     reuse_ended_in: str | None = None
+    phases: Phases = Phases()
 
 
 class TextDelta(msgspec.Struct, tag=True):

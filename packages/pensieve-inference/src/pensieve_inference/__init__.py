@@ -10,6 +10,7 @@ from .jobs import GenerationJob
 from .options import EngineOptions
 from .prompt import PromptRenderer, RenderedPrompt, offered_tools
 from .sampling import sampler_args
+from .speculative import load_draft
 from .stops import StopSequenceMatcher
 from .tool_stream import ToolCallStream
 from .worker import GenerationWorker
@@ -28,6 +29,7 @@ __all__ = [
     "build_conversation",
     "clear_disk_cache",
     "list_disk_entries",
+    "load_draft",
     "offered_tools",
     "sampler_args",
     "verify_disk_entry",

@@ -6,9 +6,11 @@ the batch with its cache. Worker thread only."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 import structlog
 from mlx_lm.generate import BatchGenerator
 from mlx_lm.models.cache import make_prompt_cache, trim_prompt_cache
@@ -107,6 +109,7 @@ class ModelBatch:
                 cache_creation_tokens=created,
                 reuse_ended_at=ended_at,
                 reuse_ended_in=None if ended_at is None else job.part_of_prompt(ended_at),
+                phases=job.phases,
             )
         )
 
@@ -116,7 +119,9 @@ class ModelBatch:
         job = seq.job
         cache, rest = None, tokens
         if job.prefix_cache is not None:
+            looked = time.perf_counter()
             cache, rest = job.prefix_cache.take(job.cache_key, self.loaded.model, tokens)
+            job.phases = msgspec.structs.replace(job.phases, cache=(time.perf_counter() - looked) * 1000)
         reused = len(tokens) - len(rest)
         ahead = [b for b in job.boundaries if reused < b < len(tokens)]
         if len(rest) > LANE_MIN_TOKENS:

@@ -71,6 +71,8 @@ class MLXEngine:
         self.prefix_cache = (
             PrefixCache(cache_bytes, options.prefix_cache_entries, disk=disk) if cache_bytes > 0 else None
         )
+        # How lone requests decode (startup swaps in a draft model's when one is configured).
+        self.speculation = options.speculation()
 
     @classmethod
     async def load(
@@ -180,6 +182,8 @@ class MLXEngine:
             thinking_budget=plan.thinking_budget,
             prefix_cache=self.prefix_cache,
             cache_key=self._card.id,
+            speculation=self.speculation,
+            phases=plan.phases,
         )
         self._worker.submit(self._loaded, job)
         try:

@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pensieve_claude_types import StopReason
-from pensieve_core import GenerationEvent
+from pensieve_core import GenerationEvent, Phases
 
 from .prefix_cache import PrefixCache
 from .processors import SequenceProcessor
+from .speculative import Speculation
 from .thinking import ThinkingBudget, ThinkingSplitter
 from .tool_stream import ToolCallStream
 
@@ -49,6 +50,12 @@ class GenerationJob:
     exhausted_reason: StopReason = "max_tokens"
     prefix_cache: PrefixCache | None = None
     cache_key: str = ""
+    # How the sequence decodes when it is alone (None: plain generate_step).
+    speculation: Speculation | None = None
+    # The plan's phase times, then the worker's (admission, cache lookup): Started carries them.
+    phases: Phases = field(default_factory=Phases)
+    # When it was handed to the worker (time.perf_counter()).
+    submitted: float = 0.0
     cancelled: threading.Event = field(default_factory=threading.Event)
     _pending: list[GenerationEvent] = field(default_factory=list, init=False, repr=False)
 

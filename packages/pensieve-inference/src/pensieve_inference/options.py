@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import msgspec
 
 from pensieve_core import Settings
 
 from .batching import MAX_SEQUENCES
+from .speculative import Speculation
 
 
 class EngineOptions(msgspec.Struct, kw_only=True, frozen=True):
@@ -25,6 +27,10 @@ class EngineOptions(msgspec.Struct, kw_only=True, frozen=True):
     prefix_cache_disk_bytes: int = 0
     # GGUF weights converted to MLX's format are kept here (None: converted again at each load).
     converted_dir: Path | None = None
+    # How a lone request decodes: speculatively from its own context (prompt lookup), with a
+    # draft model (loaded at start as `draft_model`, else as "off"), or plainly ("off").
+    speculative: Literal["off", "prompt_lookup", "draft"] = "prompt_lookup"
+    draft_model: str | None = None
 
     @classmethod
     def of(cls, settings: Settings) -> EngineOptions:
@@ -36,4 +42,10 @@ class EngineOptions(msgspec.Struct, kw_only=True, frozen=True):
             prefix_cache_dir=settings.prefix_cache_dir,
             prefix_cache_disk_bytes=settings.prefix_cache_disk_bytes,
             converted_dir=settings.converted_dir,
+            speculative=settings.speculative,
+            draft_model=settings.draft_model,
         )
+
+    def speculation(self) -> Speculation | None:
+        """What an engine's jobs start with: prompt lookup, or nothing until a draft is loaded."""
+        return Speculation() if self.speculative == "prompt_lookup" else None

@@ -6,13 +6,15 @@ is request work, none of it MLX work."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 from mlx_lm.tokenizer_utils import TokenizerWrapper
 
 from pensieve_claude_types import StopReason, ToolChoiceAny, ToolChoiceAuto, ToolChoiceTool
-from pensieve_core import GenerationRequest
+from pensieve_core import GenerationRequest, Phases
 from pensieve_core.errors import InvalidRequestError, PromptTooLongError
 
 from .constrained import ToolConstraint, make_tool_constraint, one_call
@@ -43,6 +45,8 @@ class GenerationPlan:
     constraint: SequenceProcessor | None  # a ToolConstraint or a FormatConstraint
     thinking: ThinkingSplitter | None
     thinking_budget: ThinkingBudget | None
+    # Render, tokenize and grammar times; the worker adds admission and cache lookup.
+    phases: Phases = field(default_factory=Phases)
 
 
 def output_budget(requested: int, prompt_tokens: int, limits: ModelLimits) -> tuple[int, StopReason]:
@@ -131,9 +135,11 @@ def make_plan(request: GenerationRequest, renderer: PromptRenderer, limits: Mode
     if len(rendered.tokens) >= limits.context_length:
         raise PromptTooLongError(len(rendered.tokens), limits.context_length)
     constraint: ToolConstraint | FormatConstraint | None
+    started = time.perf_counter()
     tool_calls, constraint = _tools(request, renderer, rendered)
     if request.output_schema is not None:
         constraint = _structured(request, renderer, rendered) or constraint
+    grammar_ms = (time.perf_counter() - started) * 1000
     splitter, budget = _thinking(renderer.tokenizer, thinking, rendered)
     max_tokens, exhausted = output_budget(request.max_tokens, len(rendered.tokens), limits)
     return GenerationPlan(
@@ -145,4 +151,5 @@ def make_plan(request: GenerationRequest, renderer: PromptRenderer, limits: Mode
         constraint=constraint,
         thinking=splitter,
         thinking_budget=budget,
+        phases=msgspec.structs.replace(rendered.phases, grammar=grammar_ms),
     )

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from jinja2 import TemplateError
 from mlx_lm.tokenizer_utils import TokenizerWrapper
 
 from pensieve_claude_types import MessageParam, Tool, ToolChoiceNone, ToolReferenceBlockParam, ToolResultBlockParam
-from pensieve_core import GenerationRequest
+from pensieve_core import GenerationRequest, Phases
 from pensieve_core.errors import InvalidRequestError
 
 from .conversation import ChatMessage, read_conversation
@@ -77,6 +78,8 @@ class RenderedPrompt:
     # Where the message holding the last cache_control breakpoint ends (0: none): what is
     # prefilled up to there counts as cache creation, the rest as input.
     cache_end: int = 0
+    # What rendering and encoding took (the other phases are zero here).
+    phases: Phases = field(default_factory=Phases)
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,12 @@ class _Render:
     effort: str | None
     # The chat messages up to the last cache_control breakpoint (None: there is none).
     marked: list[ChatMessage] | None
+
+
+def _phases(started: float, encode_ms: float) -> Phases:
+    """Render: the template and the partial renders that find message boundaries; tokenize:
+    encoding the whole prompt (a tokenizer without offsets also encodes heads: counted as render)."""
+    return Phases(render=(time.perf_counter() - started) * 1000 - encode_ms, tokenize=encode_ms)
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:
@@ -203,14 +212,19 @@ class PromptRenderer:
         return len(encoded.ids) if at is None else at
 
     def prompt(self, request: GenerationRequest) -> RenderedPrompt:
+        started = time.perf_counter()
         r = self._render(request)
+        rendered = time.perf_counter()
         encoded = self.encoder.encode(r.text)
         tokens = list(encoded.ids)  # the encoder keeps its own
+        encode_ms = (time.perf_counter() - rendered) * 1000
         thinking_open = opens_thinking(r.text, self.tokenizer)
         cache_end = self._cache_end(r, encoded)
         messages = r.messages
         if not messages or len(messages) < 2:
-            return RenderedPrompt(tokens, thinking_open=thinking_open, cache_end=cache_end)
+            return RenderedPrompt(
+                tokens, thinking_open=thinking_open, cache_end=cache_end, phases=_phases(started, encode_ms)
+            )
         # Render the leading system message, and everything before the last message, alone;
         # where their tokens agree with the full prompt's is a message boundary.
         heads = []
@@ -226,4 +240,6 @@ class PromptRenderer:
                 boundaries.add(at)
                 if head[-1]["role"] == "system" and len(head) == 1:
                     system_end = at
-        return RenderedPrompt(tokens, tuple(sorted(boundaries)), system_end, thinking_open, cache_end)
+        return RenderedPrompt(
+            tokens, tuple(sorted(boundaries)), system_end, thinking_open, cache_end, _phases(started, encode_ms)
+        )

@@ -1,15 +1,15 @@
 """The one sequence decoding alone, on mlx-lm's plain generate_step, which skips the batch's
-padding masks and bookkeeping (about 1.7x faster per token on an H100). Worker thread only."""
+padding masks and bookkeeping (about 1.7x faster per token on an H100), or speculatively
+(speculative.py) where the job allows it. Worker thread only."""
 
 from __future__ import annotations
 
-from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
 
 import mlx.core as mx
 from mlx_lm.generate import generate_step
-from mlx_lm.models.cache import trim_prompt_cache
+from mlx_lm.models.cache import can_trim_prompt_cache, trim_prompt_cache
 
 from pensieve_model_support import LoadedModel
 
@@ -17,9 +17,8 @@ from .jobs import GenerationJob
 from .output import processors_of
 from .prefill_lane import snapshot
 from .processors import Shifted
-
-# generate_step yields (token id, logprobs); its annotation says mx.array for the id.
-Steps = Generator[tuple[Any, mx.array], None, None]
+from .speculative import Steps as Steps  # the batch's name for a solo's iterator
+from .speculative import draft_steps, prompt_lookup_steps
 
 
 @dataclass
@@ -46,7 +45,8 @@ def solo_steps(
 ) -> Steps:
     """generate_step from `done` into `fed`, the cache kept at each message boundary on the
     way (`boundaries` emptied as they are passed, as the batch keeps them); run lazily, by the
-    first step."""
+    first step. Speculative when the job says so, unless logits processors follow it (they
+    take one token a step) or the cache cannot be trimmed back past rejected drafts."""
     while boundaries:
         at = boundaries.pop(0)
         loaded.model(mx.array(fed[done:at])[None], cache=cache)
@@ -54,6 +54,21 @@ def solo_steps(
         done = at
         if job.prefix_cache is not None:
             job.prefix_cache.put(job.cache_key, fed[:at], snapshot(cache), persist=at == job.system_end)
+    spec = job.speculation
+    processors = processors_of(job)
+    if spec is not None and not processors and can_trim_prompt_cache(cache):
+        how: dict[str, Any] = {
+            "prompt_cache": cache,
+            "max_tokens": max_tokens,
+            "sampler": sampler,
+            "prefill_step_size": prefill_step,
+            "draft_tokens": spec.draft_tokens,
+        }
+        if spec.draft is not None:
+            yield from draft_steps(spec.draft, fed, done, loaded.model, **how)
+        else:
+            yield from prompt_lookup_steps(fed, done, loaded.model, **how)
+        return
     yield from generate_step(
         mx.array(fed[done:]),
         loaded.model,
@@ -62,13 +77,14 @@ def solo_steps(
         prompt_cache=cache,
         prefill_step_size=prefill_step,
         # generate_step's token history starts at its first input, `done` into the sequence.
-        logits_processors=[Shifted(p, done) for p in processors_of(job)] or None,
+        logits_processors=[Shifted(p, done) for p in processors] or None,
     )
 
 
 def cut_for_batch(solo: Solo, fed: int) -> int:
     """Trim the cache for the batch to go on from (it feeds at least the last token again to
-    sample the next one); return how many tokens the cache keeps."""
+    sample the next one); return how many tokens the cache keeps. A speculative solo's cache
+    may hold accepted drafts not yet yielded: they are cut too."""
     offset = solo.cache[0].offset
     keep = min(offset, fed - 1)
     trim_prompt_cache(solo.cache, offset - keep)

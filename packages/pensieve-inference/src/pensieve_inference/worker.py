@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
 import mlx.core as mx
+import msgspec
 import structlog
 
 from pensieve_model_support import LoadedModel
@@ -98,9 +100,12 @@ class GenerationWorker:
         return future
 
     def submit(self, loaded: LoadedModel, job: GenerationJob) -> None:
+        job.submitted = time.perf_counter()
         self._inbox.put(lambda: self._admit(loaded, job))
 
     def _admit(self, loaded: LoadedModel, job: GenerationJob) -> None:
+        # Admission: the time in the inbox, behind the step or task the worker was running.
+        job.phases = msgspec.structs.replace(job.phases, queue=(time.perf_counter() - job.submitted) * 1000)
         batch = self._batches.get(id(loaded.model))
         if batch is None:
             batch = ModelBatch(loaded, max_sequences=self.max_sequences, prefill_step=self.prefill_step)

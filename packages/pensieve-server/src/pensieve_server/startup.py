@@ -7,7 +7,7 @@ import msgspec
 import structlog
 
 from pensieve_core import CLAUDE_TIERS, Engine, Settings
-from pensieve_inference import EngineOptions, GenerationWorker, MLXEngine
+from pensieve_inference import EngineOptions, GenerationWorker, MLXEngine, load_draft
 from pensieve_model_support import Hub, HubUnavailableError, HuggingFaceHub, local_path, resolve_reference
 
 from .models import ServedModels
@@ -60,6 +60,12 @@ async def open_models(settings: Settings, hub: Hub | None = None) -> ServedModel
     hub = hub or HuggingFaceHub()
     options = EngineOptions.of(settings)
     main = await open_engine(settings, hub, options)
+    if options.speculative == "draft" and options.draft_model is not None:
+        # It drafts for the main model only (tier models decode plainly); downloaded first, as above.
+        local_path(resolve_reference(options.draft_model), hub)
+        main.speculation = await load_draft(
+            main.loaded, options.draft_model, hub, main.worker, download=False, converted_dir=options.converted_dir
+        )
     names: dict[str, Engine] = {settings.model: main}
     tiers: dict[str, Engine] = {}
     for tier in CLAUDE_TIERS:

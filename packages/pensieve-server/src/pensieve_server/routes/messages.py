@@ -27,6 +27,7 @@ from ..errors import error_of_failed, request_id_of
 from ..middleware import presented_key
 from ..models import ServedModels
 from ..shared_runs import Events, Listener, SharedRuns, run_key
+from ..timing import RequestClock, server_timing
 
 if TYPE_CHECKING:
     from ..app import Lifecycle
@@ -69,6 +70,7 @@ def _json(payload: object, status: int = 200, headers: dict[str, str] | None = N
 
 async def create_message(request: Request) -> Response:
     raw = await request.body()
+    clock = RequestClock()
     body = decode_messages_request(raw)
     rid = request_id_of(request) or ""
     engine = _models(request).select(body.model)
@@ -80,7 +82,8 @@ async def create_message(request: Request) -> Response:
     # streams, best-of-n sampling) are independent requests.
     session = request.headers.get(SESSION_HEADER)
     key = run_key(raw, session, presented_key(request.headers)) if session else f"alone:{rid or id(request)}"
-    events = runs.attach(key, lambda: _measured(request, engine.generate(body.to_generation(rid))))
+    live = request.app.state.metrics.live  # what the status page shows of it (inflight.py)
+    events = runs.attach(key, lambda: _measured(request, live.watch(engine, body.to_generation(rid)), clock))
     if events.joined:
         request.app.state.metrics.joined_requests += 1
         log.info("request_joined", message_id=events.message_id)
@@ -97,7 +100,7 @@ async def create_message(request: Request) -> Response:
                 _sse(assembler, first, events, request.app.state.keepalive_seconds, request.app.state.lifecycle),
                 events,
                 media_type="text/event-stream",
-                headers={"cache-control": "no-cache", **reuse_header(first)},
+                headers={"cache-control": "no-cache", **reuse_header(first), **server_timing(first, clock)},
             )
         await _until_done_or_disconnected(request, _collect(assembler, first, events), assembler)
     finally:
@@ -105,7 +108,7 @@ async def create_message(request: Request) -> Response:
             await asyncio.shield(asyncio.ensure_future(events.aclose()))
     if assembler.failed is not None:
         raise error_of_failed(assembler.failed)
-    return _json(assembler.message, headers=reuse_header(first))
+    return _json(assembler.message, headers={**reuse_header(first), **server_timing(first, clock)})
 
 
 def admit(request: Request) -> None:
@@ -142,8 +145,9 @@ def reuse_header(started: GenerationEvent) -> dict[str, str]:
     return {"pensieve-prefix-cache": value}
 
 
-async def _measured(request: Request, events: AsyncIterator[GenerationEvent]) -> Events:
-    """Pass events through, recording tokens, time to first token and decode rate."""
+async def _measured(request: Request, events: AsyncIterator[GenerationEvent], clock: RequestClock) -> Events:
+    """Pass events through, recording tokens, time to first token and decode rate, and the
+    request's phases (logged when it ends)."""
     metrics = request.app.state.metrics
     admit(request)
     metrics.generations += 1
@@ -152,6 +156,7 @@ async def _measured(request: Request, events: AsyncIterator[GenerationEvent]) ->
     prompt_tokens = 0
     try:
         async for event in events:
+            clock.see(event)
             if isinstance(event, Started):
                 prompt_tokens = event.prompt_tokens
                 metrics.cache_read_tokens += event.cache_read_tokens
@@ -172,6 +177,7 @@ async def _measured(request: Request, events: AsyncIterator[GenerationEvent]) ->
             yield event
     finally:
         metrics.in_flight -= 1
+        clock.log()
         # Engine.generate promises an AsyncIterator; every engine's is an async generator.
         await cast(Events, events).aclose()
 

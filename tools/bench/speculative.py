@@ -1,0 +1,322 @@
+"""Prompt-lookup speculative decoding on edit-shaped turns, side by side in one run:
+
+  generate_step   mlx-lm's plain loop, one token per forward pass
+  prompt_lookup   pensieve_inference.speculative.prompt_lookup_steps over the same prompt
+  engine off/on   MLXEngine (what a request decoding alone gets), speculative "off" / "prompt_lookup"
+
+  python tools/bench/speculative.py [--model DIR] [--turns 4] [--repeats 3] [--out DIR] [--smoke]
+
+A turn is what an agent does before an edit: the file's text is in the prompt (read with line
+numbers, as Claude Code's Read tool shows it), then the answer. "edit" turns ask for an Edit
+tool input, whose old_string copies part of the file; "prose" turns ask for a summary, which
+copies nothing (what speculation costs when it cannot help). Tool calls are written as text,
+not offered as tools: under a tool constraint the engine decodes without speculation.
+
+With --model DIR (any MLX model directory) both kinds run on that model. Without it two tiny
+models are built: a crafted one whose greedy answer is a span of the file (the edit turns) and a
+random-weight one (the prose turns). Decode rate = tokens after the first / time after the
+first (the prefill is left out). Greedy throughout; the tokens of generate_step and prompt
+lookup are compared (identical on the CPU; in bf16 a near-tie may round differently).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import platform
+import random
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import mlx.core as mx
+from mlx_lm.generate import generate_step
+from mlx_lm.models.cache import make_prompt_cache
+
+from pensieve_claude_types import MessageParam
+from pensieve_core import Finished, GenerationRequest, Started
+from pensieve_inference import EngineOptions, MLXEngine, PromptRenderer
+from pensieve_inference.speculative import DRAFT_TOKENS, NGRAM, LookupStats, prompt_lookup_steps
+from pensieve_model_support import HuggingFaceHub, load_model, resolve_reference
+from pensieve_model_support.testing import build_tiny_model
+
+FUNCTIONS = [
+    ("parse_range", "text", "start, _, end = text.partition('-')\n    return int(start), int(end or start)"),
+    ("load_config", "path", "with open(path) as f:\n        return json.load(f)"),
+    ("retry", "fn, attempts=3", "for i in range(attempts):\n        try:\n            return fn()\n"
+     "        except OSError:\n            time.sleep(2 ** i)\n    raise RuntimeError('gave up')"),
+    ("chunks", "items, size", "return [items[i : i + size] for i in range(0, len(items), size)]"),
+    ("slugify", "title", "return '-'.join(w.lower() for w in title.split() if w.isalnum())"),
+    ("median", "values", "ordered = sorted(values)\n    mid = len(ordered) // 2\n"
+     "    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2"),
+]  # fmt: skip
+
+
+def source_file(turn: int) -> str:
+    """A module of small functions, at the turn's revision (the agent has been editing it)."""
+    lines = ['"""Helpers for the report generator."""', f"# revision {turn}", "", "import json", "import time", ""]
+    for name, args, body in FUNCTIONS:
+        lines += ["", f"def {name}({args}):", f"    {body}", ""]
+    return "\n".join(lines)
+
+
+def numbered(text: str) -> str:
+    return "\n".join(f"{i:>6}\t{line}" for i, line in enumerate(text.splitlines(), 1))
+
+
+def turn_request(turn: int, kind: str, max_tokens: int, text: str | None = None) -> GenerationRequest:
+    path = f"src/report/helpers_{turn}.py"
+    ask = (
+        "Rename the second function's argument to `source` everywhere it is used. Answer with the Edit "
+        "tool's input as JSON: file_path, then old_string quoting the lines to replace exactly, then new_string."
+        if kind == "edit"
+        else "In two plain sentences, say what this module is for. Quote nothing."
+    )
+    messages = [
+        MessageParam(role="user", content=f"Please look at {path}."),
+        MessageParam(role="assistant", content=f'Read {{"file_path": "{path}"}}'),
+        MessageParam(role="user", content=f"{numbered(text or source_file(turn))}\n\n{ask}"),
+    ]
+    system = "You are a coding agent. You read files and edit them with the Edit tool."
+    return GenerationRequest(messages=messages, system=system, max_tokens=max_tokens, temperature=0.0)
+
+
+def word_file(tokenizer: Any, lines: int = 24, per_line: int = 12, seed: int = 0) -> tuple[str, str]:
+    """For the crafted model, which says a fixed answer as a bigram: a file of distinct words,
+    and the answer, lines 5 to 16 of it quoted with spaces for newlines (so, as an old_string
+    copied from a numbered Read, the copy breaks at every line)."""
+    words = sorted(
+        {w for w in (tokenizer.decode([i]) for i in range(len(tokenizer.vocab))) if w[:1] == " " and w[1:].isalpha()}
+    )
+    rng = random.Random(seed)
+    chosen = rng.sample([w for w in words if len(w) > 4], lines * per_line)
+    rows = ["".join(chosen[i * per_line : (i + 1) * per_line]).strip() for i in range(lines)]
+    answer = " " + " ".join(rows[4:16])
+    if len(set(tokenizer.encode(answer, add_special_tokens=False))) != len(
+        tokenizer.encode(answer, add_special_tokens=False)
+    ):
+        raise SystemExit("the crafted answer repeats a token: a bigram model cannot say it")
+    return "\n".join(rows) + "\n", answer
+
+
+def build_model(path: Path, tokenizer_from: Path, *, hidden: int, layers: int, reply: str | None = None) -> Path:
+    """Where the bundled GGUF is not at hand (the lent GPU): a llama of about a real model's
+    shape (head dim 128) in bf16, with the tokenizer in `tokenizer_from`; crafted to say `reply`
+    as build_tiny_model's crafted model does, else random."""
+    from mlx.utils import tree_flatten
+    from mlx_lm.models import llama
+    from transformers import AutoTokenizer
+
+    from pensieve_model_support.testing import _scripted_weights
+
+    path.mkdir(parents=True, exist_ok=True)
+    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json"):
+        if (tokenizer_from / name).exists():
+            (path / name).write_bytes((tokenizer_from / name).read_bytes())
+    small = json.loads((tokenizer_from / "config.json").read_text())
+    heads = max(1, hidden // 128)
+    config = {
+        "model_type": "llama",
+        "hidden_size": hidden,
+        "num_hidden_layers": layers,
+        "intermediate_size": hidden * 8 // 3,
+        "num_attention_heads": heads,
+        "num_key_value_heads": max(1, heads // 4),
+        "rms_norm_eps": 1e-5,
+        "vocab_size": small["vocab_size"],
+        "max_position_embeddings": 32768,
+        "rope_theta": 10000.0,
+        "tie_word_embeddings": False,
+        "eos_token_id": small["eos_token_id"],
+        "bos_token_id": small.get("bos_token_id"),
+    }
+    mx.random.seed(0)
+    model = llama.Model(llama.ModelArgs.from_dict(config))
+    if reply is not None:
+        weights = _scripted_weights(model, AutoTokenizer.from_pretrained(str(path)), reply, config)
+    else:
+        weights = dict(tree_flatten(model.parameters()))
+    weights = {k: v.astype(mx.bfloat16) for k, v in weights.items()}
+    mx.save_safetensors(str(path / "model.safetensors"), weights, metadata={"format": "mlx"})
+    (path / "config.json").write_text(json.dumps(config, indent=2))
+    return path
+
+
+def decode_rate(tokens: Any, eos: set[int]) -> tuple[float, list[int]]:
+    """Tokens/s after the first, and the tokens."""
+    it = iter(tokens)
+    out = [int(next(it))]
+    started = time.perf_counter()
+    for t in it:
+        out.append(int(t))
+        if out[-1] in eos:  # the engine stops there too
+            break
+    return (len(out) - 1) / max(time.perf_counter() - started, 1e-9), out
+
+
+def raw_runs(model: Any, prompt: list[int], max_tokens: int, eos: set[int], lookup: dict[str, Any]) -> dict[str, Any]:
+    plain_steps = generate_step(mx.array(prompt), model, max_tokens=max_tokens, prompt_cache=make_prompt_cache(model))
+    plain, plain_tokens = decode_rate((t for t, _ in plain_steps), eos)
+    stats = LookupStats()
+    cache = make_prompt_cache(model)
+    steps = prompt_lookup_steps(prompt, 0, model, prompt_cache=cache, max_tokens=max_tokens, stats=stats, **lookup)
+    lookup_rate, lookup_tokens = decode_rate((t for t, _ in steps), eos)
+    # Exact on the CPU (tested); in bf16 on a GPU a pass over several positions may round a
+    # near-tie the other way, as any change of batch shape may: the first difference is kept.
+    same = next((i for i, (a, b) in enumerate(zip(plain_tokens, lookup_tokens, strict=False)) if a != b), None)
+    if same is None and len(plain_tokens) != len(lookup_tokens):
+        same = min(len(plain_tokens), len(lookup_tokens))
+    return {
+        "generate_step": plain,
+        "prompt_lookup": lookup_rate,
+        "tokens": len(plain_tokens),
+        "stats": stats,
+        "differs_at": same,
+    }
+
+
+async def engine_rate(engine: MLXEngine, request: GenerationRequest) -> float:
+    first = end = 0.0
+    output = 0
+    async for event in engine.generate(request):
+        now = time.perf_counter()
+        if isinstance(event, Started):
+            continue
+        first = first or now
+        if isinstance(event, Finished):
+            end, output = now, event.output_tokens
+    return (output - 1) / max(end - first, 1e-9)
+
+
+def run_kind(
+    model_dir: Path, kind: str, text: str | None, turns: int, repeats: int, max_tokens: int, lookup: dict[str, Any]
+) -> dict[str, Any]:
+    loaded = load_model(resolve_reference(str(model_dir)), HuggingFaceHub())
+    eos = set(loaded.tokenizer.eos_token_ids)
+    renderer = PromptRenderer(loaded.tokenizer, "bench")
+    engines = {
+        mode: MLXEngine.load_sync(resolve_reference(str(model_dir)), HuggingFaceHub(), EngineOptions(speculative=mode))
+        for mode in ("off", "prompt_lookup")
+    }
+    rates: dict[str, list[float]] = {"generate_step": [], "prompt_lookup": [], "engine_off": [], "engine_on": []}
+    totals = LookupStats()
+    differs: list[int | None] = []
+    tokens = 0
+    try:
+        for turn in range(turns):
+            req = turn_request(turn, kind, max_tokens, text)
+            prompt = renderer.prompt(req).tokens
+            for _ in range(repeats):
+                raw = raw_runs(loaded.model, prompt, max_tokens, eos, lookup)
+                rates["generate_step"].append(raw["generate_step"])
+                rates["prompt_lookup"].append(raw["prompt_lookup"])
+                differs.append(raw["differs_at"])
+                stats, tokens = raw["stats"], tokens + raw["tokens"]
+                totals.steps += stats.steps
+                totals.drafted += stats.drafted
+                totals.accepted += stats.accepted
+                rates["engine_off"].append(asyncio.run(engine_rate(engines["off"], req)))
+                rates["engine_on"].append(asyncio.run(engine_rate(engines["prompt_lookup"], req)))
+    finally:
+        for engine in engines.values():
+            engine.worker.stop()
+    median = {name: statistics.median(values) for name, values in rates.items()}
+    return {
+        "tok_s": median,
+        "lookup_vs_generate_step": median["prompt_lookup"] / median["generate_step"],
+        "engine_on_vs_generate_step": median["engine_on"] / median["generate_step"],
+        "engine_on_vs_off": median["engine_on"] / median["engine_off"],
+        "acceptance": totals.accepted / max(totals.drafted, 1),
+        "tokens_per_step": tokens / max(totals.steps, 1),
+        "answer_tokens_mean": tokens / max(turns * repeats, 1),
+        "identical_runs": sum(d is None for d in differs) / max(len(differs), 1),
+        "first_difference_at": [d for d in differs if d is not None],
+    }
+
+
+def markdown(result: dict[str, Any]) -> str:
+    rows = [
+        f"# Speculative decoding (prompt lookup) — {result['label']}",
+        "",
+        f"{result['device']}; {result['turns']} turns x {result['repeats']} repeats per kind, greedy; "
+        "tok/s are medians of decode after the first token.",
+        "",
+        "| turn | generate_step | prompt lookup | lookup / generate_step | engine off | engine on | "
+        "engine on / generate_step | engine on / off | drafts accepted | tokens per forward pass | "
+        "same tokens as generate_step |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for kind, r in result["kinds"].items():
+        t = r["tok_s"]
+        rows.append(
+            f"| {kind} ({r['answer_tokens_mean']:.0f} tokens) | {t['generate_step']:.0f} | {t['prompt_lookup']:.0f} | "
+            f"**{r['lookup_vs_generate_step']:.2f}x** | {t['engine_off']:.0f} | {t['engine_on']:.0f} | "
+            f"**{r['engine_on_vs_generate_step']:.2f}x** | {r['engine_on_vs_off']:.2f}x | "
+            f"{100 * r['acceptance']:.0f}% | {r['tokens_per_step']:.2f} | {100 * r['identical_runs']:.0f}% of runs |"
+        )
+    return "\n".join(rows) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, help="an MLX model directory (default: build tiny ones)")
+    parser.add_argument("--label", default=None)
+    parser.add_argument("--turns", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--tokens", type=int, default=256, help="max_tokens per answer")
+    parser.add_argument("--hidden", type=int, default=64, help="built models' hidden size")
+    parser.add_argument("--layers", type=int, default=2, help="built models' layers")
+    parser.add_argument("--tokenizer-from", type=Path, help="build the models with this tokenizer (bf16, head dim 128)")
+    parser.add_argument("--draft-tokens", type=int, default=DRAFT_TOKENS, help="most drafts per step (raw runs)")
+    parser.add_argument("--ngram", type=int, nargs=2, default=NGRAM, help="longest and shortest suffix looked up")
+    parser.add_argument("--out", type=Path, default=Path("docs/performance"))
+    parser.add_argument("--smoke", action="store_true", help="a few seconds: one short turn of each kind")
+    args = parser.parse_args()
+    if args.smoke:
+        args.turns, args.repeats, args.tokens = 1, 1, 24
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.model is not None:
+            models: dict[str, tuple[Path, str | None]] = {"edit": (args.model, None), "prose": (args.model, None)}
+            label = args.label or args.model.name
+        else:
+            if args.tokenizer_from is not None:
+                shape = {"hidden": args.hidden, "layers": args.layers}
+                random_dir = build_model(Path(tmp) / "random", args.tokenizer_from, **shape)
+            else:
+                size = {"hidden_size": args.hidden, "num_layers": args.layers, "context_length": 8192}
+                random_dir = build_tiny_model(Path(tmp) / "random", **size)
+            tokenizer = load_model(resolve_reference(str(random_dir)), HuggingFaceHub()).tokenizer
+            text, reply = word_file(tokenizer)
+            if args.tokenizer_from is not None:
+                copying = build_model(Path(tmp) / "copying", args.tokenizer_from, reply=reply, **shape)
+            else:
+                copying = build_tiny_model(Path(tmp) / "copying", reply=reply, **size)
+            models = {"edit": (copying, text), "prose": (random_dir, None)}
+            label = args.label or ("smoke" if args.smoke else f"built-h{args.hidden}-l{args.layers}")
+        lookup = {"draft_tokens": args.draft_tokens, "ngram": tuple(args.ngram)}
+        kinds = {
+            kind: run_kind(path, kind, text, args.turns, args.repeats, args.tokens, lookup)
+            for kind, (path, text) in models.items()
+        }
+    result = {
+        "label": label,
+        "device": f"{platform.machine()} {platform.system()}, MLX {mx.__version__} ({mx.default_device()})",
+        "turns": args.turns,
+        "repeats": args.repeats,
+        "max_tokens": args.tokens,
+        "draft_tokens": args.draft_tokens,
+        "ngram": args.ngram,
+        "kinds": kinds,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"speculative-{label}.json").write_text(json.dumps(result, indent=2) + "\n")
+    table = markdown(result)
+    (args.out / f"speculative-{label}.md").write_text(table)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
