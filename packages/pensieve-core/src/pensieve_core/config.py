@@ -64,8 +64,9 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     shutdown_timeout: float = 30.0
     # How a request decoding alone decodes: "prompt_lookup" drafts tokens from its own prompt and
     # output (an answer that copies text it was shown goes several tokens a step), "draft" from
-    # `draft_model` (a small model sharing the vocabulary), "off" one token a step.
-    speculative: Literal["off", "prompt_lookup", "draft"] = "prompt_lookup"
+    # `draft_model` (a small model sharing the vocabulary), "off" one token a step; "auto" is
+    # prompt_lookup on a GPU and off on a CPU, where checking drafts costs what decoding them does.
+    speculative: Literal["auto", "off", "prompt_lookup", "draft"] = "auto"
     draft_model: str | None = None
 
     def __post_init__(self) -> None:

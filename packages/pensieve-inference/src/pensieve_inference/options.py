@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+import mlx.core as mx
 import msgspec
 
 from pensieve_core import Settings
@@ -42,10 +43,22 @@ class EngineOptions(msgspec.Struct, kw_only=True, frozen=True):
             prefix_cache_dir=settings.prefix_cache_dir,
             prefix_cache_disk_bytes=settings.prefix_cache_disk_bytes,
             converted_dir=settings.converted_dir,
-            speculative=settings.speculative,
+            speculative=_on_this_device(settings.speculative),
             draft_model=settings.draft_model,
         )
 
     def speculation(self) -> Speculation | None:
         """What an engine's jobs start with: prompt lookup, or nothing until a draft is loaded."""
         return Speculation() if self.speculative == "prompt_lookup" else None
+
+
+Speculative = Literal["off", "prompt_lookup", "draft"]
+_CHOSEN: dict[str, Speculative] = {"off": "off", "prompt_lookup": "prompt_lookup", "draft": "draft"}
+
+
+def _on_this_device(setting: str) -> Speculative:
+    """ "auto": prompt lookup where decoding waits on memory (a GPU: Metal or CUDA); off on a CPU,
+    where MLX's matmul costs grow with the rows a draft adds (docs/performance.md)."""
+    if setting == "auto":
+        return "prompt_lookup" if mx.default_device() == mx.gpu else "off"
+    return _CHOSEN[setting]
