@@ -65,7 +65,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     # How a request decoding alone decodes: "prompt_lookup" drafts tokens from its own prompt and
     # output (an answer that copies text it was shown goes several tokens a step), "draft" from
     # `draft_model` (a small model sharing the vocabulary), "off" one token a step; "auto" is
-    # prompt_lookup on a GPU and off on a CPU, where checking drafts costs what decoding them does.
+    # prompt_lookup for full-precision weights on a GPU, off elsewhere (measured not to pay).
     speculative: Literal["auto", "off", "prompt_lookup", "draft"] = "auto"
     draft_model: str | None = None
 
