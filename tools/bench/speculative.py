@@ -108,7 +108,7 @@ def build_model(path: Path, tokenizer_from: Path, *, hidden: int, layers: int, r
     as build_tiny_model's crafted model does, else random."""
     from mlx.utils import tree_flatten
     from mlx_lm.models import llama
-    from transformers import AutoTokenizer
+    from mlx_lm.tokenizer_utils import load_tokenizer
 
     from pensieve_model_support.testing import _scripted_weights
 
@@ -136,7 +136,7 @@ def build_model(path: Path, tokenizer_from: Path, *, hidden: int, layers: int, r
     mx.random.seed(0)
     model = llama.Model(llama.ModelArgs.from_dict(config))
     if reply is not None:
-        weights = _scripted_weights(model, AutoTokenizer.from_pretrained(str(path)), reply, config)
+        weights = _scripted_weights(model, load_tokenizer(path), reply, config)
     else:
         weights = dict(tree_flatten(model.parameters()))
     weights = {k: v.astype(mx.bfloat16) for k, v in weights.items()}

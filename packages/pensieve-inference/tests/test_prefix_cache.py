@@ -100,3 +100,29 @@ def test_a_longer_conversation_reuses_the_earlier_turn_and_its_answer(cached_eng
 def test_off_by_default(engine):
     started, _, _ = run(engine, [("user", "no cache here")])
     assert (started.cache_read_tokens, started.cache_creation_tokens) == (0, 0)
+
+
+def test_reuse_runs_on_through_an_answer_whose_text_encodes_otherwise(tiny_model_dir, tmp_path):
+    """Token-exact replay: the answer is spelled a character a token (as a model may sample it),
+    which its text does not encode to; the next turn still reads it from the cache."""
+    from pensieve_inference import EngineOptions, MLXEngine
+    from pensieve_model_support import HuggingFaceHub, load_model, resolve_reference
+    from pensieve_model_support.testing import build_tiny_model
+
+    tokenizer = load_model(resolve_reference(str(tiny_model_dir)), HuggingFaceHub()).tokenizer
+    answer = "Quick brown"  # no character twice: a bigram model can spell it
+    spelled = [tokenizer.encode(ch, add_special_tokens=False)[0] for ch in answer]
+    assert tokenizer.decode(spelled) == answer and spelled != tokenizer.encode(answer, add_special_tokens=False)
+    model = build_tiny_model(tmp_path / "speller", reply_ids=spelled)
+    engine = MLXEngine.load_sync(
+        resolve_reference(str(model)), HuggingFaceHub(), EngineOptions(prefix_cache_bytes=1 << 28)
+    )
+    try:
+        first = [("user", "Spell two words for me.")]
+        started, text, finished = run(engine, first, max_tokens=40)
+        assert (text, finished.stop_reason) == (answer, "end_turn")
+        again, _, _ = run(engine, [*first, ("assistant", answer), ("user", "Once more.")], max_tokens=40)
+        # The first prompt, the answer's own tokens and its end-of-turn token are all reused.
+        assert again.cache_read_tokens >= started.prompt_tokens + len(spelled) + 1
+    finally:
+        engine.worker.stop()

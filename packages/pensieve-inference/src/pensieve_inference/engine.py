@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import structlog
 
@@ -14,7 +14,7 @@ from pensieve_model_support import Hub, LoadedModel, ModelRef, load_model
 from .disk_cache import DiskPrefixStore
 from .jobs import GenerationJob
 from .options import EngineOptions
-from .plan import ModelLimits, make_plan
+from .plan import GenerationPlan, ModelLimits, make_plan
 from .prefix_cache import PrefixCache
 from .prompt import PromptRenderer
 from .render_pool import RenderPool
@@ -184,6 +184,7 @@ class MLXEngine:
             cache_key=self._card.id,
             speculation=self.speculation,
             phases=plan.phases,
+            answered=self._remembering(plan),
         )
         self._worker.submit(self._loaded, job)
         try:
@@ -194,6 +195,15 @@ class MLXEngine:
                         return
         finally:
             job.cancelled.set()
+
+    def _remembering(self, plan: GenerationPlan) -> Callable[[list[int]], object] | None:
+        """For a plain-text answer (no tool calls, thinking or constraint between the tokens and
+        the text), what keeps its ids for the next turn (the worker thread calls it)."""
+        encoded = plan.rendered.encoded
+        if encoded is None or plan.tool_calls or plan.thinking or plan.constraint or plan.thinking_budget:
+            return None
+        encoder, tokenizer = self._renderer.encoder, self._loaded.tokenizer
+        return lambda ids: encoder.remember_answer(encoded, ids, tokenizer.decode(ids))
 
     async def aclose(self) -> None:
         if self.prefix_cache is not None and self.prefix_cache.disk is not None:

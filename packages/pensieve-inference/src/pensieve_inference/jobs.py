@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +57,9 @@ class GenerationJob:
     phases: Phases = field(default_factory=Phases)
     # When it was handed to the worker (time.perf_counter()).
     submitted: float = 0.0
+    # Given a plain-text answer's ids when it ends on its own (end of turn), so that the next
+    # turn's prompt takes them for its text (PromptEncoder.remember_answer).
+    answered: Callable[[list[int]], object] | None = None
     cancelled: threading.Event = field(default_factory=threading.Event)
     _pending: list[GenerationEvent] = field(default_factory=list, init=False, repr=False)
 

@@ -105,6 +105,8 @@ class SequenceOutput:
             reason = job.exhausted_reason
         else:
             reason = "tool_use" if called else "end_turn"
+        if reason == "end_turn" and finish == "stop" and job.answered is not None:
+            job.answered(self.generated[:-1])  # without the end-of-turn token, which has no text
         log.info(
             "generation",
             request_id=job.request_id,

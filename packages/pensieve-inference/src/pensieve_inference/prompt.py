@@ -80,6 +80,8 @@ class RenderedPrompt:
     cache_end: int = 0
     # What rendering and encoding took (the other phases are zero here).
     phases: Phases = field(default_factory=Phases)
+    # The prompt as the encoder keeps it: an answer's ids are remembered after it.
+    encoded: Encoded | None = None
 
 
 @dataclass(frozen=True)
@@ -223,7 +225,11 @@ class PromptRenderer:
         messages = r.messages
         if not messages or len(messages) < 2:
             return RenderedPrompt(
-                tokens, thinking_open=thinking_open, cache_end=cache_end, phases=_phases(started, encode_ms)
+                tokens,
+                thinking_open=thinking_open,
+                cache_end=cache_end,
+                phases=_phases(started, encode_ms),
+                encoded=encoded,
             )
         # Render the leading system message, and everything before the last message, alone;
         # where their tokens agree with the full prompt's is a message boundary.
@@ -241,5 +247,11 @@ class PromptRenderer:
                 if head[-1]["role"] == "system" and len(head) == 1:
                     system_end = at
         return RenderedPrompt(
-            tokens, tuple(sorted(boundaries)), system_end, thinking_open, cache_end, _phases(started, encode_ms)
+            tokens,
+            tuple(sorted(boundaries)),
+            system_end,
+            thinking_open,
+            cache_end,
+            _phases(started, encode_ms),
+            encoded,
         )

@@ -114,6 +114,7 @@ def build_tiny_model(
     chat_template: str | None = CHATML_TEMPLATE,
     seed: int = 0,
     reply: str | None = None,
+    reply_ids: list[int] | None = None,
     tool_tokens: bool = False,
     think_tokens: bool = False,
 ) -> Path:
@@ -122,9 +123,10 @@ def build_tiny_model(
     With `reply`, the weights are crafted instead: a bigram model that, after the newline
     that opens the assistant turn, says `reply` and ends its turn (the reply's tokens must
     repeat with a different successor). Real loading, templating and generation; a predictable,
-    finite answer. `tool_tokens` adds <tool_call> and </tool_call> as special tokens, as
-    Qwen2.5's tokenizer has them; `think_tokens` adds <think> and </think> (with a reasoning
-    template, a thinking model).
+    finite answer. `reply_ids` spells the reply in these tokens instead (one a fresh encoding of
+    its text would not give, as a sampling model may). `tool_tokens` adds <tool_call> and
+    </tool_call> as special tokens, as Qwen2.5's tokenizer has them; `think_tokens` adds <think>
+    and </think> (with a reasoning template, a thinking model).
     """
     path.mkdir(parents=True, exist_ok=True)
     meta = dict(_bundled_tokenizer_metadata())
@@ -146,18 +148,18 @@ def build_tiny_model(
         "vocab_size": len(tokenizer),
         "max_position_embeddings": context_length,
         "rope_theta": 10000.0,
-        "tie_word_embeddings": reply is None,
+        "tie_word_embeddings": reply is None and reply_ids is None,
         "eos_token_id": meta["tokenizer.ggml.eos_token_id"],
         "bos_token_id": meta["tokenizer.ggml.bos_token_id"],
     }
     mx.random.seed(seed)
     model_class, args_class = model_classes(config)
     model = model_class(args_class.from_dict(config))
-    if reply is None:
+    if reply is None and reply_ids is None:
         # Larger-than-default weights make random logits peaked, so greedy output varies by prompt.
         weights = {k: v * 4 for k, v in _parameters(model)}
     else:
-        weights = _scripted_weights(model, tokenizer, reply, config)
+        weights = _scripted_weights(model, tokenizer, reply or "", config, reply_ids)
     mx.save_safetensors(str(path / "model.safetensors"), weights, metadata={"format": "mlx"})
     (path / "config.json").write_text(json.dumps(config, indent=2))
     return path
@@ -198,13 +200,16 @@ class FakeHub:
         return self._snapshot(repo_id)
 
 
-def _scripted_weights(model: Any, tokenizer: Any, reply: str, config: dict[str, Any]) -> dict[str, mx.array]:
+def _scripted_weights(
+    model: Any, tokenizer: Any, reply: str, config: dict[str, Any], reply_ids: list[int] | None = None
+) -> dict[str, mx.array]:
     """Embeddings = a shared direction u + per-token noise; attention and MLP outputs ~0, so the
     last hidden state is the current token's embedding. lm_head maps each chain token's noise
     onto its successor (logit ≈ 3 |noise|²) and u onto end-of-turn (≈ |u|² = 1.5 dim), so chain
     tokens continue the reply and every other token ends the turn."""
     dim, vocab = config["hidden_size"], config["vocab_size"]
-    chain = tokenizer.encode("\n", add_special_tokens=False) + tokenizer.encode(reply, add_special_tokens=False)
+    spelled = reply_ids if reply_ids is not None else tokenizer.encode(reply, add_special_tokens=False)
+    chain = tokenizer.encode("\n", add_special_tokens=False) + list(spelled)
     successors: dict[int, int] = {}
     for current, following in itertools.pairwise(chain):
         if successors.setdefault(current, following) != following:
