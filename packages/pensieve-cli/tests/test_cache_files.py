@@ -175,15 +175,15 @@ def test_a_truncated_converted_copy_lists_as_corrupt_and_clears(home, tmp_path):
 
 
 def test_validate_refuses_an_unread_pre_tokenizer_before_loading(home, tmp_path):
-    from gguf import GGUFReader
-
     from pensieve_model_support.gguf.testing import build_tiny_gguf
 
     path = build_tiny_gguf(tmp_path / "tiny.gguf")
-    # Rewrite the pre-tokenizer's name in place (same length): a file of a newer tokenizer.
-    field = GGUFReader(path, "r+").fields["tokenizer.ggml.pre"]
-    assert bytes(field.parts[field.data[0]]) == b"smollm"
-    field.parts[field.data[0]][:] = list(b"tekken")
+    # Rewrite the pre-tokenizer's name in place (the same length): a file of a newer tokenizer.
+    data = path.read_bytes()
+    key = b"tokenizer.ggml.pre"
+    at = data.index(key) + len(key) + 4 + 8  # the value's type (uint32) and length (uint64)
+    assert data[at : at + 6] == b"smollm"
+    path.write_bytes(data[:at] + b"tekken" + data[at + 6 :])
     result = run("validate", "--model", str(path))
     assert result.exit_code == 1
     assert "pre-tokenizer 'tekken' is not supported yet (supported: deepseek-coder" in result.output
