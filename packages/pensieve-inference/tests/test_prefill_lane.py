@@ -164,3 +164,23 @@ def test_an_abandoned_lane_prefill_is_kept_for_a_retry(lane_engine, small_lane):
     asyncio.run(abandon())
     retry = asyncio.run(collect(lane_engine, req))
     assert retry[0].cache_read_tokens > 0 and isinstance(retry[-1], Finished)
+
+
+def test_a_long_prefill_says_how_far_it_is(lane_engine, monkeypatch, small_lane):
+    import structlog
+
+    import pensieve_inference.batching as batching
+    import pensieve_inference.prefill_lane as lane
+
+    monkeypatch.setattr(lane, "PROGRESS_EVERY_S", 0.0)  # every chunk, for the test
+    batch = batching.ModelBatch(lane_engine.loaded, prefill_step=small_lane)
+    job = collected_job(lane_engine, LONG + " progress", max_tokens=2)
+    with structlog.testing.capture_logs() as logs:
+        batch.admit(job)
+        while len(batch):
+            batch.step()
+    assert isinstance(job.out[-1], Finished)
+    progress = [e for e in logs if e["event"] == "prefill_progress"]
+    assert len(progress) >= 3 and progress[-1]["done"] == progress[-1]["total"] - 1
+    assert [e["done"] for e in progress] == sorted(e["done"] for e in progress)
+    assert all(0 < e["percent"] <= 100 for e in progress)

@@ -12,17 +12,22 @@ import copy
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import mlx.core as mx
+import structlog
 
 from .jobs import GenerationJob
+
+log = structlog.get_logger("pensieve.inference")
 
 # Prompts with more than this many tokens still to run go through the lane.
 LANE_MIN_TOKENS = 512
 # The lane's chunk while other sequences decode or wait: their next step waits for it.
 SHARED_CHUNK = 256
+# A long prefill says how far it is at most this often (a 37K-token one takes minutes on a CPU).
+PROGRESS_EVERY_S = 5.0
 
 
 @dataclass
@@ -35,6 +40,9 @@ class Prefill:
     # Prompt lengths still to be reached where the prefix cache keeps a copy.
     boundaries: list[int]
     carry: Any = None  # what the batch keeps for this sequence meanwhile
+    # When it entered the lane, and when it last said how far it is (time.monotonic()).
+    entered: float = field(default_factory=time.monotonic)
+    reported: float = field(default_factory=time.monotonic)
 
 
 class PrefillLane:
@@ -78,6 +86,7 @@ class PrefillLane:
             if head.job.prefix_cache is not None:  # what a restore from disk has to beat
                 head.job.prefix_cache.speeds.prefilled(end - head.done, time.perf_counter() - started)
             head.done = end
+            _report(head, len(prompt))
         if at_boundary:
             on_boundary(head, end)
         if head.done < len(prompt) - 1:
@@ -86,6 +95,22 @@ class PrefillLane:
 
     def pop_failed(self) -> Prefill | None:
         return self._queue.popleft() if self._queue else None
+
+
+def _report(prefill: Prefill, total: int) -> None:
+    now = time.monotonic()
+    if now - prefill.reported < PROGRESS_EVERY_S:
+        return
+    prefill.reported = now
+    elapsed = now - prefill.entered
+    log.info(
+        "prefill_progress",
+        request_id=prefill.job.request_id,
+        done=prefill.done,
+        total=total,
+        percent=round(100 * prefill.done / total, 1),
+        seconds=round(elapsed, 1),
+    )
 
 
 def snapshot(cache: list[Any]) -> list[Any]:

@@ -157,9 +157,11 @@ def gguf_metadata(reader: GGUFReader) -> dict[str, Any]:
 
 def read_converted(path: Path) -> tuple[dict[str, mx.array], dict[str, Any]]:
     """Weights and metadata of a file holding CONVERTED types, as `mx.load` gives them for others."""
+    from huggingface_hub.utils.tqdm import tqdm  # the bar downloads show (HF_HUB_DISABLE_PROGRESS_BARS hides both)
+
     reader = open_gguf(path)
     weights: dict[str, mx.array] = {}
-    for tensor in reader.tensors:
+    for tensor in tqdm(reader.tensors, desc=f"converting {path.name}", unit="tensor", leave=False):
         base = tensor.name.removesuffix(".weight")
         for suffix, array in convert_tensor(tensor.data, tensor.tensor_type.name).items():
             weights[tensor.name if suffix == "weight" else f"{base}.{suffix}"] = array
