@@ -1,3 +1,5 @@
+import socket
+
 from click.testing import CliRunner
 
 from pensieve_cli import cli
@@ -24,9 +26,14 @@ def test_bad_config_is_one_clear_line_and_exit_1(tmp_path):
 
 
 def test_unknown_model_is_one_clear_line(tmp_path):
-    result = CliRunner().invoke(cli, ["start", "--home", str(tmp_path), "--model", "/no/such/model.gguf"])
+    # On a free port: start binds before it loads, and 7777 may be the user's own server.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    args = ["start", "--home", str(tmp_path), "--model", "/no/such/model.gguf", "--port", str(port)]
+    result = CliRunner().invoke(cli, args)
     assert result.exit_code == 1
-    assert "neither a GGUF file nor an MLX model directory" in result.output
+    assert "no such file or directory: /no/such/model.gguf" in result.output
     assert "Traceback" not in result.output
 
 

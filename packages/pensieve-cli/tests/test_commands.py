@@ -1,35 +1,18 @@
 import json
 import shutil
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from click.testing import CliRunner
 
-from pensieve_cli import cli
-from pensieve_core import DEFAULT_API_KEY
 from pensieve_model_support.testing import build_tiny_model
 
 
-@pytest.fixture
-def run(tmp_path, monkeypatch):
-    monkeypatch.setenv("PENSIEVE_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    for var in ("PENSIEVE_MODEL", "PENSIEVE_PORT", "PENSIEVE_API_KEY"):
-        monkeypatch.delenv(var, raising=False)
-
-    def invoke(*args, input=None):
-        return CliRunner().invoke(cli, list(args), input=input)
-
-    return invoke
-
-
-def test_config_set_get_show_unset_path(run, tmp_path):
+def test_config_set_get_show_unset_path(run, tmp_path, monkeypatch):
     assert run("config", "path").output.strip() == str(tmp_path / "home" / "config.json")
-    assert run("config", "set", "port", "8080").exit_code == 0
-    assert run("config", "get", "port").output.strip() == "8080"
-    assert json.loads((tmp_path / "home" / "config.json").read_text()) == {"port": 8080}
     assert run("config", "set", "allowed_origins", "https://a.example, https://b.example").exit_code == 0
+    assert run("config", "set", "port", "8080").exit_code == 0
+    assert json.loads((tmp_path / "home" / "config.json").read_text())["port"] == 8080
+    monkeypatch.delenv("PENSIEVE_PORT")  # the file's port shows only without the environment's
+    assert run("config", "get", "port").output.strip() == "8080"
     shown = json.loads(run("config", "show").output)
     assert shown["port"] == 8080 and shown["allowed_origins"] == ["https://a.example", "https://b.example"]
     assert shown["api_key"] == "(default)"
@@ -116,28 +99,13 @@ def test_claude_print_env(run):
     assert lines["ANTHROPIC_AUTH_TOKEN"] == "pensieve-local-key"
     assert lines["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] == "1"
     # No server answers on port 1: the window is left to Claude Code, and it says so.
-    assert "CLAUDE_CODE_MAX_CONTEXT_TOKENS" not in lines and "no server at http://127.0.0.1:1" in result.output
+    assert "CLAUDE_CODE_MAX_CONTEXT_TOKENS" not in lines and "no server answers at http://127.0.0.1:1" in result.output
 
 
-def served_listing(monkeypatch, *windows):
-    """/v1/models as a running server answers it (the route is tested in pensieve-server)."""
-    from pensieve_cli import daemon
-
-    data = [{"type": "model", "id": f"m{i}", "max_input_tokens": w, "max_tokens": w} for i, w in enumerate(windows)]
-    calls = []
-
-    def fetch(settings, path, **_):
-        calls.append(path)
-        return json.dumps({"data": data, "has_more": False}).encode()
-
-    monkeypatch.setattr(daemon, "fetch", fetch)
-    return calls
-
-
-def test_claude_env_sets_the_served_window_and_keeps_the_prompt_stable(run, monkeypatch):
-    calls = served_listing(monkeypatch, 32768, 40960)
+def test_claude_env_sets_the_served_window_and_keeps_the_prompt_stable(run, stand_in):
+    stand_in.answers["/v1/models?limit=1000"] = stand_in.listing(tiny=32768, other=40960)
     lines = exports(run("claude", "--print-env").output)
-    assert calls == ["/v1/models?limit=1000"]
+    assert "/v1/models?limit=1000" in stand_in.paths
     assert lines["CLAUDE_CODE_MAX_CONTEXT_TOKENS"] == "32768"  # the smallest served window
     # Claude Code reads a compaction window under 100K as 100K: not set for a smaller model.
     assert "CLAUDE_CODE_AUTO_COMPACT_WINDOW" not in lines
@@ -147,8 +115,7 @@ def test_claude_env_sets_the_served_window_and_keeps_the_prompt_stable(run, monk
     assert not {"ANTHROPIC_SMALL_FAST_MODEL", "CLAUDE_CODE_SUBAGENT_MODEL"} & set(lines)  # no tiers configured
 
 
-def test_claude_env_points_tiers_subagents_and_small_model_where_configured(run, monkeypatch):
-    served_listing(monkeypatch, 131072)
+def test_claude_env_points_tiers_subagents_and_small_model_where_configured(run, stand_in, monkeypatch):
     monkeypatch.setenv("PENSIEVE_SONNET_MODEL", "qwen3-8b")
     monkeypatch.setenv("PENSIEVE_HAIKU_MODEL", "qwen3-0.6b")
     lines = exports(run("claude", "--print-env").output)
@@ -158,7 +125,7 @@ def test_claude_env_points_tiers_subagents_and_small_model_where_configured(run,
     assert "ANTHROPIC_DEFAULT_OPUS_MODEL" not in lines
 
 
-def test_claude_without_claude_code_installed_is_one_line(run, monkeypatch):
+def test_claude_without_claude_code_installed_is_one_line(run, stand_in, monkeypatch):
     monkeypatch.setattr(shutil, "which", lambda name: None)
     result = run("claude", "--", "-p", "hi")
     assert result.exit_code == 1 and "Claude Code is not installed" in result.output
@@ -168,50 +135,6 @@ def test_status_and_stop_when_not_running(run):
     result = run("status", "--json", "--port", "1")
     assert result.exit_code == 3 and json.loads(result.output)["running"] is False
     assert run("stop").output.strip() == "pensieve is not running"
-
-
-HEALTH = {
-    "status": "ok",
-    "uptime_s": 3.0,
-    "pid": 1,
-    "model": {"id": "tiny"},
-    "device": {"kind": "cpu", "name": "cpu"},
-    "memory": {"active_bytes": 0},
-}
-STATUS = {
-    "requests": {"total": 7, "in_flight": 1, "generations": 3, "joined": 0},
-    "speed": {"decode_tokens_per_s": 41.5, "ttft_s": 0.2},
-    "prefix_cache": {"hits": 2, "misses": 1, "read_fraction": 0.5},
-}
-
-
-@pytest.fixture
-def stand_in(monkeypatch):
-    """A server in pensieve's place: /health public, /v1/status only with the default key."""
-    answers = {"/health": HEALTH, "/v1/status": STATUS}
-
-    class StandIn(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            if self.path == "/v1/status" and self.headers.get("x-api-key") != DEFAULT_API_KEY:
-                code, body = 401, {"type": "error", "error": {"type": "authentication_error"}}
-            else:
-                code, body = 200, answers[self.path]
-            raw = json.dumps(body).encode()
-            self.send_response(code)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(raw)))
-            self.end_headers()
-            self.wfile.write(raw)
-
-        def log_message(self, *_args) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), StandIn)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    monkeypatch.setenv("PENSIEVE_PORT", str(server.server_address[1]))
-    yield answers
-    server.shutdown()
-    server.server_close()
 
 
 def test_status_reads_the_counts_from_v1_status(run, stand_in):
@@ -232,7 +155,11 @@ def test_status_without_the_key_still_says_what_health_says(run, stand_in, monke
 def test_status_shows_a_degraded_model(run, stand_in):
     """What /health says of a model whose steps keep failing (the server's side is tested in
     pensieve-server's test_failures_and_names.py); here /health is read from a stand-in."""
-    stand_in["/health"] = {**HEALTH, "status": "degraded", "problem": "tiny: RuntimeError('device lost')"}
+    stand_in.answers["/health"] = {
+        **stand_in.answers["/health"],
+        "status": "degraded",
+        "problem": "tiny: RuntimeError('device lost')",
+    }
     result = run("status")
     assert result.exit_code == 0
     assert "status          degraded: tiny: RuntimeError('device lost')" in result.output

@@ -6,28 +6,77 @@ import json
 import os
 import shlex
 import shutil
+import sys
 import urllib.error
+from typing import Any
 
 import click
 
-from pensieve_core import CLAUDE_TIERS, Settings, load_settings
+from pensieve_core import CLAUDE_TIERS, DEFAULT_MODEL, Settings, load_settings
 
 from . import daemon
 from .errors import fail
 
 # Claude Code reads CLAUDE_CODE_AUTO_COMPACT_WINDOW below this as this (2.1.332).
 _MIN_COMPACT_WINDOW = 100_000
+# Claude Code's system prompt and tool definitions alone are ~12-20K tokens (2.1.x, seen in issue
+# 17), with room left for the first answer: below this a model fails on its first turn.
+CLAUDE_CODE_MIN_CONTEXT = 24_000
+# Claude Code's conversation and its subagents run on these tiers; haiku gets only short
+# background prompts (titles, summaries), so a small haiku model is fine.
+_PROMPT_TIERS = ("claude-opus-", "claude-sonnet-")
 
 
-def served_window(settings: Settings) -> int | None:
-    """The smallest context of what the running server lists (every model Claude Code may be
-    pointed at through it), or None when no server answers."""
+def served_windows(settings: Settings) -> list[dict[str, Any]]:
+    """What the running server lists (GET /v1/models): every model Claude Code may be pointed
+    at through it, with `max_input_tokens`; empty when it does not answer or refuses the key."""
     try:
         listing = json.loads(daemon.fetch(settings, "/v1/models?limit=1000"))
     except (OSError, urllib.error.URLError, ValueError):
-        return None
-    windows = [m["max_input_tokens"] for m in listing.get("data", []) if m.get("max_input_tokens")]
-    return min(windows, default=None)
+        return []
+    return [m for m in listing.get("data", []) if isinstance(m, dict) and m.get("max_input_tokens")]
+
+
+def check_fits(listed: list[dict[str, Any]], health: dict[str, Any]) -> None:
+    """Refuse a server whose model cannot hold Claude Code's prompt: the smallest behind the opus
+    and sonnet tiers, else (an older server, or the key refused) the main model /health names."""
+    card = health.get("model") or {}
+    tiers = [m for m in listed if str(m.get("id", "")).startswith(_PROMPT_TIERS)]
+    if tiers:
+        smallest = min(tiers, key=lambda m: int(m["max_input_tokens"]))
+        name, window = str(smallest.get("display_name") or smallest["id"]), int(smallest["max_input_tokens"])
+    elif card.get("context_length"):
+        name, window = str(card.get("id")), int(card["context_length"])
+    else:
+        return
+    if window >= CLAUDE_CODE_MIN_CONTEXT:
+        return
+    standing_in = f", standing in for {card['fallback_from']}, which is not here" if card.get("fallback_from") else ""
+    raise RuntimeError(
+        f"the served model {name}{standing_in} holds {window:,} tokens, and Claude Code's system prompt "
+        f"and tools alone take about 20K: it would fail on its first turn. {DEFAULT_MODEL} (128K tokens) "
+        f"holds it: `pensieve pull {DEFAULT_MODEL}`, then `pensieve stop` and "
+        f"`pensieve start --daemon --model {DEFAULT_MODEL}`."
+    )
+
+
+def _interactive() -> bool:
+    return sys.stdin.isatty()
+
+
+def _offer_start(settings: Settings, flags: dict[str, Any], yes: bool, where: str) -> dict[str, Any]:
+    """Start a server when none answers (asking first on a terminal): /health's answer."""
+    notice = f"no server answers at {daemon.base_url(settings)} ({where}), and Claude Code would wait on it"
+    command = "pensieve start --daemon" + "".join(f" --{k} {v}" for k, v in flags.items() if v is not None)
+    if yes:
+        click.echo(f"pensieve: {notice}: starting one", err=True)
+    elif _interactive():
+        click.echo(f"pensieve: {notice}.", err=True)
+        if not click.confirm("Start one now?", default=True, err=True):
+            raise RuntimeError(f"not started; start one with `{command}`")
+    else:
+        raise RuntimeError(f"{notice}. Start one with `{command}`, or run `pensieve claude --yes` to have it started.")
+    return daemon.start(settings, flags)
 
 
 def claude_environment(settings: Settings, window: int | None = None) -> dict[str, str]:
@@ -62,21 +111,37 @@ def claude_environment(settings: Settings, window: int | None = None) -> dict[st
 
 @click.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.option("--print-env", is_flag=True, help="Print the exports instead of running Claude Code.")
-@click.option("--host", help="Server address (default: configured).")
-@click.option("--port", type=int, help="Server port (default: configured).")
+@click.option("--yes", "-y", is_flag=True, help="Start a server in the background when none answers.")
+@click.option("--host", help="Server address (default: where `start --daemon` put it, else configured).")
+@click.option("--port", type=int, help="Server port (default: where `start --daemon` put it, else configured).")
 @click.option("--home", type=click.Path(file_okay=False), help="Pensieve's home directory.")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def claude(print_env: bool, host: str | None, port: int | None, home: str | None, args: tuple[str, ...]) -> None:
+def claude(
+    print_env: bool, yes: bool, host: str | None, port: int | None, home: str | None, args: tuple[str, ...]
+) -> None:
     """Run Claude Code pointed at this server: pensieve claude [-- ARGS]."""
     with fail():
-        settings = load_settings({"host": host, "port": port, "home": home})
-        window = served_window(settings)
-        if window is None:
+        flags = {"host": host, "port": port, "home": home}
+        configured = load_settings(flags)
+        settings = configured if host or port else daemon.located(configured)
+        if settings is not configured:
+            where = "where `pensieve start --daemon` put it"
+        else:
+            where = "as given" if host or port else "configured"
+        health = daemon.health(settings)
+        if health is None and print_env:
+            # The exports stay right for a server started later; the window is Claude Code's guess.
             click.echo(
-                f"pensieve: no server at {daemon.base_url(settings)}; Claude Code's context window is left "
-                "unset (start pensieve first)",
+                f"pensieve: no server answers at {daemon.base_url(settings)} ({where}); Claude Code's context "
+                "window is left unset (start pensieve first)",
                 err=True,
             )
+        elif health is None:
+            health = _offer_start(settings, flags, yes, where)
+        listed = served_windows(settings) if health is not None else []
+        if health is not None:
+            check_fits(listed, health)
+        window = min((int(m["max_input_tokens"]) for m in listed), default=None)
         env = claude_environment(settings, window)
         if print_env:
             for key, value in env.items():

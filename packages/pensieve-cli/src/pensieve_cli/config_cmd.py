@@ -11,12 +11,22 @@ import msgspec
 from pensieve_core import DEFAULT_API_KEY, Settings, check_setting_name, load_settings, parse_setting, read_config_file
 from pensieve_core.errors import ConfigError
 
+from . import daemon
 from .errors import fail
 
 
 def _file(ctx: click.Context) -> Any:
     settings = load_settings({"home": ctx.obj.get("home")})
     return settings.config_path()
+
+
+def _restart_hint(before: Settings, key: str) -> None:
+    """Settings are read when the server starts: say so when one runs at the address it had."""
+    where = daemon.located(before)
+    if daemon.health(where, timeout=0.5) is None:
+        return
+    how = "`pensieve stop`, then `pensieve start --daemon`" if daemon.running_pid(before) else "restart it"
+    click.echo(f"pensieve: the server running at {daemon.base_url(where)} uses the new {key} once restarted ({how})")
 
 
 def _write(path: Any, data: dict[str, Any]) -> None:
@@ -68,7 +78,8 @@ def config_get(ctx: click.Context, key: str) -> None:
 def config_set(ctx: click.Context, key: str, value: str) -> None:
     """Set KEY to VALUE in the config file (validated before it is written)."""
     with fail():
-        path = _file(ctx)
+        before = load_settings({"home": ctx.obj.get("home")})
+        path = before.config_path()
         data = read_config_file(path)
         candidate = {**data, key: parse_setting(key, value)}
         try:
@@ -78,6 +89,8 @@ def config_set(ctx: click.Context, key: str, value: str) -> None:
         data[key] = msgspec.to_builtins(getattr(typed, key))
         _write(path, data)
         click.echo(f"{key} = {json.dumps(data[key])}")
+        if getattr(typed, key) != getattr(before, key):
+            _restart_hint(before, key)
 
 
 @config.command("unset")

@@ -1,4 +1,5 @@
-"""Running pensieve in the background: pid file, log file, start, stop, and asking it how it is."""
+"""Running pensieve in the background: pid file, the record of where it listens, log file, start,
+stop, and asking it how it is."""
 
 from __future__ import annotations
 
@@ -13,11 +14,18 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import click
+import msgspec
+
 from pensieve_core import Settings
 
 
 def pid_path(settings: Settings) -> Path:
     return settings.home_path / "pensieve.pid"
+
+
+def record_path(settings: Settings) -> Path:
+    return settings.home_path / "daemon.json"
 
 
 def log_path(settings: Settings) -> Path:
@@ -52,6 +60,22 @@ def running_pid(settings: Settings) -> int | None:
     return None
 
 
+def located(settings: Settings) -> Settings:
+    """The settings with the address `start --daemon` recorded, while that server's process lives:
+    it may have been started with flags (`--port 7795`) that the config does not hold."""
+    path = record_path(settings)
+    try:
+        record = json.loads(path.read_text())
+        pid, host, port = int(record["pid"]), str(record["host"]), int(record["port"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return settings
+    if not alive(pid):
+        path.unlink(missing_ok=True)  # stale: the process is gone
+        return settings
+    tls = {"certfile": record.get("certfile"), "keyfile": record.get("keyfile")}
+    return msgspec.structs.replace(settings, host=host, port=port, **tls)
+
+
 def fetch(settings: Settings, path: str, *, key: bool = True, timeout: float = 3.0) -> bytes:
     request = urllib.request.Request(base_url(settings) + path)
     if key:
@@ -67,16 +91,16 @@ def fetch(settings: Settings, path: str, *, key: bool = True, timeout: float = 3
     return body
 
 
-def _json(settings: Settings, path: str, *, key: bool) -> dict[str, Any] | None:
+def _json(settings: Settings, path: str, *, key: bool, timeout: float = 3.0) -> dict[str, Any] | None:
     try:
-        answer = json.loads(fetch(settings, path, key=key))
+        answer = json.loads(fetch(settings, path, key=key, timeout=timeout))
     except (OSError, urllib.error.URLError, ValueError):
         return None
     return answer if isinstance(answer, dict) else None
 
 
-def health(settings: Settings) -> dict[str, Any] | None:
-    return _json(settings, "/health", key=False)
+def health(settings: Settings, *, timeout: float = 3.0) -> dict[str, Any] | None:
+    return _json(settings, "/health", key=False, timeout=timeout)
 
 
 def server_status(settings: Settings) -> dict[str, Any] | None:
@@ -84,9 +108,37 @@ def server_status(settings: Settings) -> dict[str, Any] | None:
     return _json(settings, "/v1/status", key=True)
 
 
-def spawn(settings: Settings, argv: list[str], *, wait_s: float = 600) -> int:
-    """Start `pensieve start` detached; return its pid once /health answers with that pid (a
-    server already on the port answers too, with its own). A failed start leaves no pid file."""
+def fallback_line(health: dict[str, Any]) -> str | None:
+    """What to tell a user whose configured model is stood in for (health's model card)."""
+    card = health.get("model") or {}
+    if not card.get("fallback_from"):
+        return None
+    why = card.get("note") or f"serving {card.get('id')} in place of {card['fallback_from']}"
+    return f"{why} (`pensieve pull {card['fallback_from']}` to get it, then restart)"
+
+
+def start(settings: Settings, flags: dict[str, Any]) -> dict[str, Any]:
+    """`pensieve start --daemon` with these flags: /health's answer once the server is up."""
+    if (pid := running_pid(settings)) is not None:
+        raise RuntimeError(f"pensieve is already running (pid {pid}, {base_url(located(settings))})")
+    settings.home_path.mkdir(parents=True, exist_ok=True)
+    argv = [
+        arg for key, value in flags.items() if value is not None for arg in (f"--{key.replace('_', '-')}", str(value))
+    ]
+    if "--home" not in argv:
+        argv += ["--home", str(settings.home_path)]
+    click.echo(f"pensieve: starting in the background (log: {log_path(settings)})", err=True)
+    answer = spawn(settings, argv)
+    click.echo(f"pensieve running (pid {answer['pid']}) on {base_url(settings)}")
+    if line := fallback_line(answer):
+        click.secho(f"pensieve: {line}", err=True, fg="yellow")
+    return answer
+
+
+def spawn(settings: Settings, argv: list[str], *, wait_s: float = 600) -> dict[str, Any]:
+    """Start `pensieve start` detached; return /health's answer once it comes with the new pid (a
+    server already on the port answers too, with its own). A failed start leaves no pid file and
+    no record."""
     log = log_path(settings)
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
@@ -98,14 +150,17 @@ def spawn(settings: Settings, argv: list[str], *, wait_s: float = 600) -> int:
             start_new_session=True,
         )
     pid_path(settings).write_text(str(proc.pid))
+    record = {"pid": proc.pid, "host": settings.host, "port": settings.port}
+    record |= {"certfile": settings.certfile, "keyfile": settings.keyfile}
+    record_path(settings).write_text(json.dumps(record) + "\n")
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            pid_path(settings).unlink(missing_ok=True)
+            _forget(settings)
             tail = log.read_text(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
             raise RuntimeError(f"the server exited during start-up: {tail[0]} (log: {log})")
         if (answer := health(settings)) is not None and answer.get("pid") == proc.pid:
-            return proc.pid
+            return answer
         time.sleep(0.3)
     raise RuntimeError(f"the server did not answer within {wait_s:.0f}s (log: {log})")
 
@@ -120,5 +175,10 @@ def stop(settings: Settings, *, timeout_s: float) -> int | None:
         time.sleep(0.2)
     if alive(pid):
         os.kill(pid, signal.SIGKILL)
-    pid_path(settings).unlink(missing_ok=True)
+    _forget(settings)
     return pid
+
+
+def _forget(settings: Settings) -> None:
+    pid_path(settings).unlink(missing_ok=True)
+    record_path(settings).unlink(missing_ok=True)

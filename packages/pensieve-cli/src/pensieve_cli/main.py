@@ -56,15 +56,15 @@ def _server_options(fn: Any) -> Any:
 
 @cli.command()
 @_server_options
-@click.option("--daemon", is_flag=True, help="Run in the background (pid and log files under the home).")
-def start(daemon: bool, **flags: Any) -> None:
+@click.option("--daemon", "background", is_flag=True, help="Run in the background (pid and log files under the home).")
+def start(background: bool, **flags: Any) -> None:
     """Serve the Messages API (in the foreground unless --daemon)."""
     from pensieve_server import run_server
 
     with fail():
         settings = _settings(**flags)
-        if daemon:
-            _start_daemon(settings, flags)
+        if background:
+            daemon.start(settings, flags)
             return
         configure_logging(settings.log_level)
         scheme = "https" if settings.certfile else "http"
@@ -98,20 +98,6 @@ def _say(text: str, **style: Any) -> None:
         pass
 
 
-def _start_daemon(settings: Settings, flags: dict[str, Any]) -> None:
-    if (pid := daemon.running_pid(settings)) is not None:
-        raise RuntimeError(f"pensieve is already running (pid {pid}, {daemon.base_url(settings)})")
-    settings.home_path.mkdir(parents=True, exist_ok=True)
-    argv = [
-        arg for key, value in flags.items() if value is not None for arg in (f"--{key.replace('_', '-')}", str(value))
-    ]
-    if "--home" not in argv:
-        argv += ["--home", str(settings.home_path)]
-    click.echo(f"pensieve: starting in the background (log: {daemon.log_path(settings)})", err=True)
-    pid = daemon.spawn(settings, argv)
-    click.echo(f"pensieve running (pid {pid}) on {daemon.base_url(settings)}")
-
-
 @cli.command()
 @click.option("--home", type=click.Path(file_okay=False), help="Pensieve's home directory.")
 @click.option("--timeout", default=60.0, show_default=True, help="Seconds to let requests finish.")
@@ -128,13 +114,13 @@ def stop(home: str | None, timeout: float) -> None:
 
 @cli.command()
 @click.option("--home", type=click.Path(file_okay=False), help="Pensieve's home directory.")
-@click.option("--port", type=int, help="Server port (default: configured).")
+@click.option("--port", type=int, help="Server port (default: where `start --daemon` put it, else configured).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def status(home: str | None, port: int | None, as_json: bool) -> None:
     """Is the server running: pid, URL, model, device, memory, uptime, requests, speed."""
     with fail():
         settings = _settings(home=home, port=port)
-        info = _status(settings)
+        info = _status(settings if port else daemon.located(settings))
     if as_json:
         click.echo(json.dumps(info, indent=2))
     elif not info["running"]:
@@ -145,7 +131,10 @@ def status(home: str | None, port: int | None, as_json: bool) -> None:
             click.echo(f"  {'status':<15} {info['status']}: {info['problem']}")
         shown = ("model", "device", "memory_gb", "uptime_s", "requests", "in_flight", "tokens_per_s", "cache_hit_rate")
         for key in shown:
-            click.echo(f"  {key:<15} {info[key]}")
+            # Counts an older server or a refused key leaves out read as a dash, never "None".
+            click.echo(f"  {key:<15} {'—' if info[key] is None else info[key]}")
+        if info["fallback"]:
+            click.echo(f"  {'fallback':<15} {info['fallback']}")
     if not info["running"]:
         sys.exit(3)
 
@@ -164,6 +153,7 @@ def _status(settings: Settings) -> dict[str, Any]:
         problem=health.get("problem"),
         model=health["model"]["id"],
         fallback_from=health["model"].get("fallback_from"),
+        fallback=daemon.fallback_line(health),
         device=f"{health['device']['kind']} ({health['device']['name']})",
         memory_gb=round(health["memory"]["active_bytes"] / 1e9, 2),
         uptime_s=health["uptime_s"],

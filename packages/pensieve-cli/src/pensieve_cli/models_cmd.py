@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from pensieve_core import load_settings
-from pensieve_core.errors import ConfigError, ModelLoadError, ModelNotFoundError
+from pensieve_core import DEFAULT_MODEL, Settings, load_settings
+from pensieve_core.errors import ConfigError, HubUnavailableError, ModelLoadError, ModelNotFoundError
 
 from .errors import fail
+
+if TYPE_CHECKING:
+    from pensieve_model_support import Hub, ModelRef
 
 
 @click.command()
@@ -90,20 +95,38 @@ def rm(model: str, yes: bool) -> None:
         click.echo(f"deleted {ref.repo_id} ({strategy.expected_freed_size_str})")
 
 
+def _missing_hint(settings: Settings) -> str:
+    return (
+        f"`pensieve pull {settings.model}` downloads it now; `pensieve start` downloads it when the hub "
+        f"is reachable and serves the bundled {settings.fallback_model} when it is not"
+    )
+
+
+def _model_to_check(settings: Settings, hub: Hub, asked: bool) -> tuple[str, ModelRef, Path]:
+    """The model `start` would load from what is on this machine. A model the user named
+    (flag or config) must be there; the default one may be missing, since `start` then serves
+    the bundled fallback: that is checked instead, and validate passes with a note."""
+    from pensieve_model_support import local_path, resolve_reference
+
+    ref = resolve_reference(settings.model)
+    try:
+        return settings.model, ref, local_path(ref, hub, download=False)
+    except HubUnavailableError as exc:
+        if asked:
+            raise HubUnavailableError(f"{exc.message}: {_missing_hint(settings)}") from exc
+        click.echo(f"note the default model {settings.model} is not downloaded: {_missing_hint(settings)}")
+        click.echo(f"     checking {settings.fallback_model}, which `pensieve start` serves until then")
+    fallback = resolve_reference(settings.fallback_model)
+    return settings.fallback_model, fallback, local_path(fallback, hub, download=False)
+
+
 @click.command()
 @click.option("--model", help="Model reference to check (default: the configured model).")
 @click.option("--home", type=click.Path(file_okay=False), help="Pensieve's home directory.")
 def validate(model: str | None, home: str | None) -> None:
     """Check config, model files, chat template and memory; exit non-zero on a problem."""
     from pensieve_metal import check_fits, device_info
-    from pensieve_model_support import (
-        HuggingFaceHub,
-        load_model,
-        local_path,
-        resolve_reference,
-        summarize_gguf,
-        weight_files,
-    )
+    from pensieve_model_support import HuggingFaceHub, load_model, summarize_gguf, weight_files
 
     from .cache_cmd import check_files
 
@@ -112,20 +135,20 @@ def validate(model: str | None, home: str | None) -> None:
         click.echo(f"ok   config ({settings.config_path()})")
         for line in check_files(settings.prefix_cache_dir):
             click.echo(line)
-        ref = resolve_reference(settings.model)
-        path = local_path(ref, HuggingFaceHub(), download=False)
+        hub = HuggingFaceHub()
+        name, ref, path = _model_to_check(settings, hub, asked=model is not None or settings.model != DEFAULT_MODEL)
         files = weight_files(path)
         if not files:
             raise ModelLoadError(f"{path} holds no safetensors or GGUF weights")
         size = sum(f.stat().st_size for f in files)
-        click.echo(f"ok   model files: {settings.model} ({size / 1e9:.2f} GB in {path})")
+        click.echo(f"ok   model files: {name} ({size / 1e9:.2f} GB in {path})")
         for gguf in (f for f in files if f.suffix == ".gguf"):  # what the loader would refuse, before loading
             if (summary := summarize_gguf(gguf)).why_not is not None:
                 raise ModelLoadError(f"{gguf.name}: {summary.why_not}")
-        check_fits(settings.model, size)
+        check_fits(name, size)
         device = device_info()
         click.echo(f"ok   fits memory ({device.recommended_working_set_bytes / 1e9:.1f} GB on {device.kind})")
-        loaded = load_model(ref, HuggingFaceHub(), download=False, converted_dir=settings.converted_dir)
+        loaded = load_model(ref, hub, download=False, converted_dir=settings.converted_dir)
         text = loaded.tokenizer.apply_chat_template(
             [{"role": "system", "content": "s"}, {"role": "user", "content": "hi"}],
             tokenize=False,

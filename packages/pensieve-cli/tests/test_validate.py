@@ -1,0 +1,34 @@
+"""`pensieve validate` on a fresh machine that cannot reach the hub: the default model is not
+there, and `start` would serve the bundled fallback; a model the user named must be there."""
+
+import pytest
+
+
+@pytest.fixture
+def offline_hub(tmp_path, monkeypatch):
+    """validate's hub is the test double, unreachable: a fresh machine with no network."""
+    import pensieve_model_support
+    from pensieve_model_support.testing import FakeHub
+
+    hub = FakeHub(tmp_path / "hub-cache", reachable=False)
+    monkeypatch.setattr(pensieve_model_support, "HuggingFaceHub", lambda: hub)
+    return hub
+
+
+def test_validate_offline_with_the_default_model_missing_checks_the_fallback_start_serves(run, offline_hub):
+    result = run("validate")
+    assert result.exit_code == 0, result.output
+    assert "the default model phi-3-mini is not downloaded" in result.output
+    assert "`pensieve pull phi-3-mini`" in result.output and "serves the bundled smollm2-135m" in result.output
+    assert "ok   model files: smollm2-135m" in result.output and "chat template renders" in result.output
+    assert offline_hub.downloads == []  # validate only looks
+
+
+def test_validate_of_a_named_model_that_is_missing_fails_naming_the_pull_and_the_fallback(run, offline_hub):
+    result = run("validate", "--model", "someone/never-downloaded")
+    assert result.exit_code == 1
+    assert "someone/never-downloaded is not in the Hugging Face cache" in result.output
+    assert "`pensieve pull someone/never-downloaded`" in result.output
+    assert "serves the bundled smollm2-135m" in result.output
+    assert "Traceback" not in result.output
+    assert result.output.strip().splitlines()[-1].startswith("pensieve: someone/never-downloaded is not in")
