@@ -75,6 +75,8 @@ def isolated_env(home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PENSIEVE_", "HF_"))}
     # A fresh pensieve home and an empty Hugging Face cache: nothing leaks in from the machine.
     env.update(PENSIEVE_HOME=str(home / "pensieve"), HF_HOME=str(home / "hf"), HOME=str(home))
+    # A free port, not the default 7777, where the user's own server may be listening.
+    env["PENSIEVE_PORT"] = str(free_port())
     return env
 
 

@@ -1,5 +1,6 @@
 """`pensieve start` with no flags on a machine that cannot reach the hub: the bundled model
-is served on 127.0.0.1:7777 and says so; it answers, and calls a tool when it must."""
+is served and says so; it answers, and calls a tool when it must. The port is the test
+environment's (PENSIEVE_PORT): 7777, the default, may be the user's own server."""
 
 import sys
 from pathlib import Path
@@ -12,15 +13,14 @@ from server_process import ServerProcess, isolated_env
 
 pytestmark = pytest.mark.slow
 
-URL = "http://127.0.0.1:7777"
-
 
 @pytest.fixture(scope="module")
 def bundled_server(tmp_path_factory):
     # The installed `pensieve` console script, exactly as `uv run pensieve start` runs it.
     script = Path(sys.executable).parent / "pensieve"
     home = tmp_path_factory.mktemp("default-start")
-    proc = ServerProcess([], isolated_env(home), 7777, home / "server.log", command=[str(script)])
+    env = isolated_env(home)
+    proc = ServerProcess([], env, int(env["PENSIEVE_PORT"]), home / "server.log", command=[str(script)])
     try:
         proc.wait_ready(timeout=180)
         yield proc
@@ -29,12 +29,12 @@ def bundled_server(tmp_path_factory):
 
 
 def test_offline_default_start_serves_the_bundled_model(bundled_server):
-    health = httpx.get(URL + "/health", timeout=10).json()
+    health = httpx.get(bundled_server.url + "/health", timeout=10).json()
     assert health["model"]["id"] == "smollm2-135m"
     assert health["model"]["fallback_from"] == "phi-3-mini"
     assert "serving the bundled smollm2-135m" in bundled_server.output()
     r = httpx.post(
-        URL + "/v1/messages",
+        bundled_server.url + "/v1/messages",
         headers={"x-api-key": "pensieve-local-key"},
         json={
             "model": "anything",
@@ -67,7 +67,7 @@ TIME = {
 def test_the_bundled_model_calls_a_tool_under_tool_choice_any(bundled_server):
     """SmolLM2's template knows no tools (the generic convention); constrained decoding makes
     its answer a call whose input fits the schema."""
-    with anthropic.Anthropic(base_url=URL, api_key="pensieve-local-key", max_retries=0) as client:
+    with anthropic.Anthropic(base_url=bundled_server.url, api_key="pensieve-local-key", max_retries=0) as client:
         message = client.messages.create(
             model="anything",
             max_tokens=60,

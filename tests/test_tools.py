@@ -24,6 +24,12 @@ def test_tool_compiles(path, tmp_path):
     py_compile.compile(str(path), cfile=str(tmp_path / "out.pyc"), doraise=True)
 
 
+@pytest.mark.parametrize("path", sorted(BENCH.parent.rglob("*.sh")), ids=lambda p: p.name)
+def test_shell_tool_parses(path):
+    done = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
 def _run(args, tmp_path):
     # The benchmark's own servers read PENSIEVE_HOME from it; never the user's.
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"}

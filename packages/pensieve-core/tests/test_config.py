@@ -57,3 +57,17 @@ def test_parse_setting_splits_lists_and_refuses_unknown_names():
     assert parse_setting("port", "8080") == "8080"  # Settings converts it
     with pytest.raises(ConfigError, match="unknown setting 'colour'; settings: host, port"):
         parse_setting("colour", "red")
+
+
+def test_a_bad_value_from_the_environment_names_the_variable_not_a_missing_file(tmp_path):
+    with pytest.raises(ConfigError) as caught:
+        load_settings(environ={"PENSIEVE_HOME": str(tmp_path), "PENSIEVE_PORT": "abc"})
+    assert "environment variable PENSIEVE_PORT" in caught.value.message
+    assert "config.json" not in caught.value.message and r"$.port" in caught.value.message
+
+
+def test_a_bad_value_in_the_file_still_names_the_file(tmp_path):
+    (tmp_path / "config.json").write_text('{"port": "high", "model": "x"}')
+    env = {"PENSIEVE_HOME": str(tmp_path), "PENSIEVE_MODEL": "from-env"}
+    with pytest.raises(ConfigError, match=r"invalid configuration \(.*config\.json\)"):
+        load_settings(environ=env)

@@ -32,3 +32,15 @@ def test_local_mlx_directory_and_gguf_file(tiny_model_dir):
 def test_unusable_references_are_not_found(ref):
     with pytest.raises(ModelNotFoundError):
         resolve_reference(ref)
+
+
+@pytest.mark.parametrize("ref", ["./no/such/dir", "/tmp/pensieve-no-such-model.gguf", "missing.gguf"])
+def test_a_path_that_does_not_exist_says_so(ref):
+    with pytest.raises(ModelNotFoundError) as caught:
+        resolve_reference(ref)
+    assert caught.value.message == f"no such file or directory: {ref}"
+
+
+def test_a_path_that_exists_but_holds_no_model_says_what_it_lacks(tmp_path):
+    with pytest.raises(ModelNotFoundError, match="neither a GGUF file nor an MLX model directory"):
+        resolve_reference(str(tmp_path))

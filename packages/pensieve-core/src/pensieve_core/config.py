@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -15,6 +16,7 @@ from .errors import ConfigError
 DEFAULT_API_KEY = "pensieve-local-key"
 DEFAULT_MODEL = "phi-3-mini"
 ENV_PREFIX = "PENSIEVE_"
+_ERROR_PATH = re.compile(r"at `\$\.(\w+)")
 # Claude Code's model tiers: each may be served by its own configured model (`<tier>_model`).
 CLAUDE_TIERS = ("opus", "sonnet", "haiku")
 
@@ -161,4 +163,14 @@ def load_settings(
         # strict=False lets environment strings like "8080" become ints.
         return msgspec.convert(merged, Settings, strict=False)
     except msgspec.ValidationError as exc:
-        raise ConfigError(f"invalid configuration ({config_file}): {exc}") from exc
+        raise ConfigError(f"invalid configuration ({_source(str(exc), flags, env, config_file)}): {exc}") from exc
+
+
+def _source(error: str, flags: Mapping[str, Any], env: Mapping[str, Any], config_file: Path) -> str:
+    """Which layer gave the value msgspec refused (its error ends "at `$.name`")."""
+    name = match.group(1) if (match := _ERROR_PATH.search(error)) else ""
+    if name in flags:
+        return f"--{name.replace('_', '-')}"
+    if name in env:
+        return f"environment variable {ENV_PREFIX}{name.upper()}"
+    return str(config_file)

@@ -51,7 +51,10 @@ def resolve_reference(ref: str) -> ModelRef:
         return ModelRef(name=path.stem, kind="gguf_file", path=str(path.resolve()))
     if path.is_dir() and (path / "config.json").is_file():
         return ModelRef(name=path.name, kind="mlx_dir", path=str(path.resolve()))
-    if path.is_absolute() or target.startswith((".", "~")) or path.exists():
+    named_a_path = path.is_absolute() or target.startswith((".", "~")) or path.suffix == ".gguf"
+    if named_a_path and not path.exists():
+        raise ModelNotFoundError(f"no such file or directory: {ref}")
+    if named_a_path or path.exists():
         raise ModelNotFoundError(f"{ref!r} is neither a GGUF file nor an MLX model directory (one with config.json)")
     if looks_like_repo_id(target):
         return ModelRef(name=ref, kind="hub", repo_id=target)

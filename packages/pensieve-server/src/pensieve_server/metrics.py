@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
-from .inflight import LiveRequests
+from .inflight import LiveRequests, Outcome
 
 # The status page's speed chart: tokens per 10 s interval over the last five minutes.
 RATE_INTERVAL_S = 10.0
@@ -88,6 +88,8 @@ class Metrics:
         self.output_tokens = 0
         self.cache_read_tokens = 0
         self.generations = 0
+        # How generations ended: finished, failed, or cancelled (the client left).
+        self.outcomes: dict[Outcome, int] = defaultdict(int)
         self.joined_requests = 0
         # Generations whose prompt the prefix cache served in part (hits) or not at all (misses).
         self.prefix_hits = 0
@@ -114,11 +116,19 @@ class Metrics:
         with self._lock:
             return sum(self.requests.values())
 
-    def generation_done(
-        self, *, input_tokens: int, output_tokens: int, ttft_s: float | None, decode_tps: float | None
-    ) -> None:
+    def prompt_started(self, *, prompt_tokens: int, cache_read_tokens: int) -> None:
+        """A prompt reaches the worker: counted now (input, cache read and creation alike), so a
+        generation that is then aborted still counts, and cache reads never outrun input."""
         with self._lock:
-            self.input_tokens += input_tokens
+            self.input_tokens += prompt_tokens
+            self.cache_read_tokens += cache_read_tokens
+
+    def generation_ended(self, outcome: Outcome) -> None:
+        with self._lock:
+            self.outcomes[outcome] += 1
+
+    def generation_done(self, *, output_tokens: int, ttft_s: float | None, decode_tps: float | None) -> None:
+        with self._lock:
             self.output_tokens += output_tokens
             if ttft_s is not None:
                 self.ttft.observe(ttft_s)
@@ -134,6 +144,14 @@ class Metrics:
             for (path, status), n in sorted(self.requests.items()):
                 requests.add_metric([path, str(status)], n)
             yield requests
+            ended = CounterMetricFamily(
+                "pensieve_generations_ended",
+                "Generations ended: finished, failed, or cancelled (the client left).",
+                labels=["outcome"],
+            )
+            for outcome, n in sorted(self.outcomes.items()):
+                ended.add_metric([outcome], n)
+            yield ended
             counters = [
                 ("pensieve_input_tokens", "Prompt tokens processed.", self.input_tokens),
                 ("pensieve_output_tokens", "Tokens generated.", self.output_tokens),

@@ -24,6 +24,7 @@ from pensieve_core.errors import OverloadedError
 
 from ..assembly import MessageAssembler
 from ..errors import error_of_failed, request_id_of
+from ..inflight import Outcome
 from ..middleware import presented_key
 from ..models import ServedModels
 from ..shared_runs import Events, Listener, SharedRuns, run_key
@@ -146,28 +147,29 @@ def reuse_header(started: GenerationEvent) -> dict[str, str]:
 
 
 async def _measured(request: Request, events: AsyncIterator[GenerationEvent], clock: RequestClock) -> Events:
-    """Pass events through, recording tokens, time to first token and decode rate, and the
-    request's phases (logged when it ends)."""
+    """Pass events through, recording tokens, time to first token and decode rate, how the
+    generation ended, and the request's phases (logged when it ends)."""
     metrics = request.app.state.metrics
     admit(request)
     metrics.generations += 1
     started = time.perf_counter()
     first_token: float | None = None
-    prompt_tokens = 0
+    outcome: Outcome = "cancelled"  # unless a Finished or Failed comes: the client left first
     try:
         async for event in events:
             clock.see(event)
             if isinstance(event, Started):
-                prompt_tokens = event.prompt_tokens
-                metrics.cache_read_tokens += event.cache_read_tokens
+                metrics.prompt_started(prompt_tokens=event.prompt_tokens, cache_read_tokens=event.cache_read_tokens)
                 _note_reuse(metrics, event)
             elif first_token is None and isinstance(event, (TextDelta, ThinkingDelta, ToolUseStart)):
                 first_token = time.perf_counter()
+            elif isinstance(event, Failed):
+                outcome = "failed"
             elif isinstance(event, Finished):
+                outcome = "finished"
                 now = time.perf_counter()
                 decode_s = now - first_token if first_token else 0.0
                 metrics.generation_done(
-                    input_tokens=prompt_tokens,
                     output_tokens=event.output_tokens,
                     ttft_s=(first_token or now) - started,
                     decode_tps=(event.output_tokens - 1) / decode_s
@@ -175,8 +177,12 @@ async def _measured(request: Request, events: AsyncIterator[GenerationEvent], cl
                     else None,
                 )
             yield event
+    except Exception:
+        outcome = "failed"
+        raise
     finally:
         metrics.in_flight -= 1
+        metrics.generation_ended(outcome)
         clock.log()
         # Engine.generate promises an AsyncIterator; every engine's is an async generator.
         await cast(Events, events).aclose()
