@@ -124,6 +124,7 @@ def test_status_and_claude_find_the_port_the_daemon_was_started_with(run, serve,
     lines = exports(run("claude", "--print-env").output)
     assert lines["ANTHROPIC_BASE_URL"] == f"http://127.0.0.1:{elsewhere.port}"
     assert lines["CLAUDE_CODE_MAX_CONTEXT_TOKENS"] == "131072"
+    assert run("open", "--print-url").output.startswith(f"http://127.0.0.1:{elsewhere.port}/#key=")
 
 
 def test_a_record_whose_process_is_gone_is_ignored(run, tmp_path, free_port):

@@ -23,6 +23,8 @@ def open_page(host: str | None, port: int | None, home: str | None, print_url: b
     """Open the status page (models, memory, requests in flight, speed) in a browser."""
     with fail():
         settings = load_settings({"host": host, "port": port, "home": home})
+        if host is None and port is None:  # the daemon's own address, whatever --port it got
+            settings = daemon.located(settings)
         url = daemon.base_url(settings)
         if daemon.health(settings) is None:
             raise RuntimeError(f"no server answers at {url}; start one with `pensieve start`")
