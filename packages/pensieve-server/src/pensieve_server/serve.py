@@ -66,10 +66,22 @@ def bind(settings: Settings) -> Sockets:
     try:
         return hypercorn_config(settings).create_sockets()
     except OSError as exc:
+        _close_unbound(exc)
         where = f"{settings.host}:{settings.port}"
         if exc.errno == errno.EADDRINUSE:
             raise ConfigError(f"cannot listen on {where}: the port is in use (choose another with --port)") from None
         raise ConfigError(f"cannot listen on {where}: {exc.strerror or exc}") from None
+
+
+def _close_unbound(exc: OSError) -> None:
+    """Hypercorn leaves the socket it could not bind open (a ResourceWarning when it is collected,
+    a leaked descriptor until then): close it, found in the frames the error passed through."""
+    tb = exc.__traceback__
+    while tb is not None:
+        for value in tb.tb_frame.f_locals.values():
+            if isinstance(value, socket.socket):
+                value.close()
+        tb = tb.tb_next
 
 
 def _all(sockets: Sockets) -> list[socket.socket]:
