@@ -32,7 +32,9 @@ def test_claude_code_bodies_decode_and_render(renderer, tool_turns):
     assert body.messages[-1].role == "system"
     text = renderer.text(body.to_generation())
     assert "x-anthropic-billing-header" not in text
-    assert all(name in text for name in TOOL_NAMES)
+    # A deferred tool (defer_loading) stays out of the prompt until a tool_reference loads it.
+    assert all(name in text for name in TOOL_NAMES if name != "DeferredToolPlaceholder")
+    assert "DeferredToolPlaceholder" not in text
     # The late system message stays at the end, after the user's words.
     assert text.index("Say hi") < text.index("# Environment")
     if tool_turns:

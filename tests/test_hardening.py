@@ -75,15 +75,15 @@ def test_sigterm_during_a_stream_lets_it_finish(tiny_model_dir, tmp_path):
         first = next(chunks)
         while "content_block_delta" not in first:
             first += next(chunks)
-            proc.proc.send_signal(signal.SIGTERM)
-            time.sleep(0.3)
-            # Shutting down: a new request is refused (connection closed, or 529 while draining).
-            try:
-                late = httpx.get(proc.url + "/v1/models", headers=KEY, timeout=5)
-                assert late.status_code == 529 and late.json()["error"]["type"] == "overloaded_error"
-            except httpx.TransportError:
-                pass
-            rest = "".join(chunks)
+        proc.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        # Shutting down: a new request is refused (connection closed, or 529 while draining).
+        try:
+            late = httpx.get(proc.url + "/v1/models", headers=KEY, timeout=5)
+            assert late.status_code == 529 and late.json()["error"]["type"] == "overloaded_error"
+        except httpx.TransportError:
+            pass
+        rest = "".join(chunks)
     events = sse_events(first + rest)
     assert events[-1]["type"] == "message_stop"
     assert events[-2]["usage"]["output_tokens"] == 200
