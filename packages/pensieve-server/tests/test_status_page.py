@@ -50,7 +50,7 @@ def test_status_says_memory_and_device(client, engine):
     assert s.device.memory_total_bytes > 0 and s.device.kind in ("cpu", "metal", "cuda")
 
 
-def test_status_shows_a_request_while_it_decodes_and_after_it_ended(client):
+def test_status_shows_a_request_while_it_decodes_and_after_it_ended(client, engine):
     before = status(client)
     long = {**BODY, "max_tokens": 400, "stream": True}
     done = threading.Thread(target=lambda: client.post("/v1/messages", json=long, headers=AUTH))
@@ -63,7 +63,7 @@ def test_status_shows_a_request_while_it_decodes_and_after_it_ended(client):
     assert seen, "the request was never seen decoding"
     counts = [r.output_tokens for r in seen]
     assert counts == sorted(counts)  # tokens so far only grow
-    assert seen[0].prompt_tokens and seen[0].ttft_s is not None and seen[0].model == "tiny0"
+    assert seen[0].prompt_tokens and seen[0].ttft_s is not None and seen[0].model == engine.model.id
     after = status(client)
     assert after.running == []
     last = after.recent[0]
