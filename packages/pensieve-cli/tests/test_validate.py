@@ -32,3 +32,27 @@ def test_validate_of_a_named_model_that_is_missing_fails_naming_the_pull_and_the
     assert "serves the bundled smollm2-135m" in result.output
     assert "Traceback" not in result.output
     assert result.output.strip().splitlines()[-1].startswith("pensieve: someone/never-downloaded is not in")
+
+
+def _on(kind, monkeypatch):
+    """device_info as on another machine: the same numbers, another device kind."""
+    import msgspec
+
+    import pensieve_metal
+
+    real = pensieve_metal.device_info
+    monkeypatch.setattr(pensieve_metal, "device_info", lambda: msgspec.structs.replace(real(), kind=kind))
+
+
+def test_validate_suggests_bf16_for_quantized_weights_on_cuda_only(run, tmp_path, monkeypatch):
+    from pensieve_model_support.gguf.testing import build_tiny_gguf
+    from pensieve_model_support.testing import build_tiny_model
+
+    quantized, full = build_tiny_gguf(tmp_path / "q8.gguf"), build_tiny_model(tmp_path / "bf16")
+    _on("cuda", monkeypatch)
+    said = run("validate", "--model", str(quantized))
+    assert said.exit_code == 0, said.output
+    assert "note quantized weights on CUDA" in said.output and "a bf16 build of this model" in said.output
+    assert "note quantized" not in run("validate", "--model", str(full)).output
+    _on("cpu", monkeypatch)
+    assert "note quantized" not in run("validate", "--model", str(quantized)).output

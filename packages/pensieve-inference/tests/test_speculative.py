@@ -256,7 +256,7 @@ def test_draft_speculation_needs_a_draft_model():
 
     options = EngineOptions.of(Settings(speculative="draft", draft_model="smollm2-135m"))
     assert (options.speculative, options.draft_model) == ("draft", "smollm2-135m")
-    assert options.speculation(None) is None  # until startup has loaded the draft
+    assert options.speculation(False) is None  # until startup has loaded the draft
 
 
 def test_auto_speculation_is_off_on_a_cpu_and_for_quantized_weights_on_a_gpu(tiny_model_dir, tmp_path, monkeypatch):
@@ -268,9 +268,10 @@ def test_auto_speculation_is_off_on_a_cpu_and_for_quantized_weights_on_a_gpu(tin
 
     auto = EngineOptions.of(Settings())
     assert auto.speculative == "auto"
-    full = load_model(resolve_reference(str(tiny_model_dir)), HuggingFaceHub()).model
-    quantized = load_model(resolve_reference(str(build_tiny_gguf(tmp_path / "q8.gguf"))), HuggingFaceHub()).model
-    assert auto.speculation(full) is None  # this machine's MLX runs on the CPU
+    full = load_model(resolve_reference(str(tiny_model_dir)), HuggingFaceHub())
+    quantized = load_model(resolve_reference(str(build_tiny_gguf(tmp_path / "q8.gguf"))), HuggingFaceHub())
+    assert (full.quantized, quantized.quantized) == (False, True)
+    assert auto.speculation(full.quantized) is None  # this machine's MLX runs on the CPU
     monkeypatch.setattr(mx, "default_device", lambda: mx.gpu)
-    assert auto.speculation(full) is not None
-    assert auto.speculation(quantized) is None
+    assert auto.speculation(full.quantized) is not None
+    assert auto.speculation(quantized.quantized) is None

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import mlx.core as mx
-import mlx.nn as nn
 import msgspec
 
 from pensieve_core import Settings
@@ -49,17 +48,16 @@ class EngineOptions(msgspec.Struct, kw_only=True, frozen=True):
             draft_model=settings.draft_model,
         )
 
-    def speculation(self, model: Any) -> Speculation | None:
+    def speculation(self, quantized: bool) -> Speculation | None:
         """What an engine's jobs start with: prompt lookup, or nothing until a draft is loaded."""
-        speculative = _auto(model) if self.speculative == "auto" else self.speculative
+        speculative = _auto(quantized) if self.speculative == "auto" else self.speculative
         return Speculation() if speculative == "prompt_lookup" else None
 
 
-def _auto(model: Any) -> str:
+def _auto(quantized: bool) -> str:
     """Prompt lookup where decoding waits on memory: a GPU, with full-precision weights. On a CPU
     MLX's matmul costs grow with the rows a draft adds; on CUDA its quantized matmul is slow past
     one row (H200, Phi-3-mini 4-bit: 239 tok/s plain, 106 with prompt lookup; docs/performance.md)."""
     if mx.default_device() != mx.gpu:
         return "off"
-    quantized = any(isinstance(m, nn.QuantizedLinear) for _, m in model.named_modules())
     return "off" if quantized else "prompt_lookup"

@@ -31,6 +31,8 @@ class LoadedModel(msgspec.Struct, kw_only=True):
     # Changes whenever the weights do: keys what is persisted about this model (prefix caches).
     identity: str = ""
     weights_bytes: int = 0
+    # Some of its layers hold quantized weights (what CUDA batches slowly, and speculation skips).
+    quantized: bool = False
 
 
 def _context_length(config: dict[str, Any]) -> int:
@@ -110,4 +112,5 @@ def load_model(
         context_length=_context_length(config),
         identity=weights_identity(ref.name, files),
         weights_bytes=weights_bytes,
+        quantized=any(isinstance(m, nn.QuantizedLinear) for _, m in model.named_modules()),
     )
