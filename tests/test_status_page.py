@@ -3,10 +3,15 @@ loads the numbers with the key from the URL's fragment, and they move while a re
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from html.parser import HTMLParser
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib.resources import files
 from pathlib import Path
 
 import httpx2 as httpx
@@ -142,3 +147,48 @@ def test_page_loads_the_status_and_its_numbers_move_during_a_request(server, tmp
     recent = after.texts["recent"]
     assert "end_turn" in recent or "max_tokens" in recent
     assert "cancelled" in recent  # the long request, left mid-stream
+
+
+@contextmanager
+def stand_in(answers: dict[str, tuple[str, bytes]]) -> Iterator[str]:
+    """A server in pensieve's place that answers each path with a fixed body; its URL."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path not in answers:  # a browser's favicon.ico
+                self.send_error(404)
+                return
+            kind, body = answers[self.path]
+            self.send_response(200)
+            self.send_header("content-type", kind)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_args) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_page_shows_how_far_a_long_prefill_is(server, tmp_path):
+    """The server's own answer with one request mid-prefill added (/v1/status's side is tested in
+    pensieve-server's test_status_page.py), from a stand-in: the page is caught at that moment."""
+    status = httpx.get(server.url + "/v1/status", headers={"x-api-key": KEY}, timeout=10).json()
+    status["running"] = [
+        {"request_id": "req_0123456789abcdef", "model": "tiny", "phase": "prefill", "age_s": 12.0,
+         "prompt_tokens": 12000, "cache_read_tokens": 0, "prefill_done": 5244, "prefill_percent": 43.7,
+         "output_tokens": 0, "ttft_s": None},
+    ]  # fmt: skip
+    html = files("pensieve_server").joinpath("static", "status.html").read_bytes()
+    answers = {"/": ("text/html", html), "/v1/status": ("application/json", json.dumps(status).encode())}
+    with stand_in(answers) as url:
+        dom = page(f"{url}/#key={KEY}", tmp_path / "profile")
+    assert dom.body["data-source"] == "status"
+    assert "prefill 43%" in dom.texts["running"], dom.texts["running"]

@@ -144,6 +144,28 @@ def test_status_reads_the_counts_from_v1_status(run, stand_in):
     assert "tokens_per_s    41.5" in run("status").output
 
 
+def test_status_lists_the_requests_running_with_a_long_prefill_s_share(run, stand_in):
+    base = {"age_s": 4.2, "output_tokens": 0, "prefill_done": None, "prefill_percent": None}
+    stand_in.answers["/v1/status"] = {
+        **stand_in.answers["/v1/status"],
+        "running": [
+            {**base, "request_id": "req_a", "phase": "prefill", "prefill_done": 5244, "prefill_percent": 43.7},
+            {**base, "request_id": "req_b", "phase": "prefill"},  # a short prompt reports no share
+            {**base, "request_id": "req_c", "phase": "decoding", "output_tokens": 9},
+        ],
+    }
+    shown = run("status").output
+    assert "running         req_a prefill 43% (4.2 s)" in shown
+    assert "running         req_b prefill (4.2 s)" in shown and "None" not in shown
+    assert "running         req_c decoding, 9 tokens (4.2 s)" in shown
+    listed = json.loads(run("status", "--json").output)["generations_running"]
+    assert [(r["request_id"], r["prefill_percent"]) for r in listed] == [
+        ("req_a", 43.7),
+        ("req_b", None),
+        ("req_c", None),
+    ]
+
+
 def test_status_without_the_key_still_says_what_health_says(run, stand_in, monkeypatch):
     monkeypatch.setenv("PENSIEVE_API_KEY", "another-key")
     result = run("status", "--json")

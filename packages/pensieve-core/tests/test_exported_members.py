@@ -15,6 +15,7 @@ EXPECTED = {
     "GenerationRequest",
     "ModelCard",
     "Phases",
+    "PrefillProgress",
     "SETTING_NAMES",
     "Settings",
     "Started",

@@ -9,7 +9,7 @@ import msgspec
 import pytest
 
 from pensieve_claude_types import MessageParam
-from pensieve_core import Finished, GenerationRequest, TextDelta
+from pensieve_core import Finished, GenerationRequest, PrefillProgress, Started, TextDelta
 
 
 @pytest.fixture(scope="module")
@@ -184,3 +184,23 @@ def test_a_long_prefill_says_how_far_it_is(lane_engine, monkeypatch, small_lane)
     assert len(progress) >= 3 and progress[-1]["done"] == progress[-1]["total"] - 1
     assert [e["done"] for e in progress] == sorted(e["done"] for e in progress)
     assert all(0 < e["percent"] <= 100 for e in progress)
+
+
+def test_a_long_prefill_sends_its_progress_through_the_engine(tiny_model_dir, small_lane):
+    """After each chunk, before any output: how many of the prompt's tokens are in, up to all but
+    the last (the batch samples from that one)."""
+    from pensieve_inference import GenerationWorker, MLXEngine
+    from pensieve_model_support import HuggingFaceHub, resolve_reference
+
+    worker = GenerationWorker(prefill_step=small_lane)
+    try:
+        engine = MLXEngine.load_sync(resolve_reference(str(tiny_model_dir)), HuggingFaceHub(), worker=worker)
+        events = asyncio.run(collect(engine, request(LONG + " progress", max_tokens=2)))
+    finally:
+        worker.stop()
+    started, progress = events[0], [e for e in events if isinstance(e, PrefillProgress)]
+    assert isinstance(started, Started) and isinstance(events[-1], Finished)
+    assert events[1 : 1 + len(progress)] == progress, "progress comes between Started and the output"
+    assert len(progress) >= 3 and {p.total for p in progress} == {started.prompt_tokens}
+    done = [p.done for p in progress]
+    assert done == sorted(set(done)) and done[0] <= small_lane and done[-1] == started.prompt_tokens - 1

@@ -2,13 +2,14 @@
 the last ones ended (timing and counts, never content) and tokens per 10 s."""
 
 import asyncio
+import math
 import threading
 import time
 
 import msgspec
 import pytest
 
-from pensieve_core import Failed, Finished, GenerationRequest, ModelCard, Started, TextDelta
+from pensieve_core import Failed, Finished, GenerationRequest, ModelCard, PrefillProgress, Started, TextDelta
 from pensieve_server.inflight import Ended, LiveRequests
 from pensieve_server.metrics import TokenRing
 from pensieve_server.routes.status import Status
@@ -84,6 +85,78 @@ def test_recent_requests_carry_no_content(client):
         "request_id", "model", "outcome", "stop_reason", "error_type", "ago_s", "duration_s", "ttft_s",
         "prompt_tokens", "cache_read_tokens", "output_tokens", "decode_tokens_per_s",
     }  # fmt: skip
+
+
+class HeldModel:
+    """The real model, holding its `hold_at`th prompt chunk until the test lets it go: the
+    prefill stops there, the chunks before it reported."""
+
+    def __init__(self, model, hold_at: int) -> None:
+        self._model, self._hold_at, self._chunks = model, hold_at, 0
+        self.go = threading.Event()
+
+    def __call__(self, inputs, *args, **kwargs):
+        if inputs.shape[-1] > 1:
+            self._chunks += 1
+            if self._chunks == self._hold_at:
+                self.go.wait(30)
+        return self._model(inputs, *args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+
+def test_status_shows_how_far_a_long_prefill_is(engine):
+    from starlette.testclient import TestClient
+
+    from pensieve_core import Settings
+    from pensieve_inference import GenerationWorker, MLXEngine
+    from pensieve_server import create_app
+
+    step = 64
+    held = HeldModel(engine.loaded.model, hold_at=3)
+    worker = GenerationWorker(prefill_step=step)
+    lane = MLXEngine(msgspec.structs.replace(engine.loaded, model=held), worker, engine.model)
+    # Past the lane's 512 tokens: chunks of 64, the third held.
+    body = {**BODY, "max_tokens": 2, "messages": [{"role": "user", "content": "lorem ipsum " * 400}]}
+    seen = []
+    try:
+        with TestClient(create_app(lane, Settings(api_key="test-key")), base_url="http://localhost") as client:
+            done = threading.Thread(target=lambda: client.post("/v1/messages", json=body, headers=AUTH))
+            done.start()
+            deadline = time.monotonic() + 30
+            while not seen or seen[-1].prefill_done != 2 * step:
+                assert time.monotonic() < deadline, seen
+                seen += [r for r in status(client).running if r.phase == "prefill"]
+                time.sleep(0.02)
+            held.go.set()
+            done.join()
+            after = status(client)
+    finally:
+        held.go.set()
+        worker.stop()
+    mid = seen[-1]
+    assert mid.prompt_tokens > 512 and mid.prefill_percent == math.floor(1000 * 2 * step / mid.prompt_tokens) / 10
+    reported = [r.prefill_done for r in seen if r.prefill_done is not None]
+    assert reported == sorted(reported) and set(reported) <= {step, 2 * step}
+    assert after.running == [] and after.recent[0].outcome == "finished"
+
+
+def test_progress_shows_only_during_prefill():
+    async def run():
+        live = LiveRequests(TokenRing())
+        engine = _Scripted()
+        events = live.watch(engine, GenerationRequest(messages=[], max_tokens=4, request_id="req_3"))
+        seen = []
+        for event in (Started(prompt_tokens=1000), PrefillProgress(done=437, total=1000), TextDelta(text="a")):
+            engine.events.put_nowait(event)
+            await anext(events)
+            (running,) = live.read()[0]
+            seen.append((running.phase, running.prefill_done, running.prefill_percent))
+        await events.aclose()
+        return seen
+
+    assert asyncio.run(run()) == [("prefill", None, None), ("prefill", 437, 43.7), ("decoding", None, None)]
 
 
 class _Scripted:

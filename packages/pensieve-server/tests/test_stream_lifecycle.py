@@ -1,12 +1,13 @@
 """A stream's end, however it comes: cut by the shutdown timeout (one overloaded_error event),
-or abandoned by its client mid-step (the generation is closed, one info line, no error)."""
+or abandoned by its client mid-step (the generation is closed, one info line, no error); and its
+pings while a long prefill sends nothing."""
 
 import asyncio
 import json
 
 from structlog.testing import capture_logs
 
-from pensieve_core import Started, TextDelta
+from pensieve_core import Finished, PrefillProgress, Started, TextDelta
 from pensieve_server.app import Lifecycle
 from pensieve_server.assembly import MessageAssembler
 from pensieve_server.middleware import RequestIdMiddleware
@@ -92,3 +93,22 @@ def test_a_client_leaving_during_the_body_is_one_info_line():
         asyncio.run(RequestIdMiddleware(app)(scope, receive, send))
     assert [(e["event"], e["log_level"]) for e in logs] == [("client_disconnected", "info"), ("request", "info")]
     assert all("exc_info" not in e for e in logs)
+
+
+def test_pings_go_out_while_prefill_progress_sends_nothing():
+    """Progress comes every 10 ms, the client sees none of it: a ping still goes out every 0.1 s."""
+
+    async def prefill():
+        for done in range(1, 41):
+            await asyncio.sleep(0.01)
+            yield PrefillProgress(done=done, total=41)
+        yield Finished(stop_reason="end_turn", output_tokens=0)
+
+    async def run() -> bytes:
+        return b"".join(
+            [c async for c in _sse(MessageAssembler("m", "m"), Started(prompt_tokens=41), prefill(), 0.1, Lifecycle())]
+        )
+
+    types = [e["type"] for e in _events(asyncio.run(run()))]
+    assert types[:2] == ["message_start", "ping"] and types[-2:] == ["message_delta", "message_stop"]
+    assert types.count("ping") >= 3, types

@@ -117,7 +117,8 @@ def stop(home: str | None, timeout: float) -> None:
 @click.option("--port", type=int, help="Server port (default: where `start --daemon` put it, else configured).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def status(home: str | None, port: int | None, as_json: bool) -> None:
-    """Is the server running: pid, URL, model, device, memory, uptime, requests, speed."""
+    """Is the server running: pid, URL, model, device, memory, uptime, requests, speed, and each
+    request running now (a long prompt's prefill with its share done)."""
     with fail():
         settings = _settings(home=home, port=port)
         info = _status(settings if port else daemon.located(settings))
@@ -135,6 +136,8 @@ def status(home: str | None, port: int | None, as_json: bool) -> None:
             click.echo(f"  {key:<15} {'—' if info[key] is None else info[key]}")
         if info["fallback"]:
             click.echo(f"  {'fallback':<15} {info['fallback']}")
+        for generation in info["generations_running"]:
+            click.echo(f"  {'running':<15} {_running_line(generation)}")
     if not info["running"]:
         sys.exit(3)
 
@@ -161,8 +164,19 @@ def _status(settings: Settings) -> dict[str, Any]:
         in_flight=requests.get("in_flight"),
         tokens_per_s=speed.get("decode_tokens_per_s"),
         cache_hit_rate=cache.get("read_fraction"),
+        generations_running=numbers.get("running", []),
     )
     return info
+
+
+def _running_line(generation: dict[str, Any]) -> str:
+    """One generation running now: its phase (a long prefill's share done, a decode's tokens so far) and age."""
+    phase, percent = generation["phase"], generation.get("prefill_percent")  # older servers send no percent
+    if phase == "prefill" and percent is not None:
+        phase = f"prefill {int(percent)}%"
+    elif phase == "decoding":
+        phase = f"decoding, {generation['output_tokens']} tokens"
+    return f"{generation['request_id']} {phase} ({generation['age_s']} s)"
 
 
 for command in (config, pull, models, rm, validate, claude, cache, open_page):

@@ -70,6 +70,15 @@ class Started(msgspec.Struct, tag=True):
     phases: Phases = Phases()
 
 
+class PrefillProgress(msgspec.Struct, tag=True):
+    """A long prompt's prefill moved on (one per chunk of the prefill lane): `done` of its
+    `total` tokens are in the cache, the part the prefix cache read included. Only a long
+    prompt (the lane's) reports; the status page shows it, the Messages API does not."""
+
+    done: int
+    total: int
+
+
 class TextDelta(msgspec.Struct, tag=True):
     text: str
 
@@ -127,7 +136,16 @@ class Failed(msgspec.Struct, tag=True):
 
 
 GenerationEvent = (
-    Started | TextDelta | ThinkingDelta | ThinkingEnd | ToolUseStart | ToolInputDelta | ToolUseEnd | Finished | Failed
+    Started
+    | PrefillProgress
+    | TextDelta
+    | ThinkingDelta
+    | ThinkingEnd
+    | ToolUseStart
+    | ToolInputDelta
+    | ToolUseEnd
+    | Finished
+    | Failed
 )
 
 

@@ -18,6 +18,8 @@ from typing import Any
 import mlx.core as mx
 import structlog
 
+from pensieve_core import PrefillProgress
+
 from .jobs import GenerationJob
 
 log = structlog.get_logger("pensieve.inference")
@@ -26,7 +28,8 @@ log = structlog.get_logger("pensieve.inference")
 LANE_MIN_TOKENS = 512
 # The lane's chunk while other sequences decode or wait: their next step waits for it.
 SHARED_CHUNK = 256
-# A long prefill says how far it is at most this often (a 37K-token one takes minutes on a CPU).
+# A long prefill logs how far it is at most this often (a 37K-token one takes minutes on a CPU);
+# its event (for the status page) goes out after every chunk, with the worker turn's others.
 PROGRESS_EVERY_S = 5.0
 
 
@@ -98,6 +101,7 @@ class PrefillLane:
 
 
 def _report(prefill: Prefill, total: int) -> None:
+    prefill.job.emit(PrefillProgress(done=prefill.done, total=total))
     now = time.monotonic()
     if now - prefill.reported < PROGRESS_EVERY_S:
         return

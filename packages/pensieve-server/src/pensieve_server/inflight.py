@@ -3,6 +3,7 @@ ended: what the status page lists. Timing and token counts only, never content."
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 from collections.abc import AsyncGenerator
@@ -16,6 +17,7 @@ from pensieve_core import (
     Finished,
     GenerationEvent,
     GenerationRequest,
+    PrefillProgress,
     Started,
     TextDelta,
     ThinkingDelta,
@@ -40,6 +42,10 @@ class Running(msgspec.Struct, kw_only=True):
     age_s: float
     prompt_tokens: int | None  # known once it reaches the worker
     cache_read_tokens: int | None
+    # In prefill, a long prompt's (the prefill lane's): its tokens in the cache so far, the
+    # cached part included, and their share of the prompt (floored, 0.1 steps); else None.
+    prefill_done: int | None
+    prefill_percent: float | None
     output_tokens: int  # so far, counted by deltas (a delta is about one token)
     ttft_s: float | None
 
@@ -73,6 +79,7 @@ class Generation:
         self.admitted = time.monotonic()
         self.first_token: float | None = None
         self.started: Started | None = None
+        self.progress: PrefillProgress | None = None
         self.deltas = 0
         self.finished: Finished | None = None
         self.failed: Failed | None = None
@@ -80,6 +87,8 @@ class Generation:
     def see(self, event: GenerationEvent) -> None:
         if isinstance(event, Started):
             self.started = event
+        elif isinstance(event, PrefillProgress):
+            self.progress = event
         elif isinstance(event, (TextDelta, ThinkingDelta, ToolUseStart, ToolInputDelta)):
             if self.first_token is None:
                 self.first_token = time.monotonic()
@@ -101,6 +110,7 @@ class Generation:
         return "prefill" if self.started is not None else "queued"
 
     def running(self, now: float) -> Running:
+        progress = self.progress if self.phase == "prefill" else None
         return Running(
             request_id=self.request_id,
             model=self.model,
@@ -108,6 +118,8 @@ class Generation:
             age_s=round(now - self.admitted, 1),
             prompt_tokens=self.started.prompt_tokens if self.started else None,
             cache_read_tokens=self.started.cache_read_tokens if self.started else None,
+            prefill_done=progress.done if progress else None,
+            prefill_percent=math.floor(1000 * progress.done / progress.total) / 10 if progress else None,
             output_tokens=self.deltas,
             ttft_s=_r(self.first_token - self.admitted if self.first_token else None),
         )

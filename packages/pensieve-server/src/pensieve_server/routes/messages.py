@@ -236,12 +236,13 @@ async def _sse(
     keepalive_seconds: float,
     lifecycle: Lifecycle,
 ) -> AsyncIterator[bytes]:
-    """SSE bytes; a ping goes out whenever the model is silent for keepalive_seconds (long
-    prefills), and a failure after the 200, or the shutdown timeout, becomes one error event,
-    then nothing."""
+    """SSE bytes; a ping goes out whenever nothing was sent for keepalive_seconds (long
+    prefills, whose progress events send nothing), and a failure after the 200, or the shutdown
+    timeout, becomes one error event, then nothing."""
     for out in assembler.feed(first):
         yield encode_event(out)
     yield encode_event(Ping())
+    due = time.monotonic() + keepalive_seconds  # the next ping, unless other bytes go out first
     pending: asyncio.Task[GenerationEvent] | None = None
     cut = lifecycle.until_cut()
     ended = False
@@ -249,7 +250,8 @@ async def _sse(
         while True:
             pending = pending or asyncio.ensure_future(anext(events))
             waits: set[asyncio.Future[Any]] = {pending, cut}
-            done, _ = await asyncio.wait(waits, timeout=keepalive_seconds, return_when=asyncio.FIRST_COMPLETED)
+            timeout = max(0.0, due - time.monotonic())
+            done, _ = await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
             if pending not in done:
                 if cut in done:
                     ended = True
@@ -257,6 +259,7 @@ async def _sse(
                         yield encode_event(out)
                     return
                 yield encode_event(Ping())
+                due = time.monotonic() + keepalive_seconds
                 continue
             try:
                 event = pending.result()
@@ -272,6 +275,7 @@ async def _sse(
             pending = None
             for out in assembler.feed(event):
                 yield encode_event(out)
+                due = time.monotonic() + keepalive_seconds
             if assembler.failed is not None or assembler.message.stop_reason is not None:
                 ended = True
                 return
