@@ -3,6 +3,8 @@
 tiny       llama, hidden 128, 4 layers (the CPU runs: a 10K-token prefix prefills in seconds)
 phi3-mini  Phi-3-mini-128k's shape (hidden 3072, 32 layers, 32 heads, MLP 8192), phi3 code
            in mlx-lm, 4-bit (group 64) or bf16; SmolLM2's tokenizer (vocab 49,152, not 32,064)
+qwen3-8b   Qwen3-8B's shape (hidden 4096, 36 layers, 32 heads, 8 KV heads, MLP 12288), qwen3
+           code, the same choices and tokenizer (vocab 49,152, not 151,936)
 """
 
 from __future__ import annotations
@@ -24,6 +26,20 @@ PHI3_MINI = {
     "original_max_position_embeddings": 4096,
     "tie_word_embeddings": False,
 }
+QWEN3_8B = {
+    "model_type": "qwen3",
+    "hidden_size": 4096,
+    "num_hidden_layers": 36,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 8,
+    "head_dim": 128,
+    "intermediate_size": 12288,
+    "rms_norm_eps": 1e-6,
+    "rope_theta": 1000000.0,
+    "max_position_embeddings": 40960,
+    "tie_word_embeddings": False,
+}
+SHAPES = {"phi3-mini": PHI3_MINI, "qwen3-8b": QWEN3_8B}
 
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json")
@@ -33,7 +49,7 @@ def build(path: Path, shape: str, bits: int | None, tokenizer_from: Path | None 
     import mlx.core as mx
     import mlx.nn as nn
     from mlx.utils import tree_flatten
-    from mlx_lm.models import phi3
+    from mlx_lm.models import phi3, qwen3
 
     if tokenizer_from is not None:  # where the bundled GGUF is not at hand (the lent GPU)
         path.mkdir(parents=True, exist_ok=True)
@@ -48,9 +64,10 @@ def build(path: Path, shape: str, bits: int | None, tokenizer_from: Path | None 
         build_tiny_model(path)  # the tokenizer files; config and weights are replaced below
         (path / "model.safetensors").unlink()
     small = json.loads((path / "config.json").read_text())
-    config = {**PHI3_MINI, "vocab_size": small["vocab_size"], "eos_token_id": small.get("eos_token_id")}
+    config = {**SHAPES[shape], "vocab_size": small["vocab_size"], "eos_token_id": small.get("eos_token_id")}
     mx.random.seed(0)
-    model = phi3.Model(phi3.ModelArgs.from_dict(config))
+    family = qwen3 if shape == "qwen3-8b" else phi3
+    model = family.Model(family.ModelArgs.from_dict(config))
     model.set_dtype(mx.bfloat16)
     if bits:
         nn.quantize(model, group_size=64, bits=bits)
@@ -65,8 +82,8 @@ def build(path: Path, shape: str, bits: int | None, tokenizer_from: Path | None 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("path", type=Path)
-    parser.add_argument("--shape", choices=["tiny", "phi3-mini"], default="tiny")
-    parser.add_argument("--bits", type=int, default=None, help="quantize (phi3-mini only), e.g. 4")
+    parser.add_argument("--shape", choices=["tiny", *SHAPES], default="tiny")
+    parser.add_argument("--bits", type=int, default=None, help="quantize (not tiny), e.g. 4")
     parser.add_argument("--tokenizer-from", type=Path, help="copy tokenizer files from this model directory")
     args = parser.parse_args()
     print(build(args.path, args.shape, args.bits, args.tokenizer_from))

@@ -126,3 +126,47 @@ def test_reuse_runs_on_through_an_answer_whose_text_encodes_otherwise(tiny_model
         assert again.cache_read_tokens >= started.prompt_tokens + len(spelled) + 1
     finally:
         engine.worker.stop()
+
+
+def test_a_warm_turn_prefills_its_short_tail_in_one_pass_and_a_retry_still_reads_the_turn(cached_engine, monkeypatch):
+    """Claude Code's turn, as tools/bench/warm_turn.py replays it: the answer and a new message go
+    in before the environment message, which stays last. The few tokens before the boundary at
+    the last message run with the rest (no forward pass and cache copy of their own); a retry of
+    the last message still reads the cache up to that boundary (the turn's cache, trimmed)."""
+    env = ("user", "The environment message, which stays last in every turn.")
+    first = [("user", "One pass for a short tail: the first question."), env]
+    _, answer, _ = run(cached_engine, first)
+    second = [first[0], ("assistant", answer or "(no text)"), ("user", "The next question, a short one."), env]
+    boundary = cached_engine._renderer.prompt(
+        GenerationRequest(messages=[MessageParam(role=r, content=c) for r, c in second], max_tokens=6)
+    ).boundaries[-1]
+    model = type(cached_engine.loaded.model)
+    passes, original = [], model.__call__
+
+    def counted(self, inputs, cache=None, **kwargs):
+        passes.append((cache[0].offset, inputs.shape[1]))  # where each forward pass starts, its length
+        return original(self, inputs, cache=cache, **kwargs)
+
+    monkeypatch.setattr(model, "__call__", counted)
+    warm, _, _ = run(cached_engine, second)
+    monkeypatch.undo()
+    new = warm.prompt_tokens - warm.cache_read_tokens
+    assert warm.cache_read_tokens < boundary < warm.prompt_tokens and new > 2
+    # One pass over all but the last prompt token (which samples the first), no cut before it.
+    assert [p for p in passes if p[0] < warm.prompt_tokens - 1] == [(warm.cache_read_tokens, new - 1)]
+    retry, _, _ = run(cached_engine, [*second[:-1], ("user", "A different last message, as a retry sends.")])
+    assert boundary <= retry.cache_read_tokens < retry.prompt_tokens
+
+
+def test_a_prefill_is_cut_at_the_system_prompt_and_at_boundaries_far_enough_apart():
+    from pensieve_inference.jobs import CUT_MIN_TOKENS, GenerationJob
+
+    far = CUT_MIN_TOKENS
+    job = GenerationJob(
+        prompt=[], max_tokens=1, sampler_args={}, stop_sequences=None, request_id="", loop=None, events=None
+    )
+    job.boundaries, job.system_end, end = (40, 40 + far, 50 + far), 40, 10 * far
+    assert job.cuts(0, end) == [40, 40 + far]  # the system prompt's end, however short
+    assert job.cuts(45, end) == [50 + far]  # counted from the last point kept
+    assert job.cuts(60, end) == []
+    assert job.cuts(0, 45 + far) == [40, 40 + far]

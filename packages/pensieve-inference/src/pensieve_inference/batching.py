@@ -123,7 +123,7 @@ class ModelBatch:
             cache, rest = job.prefix_cache.take(job.cache_key, self.loaded.model, tokens)
             job.phases = msgspec.structs.replace(job.phases, cache=(time.perf_counter() - looked) * 1000)
         reused = len(tokens) - len(rest)
-        ahead = [b for b in job.boundaries if reused < b < len(tokens)]
+        ahead = job.cuts(reused, len(tokens))
         if len(rest) > LANE_MIN_TOKENS:
             cache = cache if cache is not None else make_prompt_cache(self.loaded.model)
             self._lane.add(Prefill(job=job, cache=cache, done=reused, boundaries=ahead, carry=(seq, tokens)))

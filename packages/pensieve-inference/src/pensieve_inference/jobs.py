@@ -23,6 +23,9 @@ from .tool_stream import ToolCallStream
 
 # Jobs with events not yet sent, per worker thread (tests run several engines, each its own).
 _unsent = threading.local()
+# A prefill stops at a message boundary (a forward pass and a cache copy of its own) only this
+# many tokens past the last point the cache is kept: a shorter segment runs with the rest.
+CUT_MIN_TOKENS = 512
 
 
 @dataclass(kw_only=True)
@@ -35,7 +38,7 @@ class GenerationJob:
     loop: asyncio.AbstractEventLoop
     # Lists of events, each list what one worker turn emitted.
     events: asyncio.Queue[list[GenerationEvent]]
-    # Prompt offsets at message boundaries: the prefix cache keeps a copy there.
+    # Prompt offsets at message boundaries: the prefix cache may keep a copy there (`cuts`).
     boundaries: tuple[int, ...] = ()
     # The boundary where the system prompt and tools end: that prefix is also kept on disk.
     system_end: int = 0
@@ -62,6 +65,18 @@ class GenerationJob:
     answered: Callable[[list[int]], object] | None = None
     cancelled: threading.Event = field(default_factory=threading.Event)
     _pending: list[GenerationEvent] = field(default_factory=list, init=False, repr=False)
+
+    def cuts(self, done: int, end: int) -> list[int]:
+        """The boundaries between `done` and `end` where the prefill stops to keep a copy of the
+        cache: the end of the system prompt (shared by every conversation, persisted), and any
+        other CUT_MIN_TOKENS past the last point kept. A request that diverges at a boundary
+        passed by reads the point kept before it (or, from a trimmable cache, the whole turn's
+        cache kept when generation ends), so it prefills fewer than CUT_MIN_TOKENS again."""
+        cuts: list[int] = []
+        for at in self.boundaries:
+            if done < at < end and (at == self.system_end or at - (cuts[-1] if cuts else done) >= CUT_MIN_TOKENS):
+                cuts.append(at)
+        return cuts
 
     def part_of_prompt(self, at: int) -> str:
         """Where a prompt token lies, by the message boundaries the render found."""
