@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+
 import pytest
 from server_process import BASH_REPLY, CHAT_REPLY, TOOL_REPLY, ServerProcess, free_port, isolated_env
 
@@ -18,7 +21,13 @@ def _serve(tmp_path_factory, model_dir, name, **env):
     port = free_port()
     environ = isolated_env(home)
     environ.update({f"PENSIEVE_{k.upper()}": str(v) for k, v in env.items()})
-    proc = ServerProcess(["--model", str(model_dir), "--port", str(port)], environ, port, home / "server.log")
+    args = ["--model", str(model_dir), "--port", str(port)]
+    ranks = int(os.environ.get("PENSIEVE_TEST_RANKS", "1"))
+    if ranks > 1:  # test_distributed.py runs API suites against a model sharded across ranks
+        hostfile = home / "hosts.json"
+        hostfile.write_text(json.dumps({"hosts": [{"ssh": "127.0.0.1"}] * ranks}))
+        args += ["--hostfile", str(hostfile)]
+    proc = ServerProcess(args, environ, port, home / "server.log")
     proc.wait_ready()
     return proc
 

@@ -73,3 +73,12 @@ def test_speculative_runs(tmp_path):
     assert result["kinds"]["edit"]["acceptance"] > 0 and result["kinds"]["edit"]["tokens_per_step"] > 1
     assert result["kinds"]["edit"]["identical_runs"] == 1
     assert "| edit (" in (tmp_path / "speculative-smoke.md").read_text()
+
+
+def test_ranks_runs(tmp_path):
+    _run([str(BENCH / "ranks.py"), "--smoke", "--label", "smoke", "--out", str(tmp_path)], tmp_path)
+    result = json.loads((tmp_path / "smoke.json").read_text())
+    assert set(result["runs"]) == {"1 process", "2 ranks, tensor", "2 ranks, pipeline"}
+    assert [r["rank"] for r in result["runs"]["2 ranks, tensor"]["ranks"]] == [0, 1]
+    assert result["collective_ms"] > 0
+    assert "| 2 ranks, pipeline |" in (tmp_path / "smoke.md").read_text()

@@ -46,6 +46,22 @@ def _server_options(fn: Any) -> Any:
             click.option(
                 "--max-output-tokens", type=click.IntRange(min=1), help="Cap on tokens generated per request."
             ),
+            click.option(
+                "--hostfile",
+                type=click.Path(dir_okay=False, exists=True),
+                help="One model across the machines in this mlx.launch hostfile (rank 0, listed first, serves).",
+            ),
+            click.option(
+                "--backend",
+                type=click.Choice(["ring", "jaccl", "mpi", "nccl"]),
+                help="MLX's distributed backend for --hostfile (default ring).",
+            ),
+            click.option(
+                "--pipeline/--tensor",
+                "pipeline",
+                default=None,
+                help="With --hostfile: split the layers in a pipeline instead of tensor-parallel (the default).",
+            ),
             click.option("--certfile", type=click.Path(dir_okay=False, exists=True), help="TLS certificate (PEM)."),
             click.option("--keyfile", type=click.Path(dir_okay=False, exists=True), help="TLS private key (PEM)."),
         ]
@@ -138,6 +154,8 @@ def status(home: str | None, port: int | None, as_json: bool) -> None:
             click.echo(f"  {'fallback':<15} {info['fallback']}")
         for generation in info["generations_running"]:
             click.echo(f"  {'running':<15} {_running_line(generation)}")
+        for rank in info["ranks"]:
+            click.echo(f"  {'rank ' + str(rank['rank']):<15} {_rank_line(rank)}")
     if not info["running"]:
         sys.exit(3)
 
@@ -165,8 +183,16 @@ def _status(settings: Settings) -> dict[str, Any]:
         tokens_per_s=speed.get("decode_tokens_per_s"),
         cache_hit_rate=cache.get("read_fraction"),
         generations_running=numbers.get("running", []),
+        ranks=numbers.get("ranks", []),
     )
     return info
+
+
+def _rank_line(rank: dict[str, Any]) -> str:
+    """One process of a model sharded across ranks: where it runs, its memory, whether it runs."""
+    state = "running" if rank["alive"] else "exited"
+    weights, memory = rank["weights_bytes"] / 1e9, rank["memory_bytes"] / 1e9
+    return f"{rank['host']} pid {rank['pid']}, weights {weights:.2f} GB, memory {memory:.2f} GB, {state}"
 
 
 def _running_line(generation: dict[str, Any]) -> str:

@@ -70,6 +70,14 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     # prompt_lookup for full-precision weights on a GPU, off elsewhere (measured not to pay).
     speculative: Literal["auto", "off", "prompt_lookup", "draft"] = "auto"
     draft_model: str | None = None
+    # One model across several processes or machines (MLX's distributed engine): a hostfile in
+    # mlx.launch's format, rank 0 first (this machine, which serves the API); the backend as
+    # mlx.launch names it; layers in a pipeline instead of tensor-parallel; how long one worker
+    # turn may take before the group counts a rank as hung.
+    hostfile: str | None = None
+    backend: Literal["ring", "jaccl", "mpi", "nccl"] = "ring"
+    pipeline: bool = False
+    rank_timeout_s: float = 120.0
 
     def __post_init__(self) -> None:
         if not self.home:
@@ -84,6 +92,8 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
             raise ConfigError(f"max_concurrent_sequences must be at least 1, got {self.max_concurrent_sequences}")
         if self.speculative == "draft" and not self.draft_model:
             raise ConfigError('speculative "draft" needs a draft_model')
+        if self.rank_timeout_s <= 0:
+            raise ConfigError(f"rank_timeout_s must be positive, got {self.rank_timeout_s}")
         if self.max_output_tokens is not None and self.max_output_tokens < 1:
             raise ConfigError(f"max_output_tokens must be at least 1, got {self.max_output_tokens}")
 

@@ -13,6 +13,7 @@ PensieveError                  500 api_error (the root; raised only as a subclas
 ├── ApiError                   500 api_error (an unhandled failure)
 │   ├── ModelLoadError         500 api_error (weights or tokenizer unusable)
 │   ├── GenerationError        500 api_error (failure inside the engine)
+│   │   └── RankLostError      500 api_error (a rank of a distributed model died, hung or drifted)
 │   └── ConfigError            500 api_error (bad configuration: the CLI prints one line)
 └── OverloadedError            529 overloaded_error (queue full, or shutting down; SDKs retry)
 """
@@ -81,6 +82,10 @@ class ModelLoadError(ApiError):
 
 class GenerationError(ApiError):
     pass
+
+
+class RankLostError(GenerationError):
+    """A rank of a model sharded across processes is gone: the group cannot serve again."""
 
 
 class ConfigError(ApiError):

@@ -7,6 +7,7 @@ from .disk_cache import list_entries as list_disk_entries
 from .disk_cache import verify_entry as verify_disk_entry
 from .engine import MLXEngine
 from .jobs import GenerationJob
+from .lockstep import Lockstep, RankInfo
 from .options import EngineOptions
 from .prompt import PromptRenderer, RenderedPrompt, offered_tools
 from .sampling import sampler_args
@@ -21,8 +22,10 @@ __all__ = [
     "EngineOptions",
     "GenerationJob",
     "GenerationWorker",
+    "Lockstep",
     "MLXEngine",
     "PromptRenderer",
+    "RankInfo",
     "RenderedPrompt",
     "StopSequenceMatcher",
     "ToolCallStream",

@@ -21,6 +21,7 @@ from pensieve_model_support import LoadedModel
 
 from .failures import StepFailures, failure_event
 from .jobs import GenerationJob
+from .lockstep import Lockstep
 from .output import SequenceOutput, processors_of
 from .prefill_lane import LANE_MIN_TOKENS, Prefill, PrefillLane, snapshot
 from .sampling import GuardedSampler, make_request_sampler
@@ -65,9 +66,16 @@ def _split(rest: list[int], reused: int, boundaries: tuple[int, ...]) -> list[li
 
 class ModelBatch:
     def __init__(
-        self, loaded: LoadedModel, *, max_sequences: int = MAX_SEQUENCES, prefill_step: int = PREFILL_STEP
+        self,
+        loaded: LoadedModel,
+        *,
+        max_sequences: int = MAX_SEQUENCES,
+        prefill_step: int = PREFILL_STEP,
+        lockstep: Lockstep | None = None,
     ) -> None:
         self.loaded = loaded
+        # A distributed model's ranks: every sampled token is rank 0's (lockstep.py).
+        self._lockstep = lockstep
         self._max_sequences = max_sequences
         self._prefill_step = prefill_step
         self._generator = self._new_generator()
@@ -88,11 +96,20 @@ class ModelBatch:
             prefill_step_size=self._prefill_step,
         )
 
+    def _sampler(self, job: GenerationJob) -> Any:
+        if self._lockstep is None:
+            return make_request_sampler(job.sampler_args)
+        return make_request_sampler(job.sampler_args, agree=self._lockstep.agreed)
+
+    def digest(self) -> list[int]:
+        """The batch's state in a few numbers, which every rank of a distributed model shares."""
+        return [len(self._running), len(self._lane), sum(s.output_tokens for s in self._running.values())]
+
     def __len__(self) -> int:
         return len(self._running) + len(self._lane)
 
     def admit(self, job: GenerationJob) -> None:
-        if job.cancelled.is_set():
+        if job.dropped:
             return
         self._drop_cancelled()  # a retry of an abandoned request finds its prefill
         seq = _Sequence(
@@ -144,7 +161,7 @@ class ModelBatch:
 
     def _solo_steps(self, seq: _Sequence, tokens: list[int], ahead: list[int], done: int, cache: Any) -> Steps:
         seq.fed, seq.boundaries = list(tokens), ahead
-        seq.sampler = make_request_sampler(seq.job.sampler_args)
+        seq.sampler = self._sampler(seq.job)
         return solo_steps(
             self.loaded,
             seq.job,
@@ -160,7 +177,7 @@ class ModelBatch:
     def _insert(self, seq: _Sequence, tokens: list[int], reused: int, cache: Any, ahead: list[int]) -> None:
         self._rejoin()  # company: the lone sequence goes back into the batch
         job = seq.job
-        seq.sampler = make_request_sampler(job.sampler_args)
+        seq.sampler = self._sampler(job)
         (uid,) = self._generator.insert_segments(
             [_split(tokens[reused:], reused, tuple(ahead))],
             max_tokens=[job.max_tokens - seq.output_tokens],
@@ -188,7 +205,9 @@ class ModelBatch:
     def _batch_step(self) -> None:
         try:
             prompt_responses, responses = self._generator.next()
-        except Exception as exc:  # noqa: BLE001 — the generator is half-stepped: start anew
+        except Exception as exc:  # the generator is half-stepped: start anew
+            if self._lockstep is not None:
+                raise  # the other ranks stepped: only the whole group can fail (GenerationWorker)
             self._recover(exc)
             return
         for r in prompt_responses:
@@ -233,7 +252,9 @@ class ModelBatch:
     def _lane_step(self, *, shared: bool) -> None:
         try:
             ready = self._lane.step(shared=shared, on_boundary=self._lane_boundary)
-        except Exception as exc:  # noqa: BLE001 — only this prompt's prefill ran: it alone fails
+        except Exception as exc:  # only this prompt's prefill ran: it alone fails
+            if self._lockstep is not None:
+                raise
             failed = self._lane.pop_failed()
             if failed is not None:
                 failed.job.emit(failure_event(exc, [failed.job.request_id]))
@@ -285,7 +306,9 @@ class ModelBatch:
         assert solo is not None
         try:
             self._solo_step()
-        except Exception as exc:  # noqa: BLE001 — the lone sequence fails, nobody else was in it
+        except Exception as exc:  # the lone sequence fails, nobody else was in it
+            if self._lockstep is not None:
+                raise
             if self._solo is solo:
                 self.failures.record(exc)
             self._retry_solo(solo, exc)
@@ -348,7 +371,7 @@ class ModelBatch:
         self._solo = None
         keep = cut_for_batch(solo, len(seq.fed))
         ahead = [b for b in seq.boundaries if keep < b < len(seq.fed)]
-        seq.sampler = make_request_sampler(seq.job.sampler_args)
+        seq.sampler = self._sampler(seq.job)
         (uid,) = self._generator.insert_segments(
             [_split(seq.fed[keep:], keep, tuple(ahead))],
             max_tokens=[seq.job.max_tokens - seq.output_tokens],
@@ -362,13 +385,13 @@ class ModelBatch:
 
     def _drop_cancelled(self) -> None:
         solo = self._solo
-        if solo is not None and self._running[solo.uid].job.cancelled.is_set():
+        if solo is not None and self._running[solo.uid].job.dropped:
             self._end_solo(solo, self._running[solo.uid], None)
-        for prefill in self._lane.drop(lambda p: not p.job.cancelled.is_set()):
+        for prefill in self._lane.drop(lambda p: not p.job.dropped):
             job = prefill.job
             if job.prefix_cache is not None and prefill.done > 0:
                 job.prefix_cache.put(job.cache_key, prefill.carry[1][: prefill.done], prefill.cache)
-        gone = [uid for uid, seq in self._running.items() if seq.job.cancelled.is_set()]
+        gone = [uid for uid, seq in self._running.items() if seq.job.dropped]
         if not gone:
             return
         # Keep what the abandoned requests prefilled: a client that retries starts there.
@@ -434,7 +457,9 @@ class ModelBatch:
             self._solo = None
         for seq in self._running.values():
             seq.job.cancelled.set()
+            seq.job.dropped = True
         for prefill in self._lane.drop(lambda p: False):
             prefill.job.cancelled.set()
+            prefill.job.dropped = True
         self._running.clear()
         self._generator.close()

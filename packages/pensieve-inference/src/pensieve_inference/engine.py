@@ -8,11 +8,13 @@ from collections.abc import AsyncIterator, Callable
 import structlog
 
 from pensieve_core import Failed, Finished, GenerationEvent, GenerationRequest, ModelCard
+from pensieve_core.errors import RankLostError
 from pensieve_metal import AppliedLimits, apply_memory_limits, prefix_cache_budget
 from pensieve_model_support import Hub, LoadedModel, ModelRef, load_model
 
 from .disk_cache import DiskPrefixStore
 from .jobs import GenerationJob
+from .lockstep import Lockstep, follow_spec, follower_spec
 from .options import EngineOptions
 from .plan import GenerationPlan, ModelLimits, make_plan
 from .prefix_cache import PrefixCache
@@ -31,6 +33,17 @@ def _vocab_size(loaded: LoadedModel) -> int:
     return len(loaded.tokenizer.vocab)
 
 
+def _load(
+    ref: ModelRef, hub: Hub, options: EngineOptions, download: bool, lockstep: Lockstep | None, pipeline: bool
+) -> LoadedModel:
+    if lockstep is None:
+        return load_model(ref, hub, download=download, converted_dir=options.converted_dir)
+    loaded = load_model(ref, hub, download=download, group=lockstep.group, pipeline=pipeline)
+    lockstep.barrier()  # every rank has its shard
+    lockstep.introduce(loaded.weights_bytes)
+    return loaded
+
+
 class MLXEngine:
     def __init__(
         self,
@@ -40,8 +53,11 @@ class MLXEngine:
         options: EngineOptions | None = None,
         *,
         owns_worker: bool = True,
+        lockstep: Lockstep | None = None,
     ) -> None:
         options = options or EngineOptions()
+        # The ranks this model is sharded across (rank 0 serves; the others follow its turns).
+        self.lockstep = lockstep
         self._loaded = loaded
         self._worker = worker
         self._owns_worker = owns_worker
@@ -64,7 +80,10 @@ class MLXEngine:
         if cache_bytes is None:  # not configured: a share of what the weights leave
             cache_bytes = prefix_cache_budget(loaded.weights_bytes)
         disk = None
-        if options.prefix_cache_dir is not None and options.prefix_cache_disk_bytes > 0 and cache_bytes > 0:
+        # A sharded model's ranks keep nothing on disk: a restore decided by each rank's own disk
+        # would part them.
+        persist = options.prefix_cache_disk_bytes > 0 and lockstep is None
+        if options.prefix_cache_dir is not None and persist and cache_bytes > 0:
             disk = DiskPrefixStore(
                 options.prefix_cache_dir, loaded.identity, options.prefix_cache_disk_bytes, model_name=card.id
             )
@@ -85,16 +104,18 @@ class MLXEngine:
         worker: GenerationWorker | None = None,
         fallback_from: str | None = None,
         note: str | None = None,
+        lockstep: Lockstep | None = None,
+        pipeline: bool = False,
     ) -> MLXEngine:
         """Load on the worker thread; several engines may share one worker (one MLX thread).
-        `fallback_from` and `note` go on the card of a model served in another's place."""
+        `fallback_from` and `note` go on the card of a model served in another's place.
+        `lockstep`: this is rank 0 of a sharded model; every other rank calls `load_shard`."""
         options = options or EngineOptions()
         owns = worker is None
         worker = worker or GenerationWorker(max_sequences=options.max_sequences)
-        converted_dir = options.converted_dir
         try:
             loaded: LoadedModel = await asyncio.wrap_future(
-                worker.call(lambda: load_model(ref, hub, download=download, converted_dir=converted_dir))
+                worker.call(lambda: _load(ref, hub, options, download, lockstep, pipeline))
             )
         except BaseException:
             if owns:
@@ -103,7 +124,20 @@ class MLXEngine:
         card = ModelCard(
             id=ref.name, source=ref.kind, context_length=loaded.context_length, fallback_from=fallback_from, note=note
         )
-        return cls(loaded, worker, card, options, owns_worker=owns)
+        engine = cls(loaded, worker, card, options, owns_worker=owns, lockstep=lockstep)
+        if lockstep is not None:
+            await asyncio.wrap_future(worker.join(lockstep))
+        return engine
+
+    @classmethod
+    def load_shard(
+        cls, ref: ModelRef, hub: Hub, options: EngineOptions, lockstep: Lockstep, *, pipeline: bool = False
+    ) -> tuple[MLXEngine, GenerationWorker]:
+        """A rank other than 0: its shard, and a worker to `follow` rank 0 on the calling thread."""
+        worker = GenerationWorker(max_sequences=options.max_sequences, thread=False)
+        loaded = _load(ref, hub, options, False, lockstep, pipeline)
+        card = ModelCard(id=ref.name, source=ref.kind, context_length=loaded.context_length)
+        return cls(loaded, worker, card, options, owns_worker=False, lockstep=lockstep), worker
 
     @classmethod
     def load_sync(
@@ -160,32 +194,14 @@ class MLXEngine:
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationEvent]:
         """Plan (on a render thread), submit to the worker, relay its events."""
-        limits = ModelLimits(self._card.context_length, self._vocab_size, self.max_output_tokens)
-        renderer = self._renderer
+        if self._worker.group_lost is not None:
+            raise RankLostError(self._worker.group_lost)
+        renderer, limits = self._renderer, self._limits()
         plan = await self._render_pool.run(lambda: make_plan(request, renderer, limits))
         events: asyncio.Queue[list[GenerationEvent]] = asyncio.Queue()
-        job = GenerationJob(
-            prompt=plan.rendered.tokens,
-            boundaries=plan.rendered.boundaries,
-            system_end=plan.rendered.system_end,
-            cache_end=plan.rendered.cache_end,
-            max_tokens=plan.max_tokens,
-            exhausted_reason=plan.exhausted_reason,
-            sampler_args=plan.sampler_args,
-            stop_sequences=request.stop_sequences,
-            request_id=request.request_id,
-            loop=asyncio.get_running_loop(),
-            events=events,
-            tool_calls=plan.tool_calls,
-            constraint=plan.constraint,
-            thinking=plan.thinking,
-            thinking_budget=plan.thinking_budget,
-            prefix_cache=self.prefix_cache,
-            cache_key=self._card.id,
-            speculation=self.speculation,
-            phases=plan.phases,
-            answered=self._remembering(plan),
-        )
+        job = self._job(request, plan, asyncio.get_running_loop(), events)
+        if self.lockstep is not None:  # the other ranks rebuild it from this (follow_spec)
+            job.spec = follower_spec(request, plan.rendered)
         self._worker.submit(self._loaded, job)
         try:
             while True:
@@ -195,6 +211,47 @@ class MLXEngine:
                         return
         finally:
             job.cancelled.set()
+
+    def _limits(self) -> ModelLimits:
+        return ModelLimits(self._card.context_length, self._vocab_size, self.max_output_tokens)
+
+    def _job(
+        self,
+        request: GenerationRequest,
+        plan: GenerationPlan,
+        loop: asyncio.AbstractEventLoop | None,
+        events: asyncio.Queue[list[GenerationEvent]] | None,
+    ) -> GenerationJob:
+        return GenerationJob(
+            prompt=plan.rendered.tokens,
+            boundaries=plan.rendered.boundaries,
+            system_end=plan.rendered.system_end,
+            cache_end=plan.rendered.cache_end,
+            max_tokens=plan.max_tokens,
+            exhausted_reason=plan.exhausted_reason,
+            sampler_args=plan.sampler_args,
+            stop_sequences=request.stop_sequences,
+            request_id=request.request_id,
+            loop=loop,
+            events=events,
+            tool_calls=plan.tool_calls,
+            constraint=plan.constraint,
+            thinking=plan.thinking,
+            thinking_budget=plan.thinking_budget,
+            prefix_cache=self.prefix_cache,
+            cache_key=self._card.id,
+            speculation=self.speculation,
+            phases=plan.phases,
+            answered=self._remembering(plan) if loop is not None else None,
+        )
+
+    def rebuild(self, spec: bytes) -> GenerationJob:
+        """A follower rank's copy of rank 0's job: the same plan, on rank 0's prompt tokens (its
+        encoder may have tokenized differently while an answer was being remembered)."""
+        request, rendered = follow_spec(spec)
+        plan = make_plan(request, self._renderer, self._limits())
+        plan.rendered = rendered
+        return self._job(request, plan, None, None)
 
     def _remembering(self, plan: GenerationPlan) -> Callable[[list[int]], object] | None:
         """For a plain-text answer (no tool calls, thinking or constraint between the tokens and

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pensieve_claude_types import StopReason
-from pensieve_core import GenerationEvent, Phases
+from pensieve_core import Failed, Finished, GenerationEvent, Phases
 
 from .prefix_cache import PrefixCache
 from .processors import SequenceProcessor
@@ -35,9 +35,10 @@ class GenerationJob:
     sampler_args: dict[str, Any]
     stop_sequences: list[str] | None
     request_id: str
-    loop: asyncio.AbstractEventLoop
-    # Lists of events, each list what one worker turn emitted.
-    events: asyncio.Queue[list[GenerationEvent]]
+    # Where its events go: a list per worker turn. None for a follower rank's copy (lockstep.py),
+    # whose events nobody reads.
+    loop: asyncio.AbstractEventLoop | None
+    events: asyncio.Queue[list[GenerationEvent]] | None
     # Prompt offsets at message boundaries: the prefix cache may keep a copy there (`cuts`).
     boundaries: tuple[int, ...] = ()
     # The boundary where the system prompt and tools end: that prefix is also kept on disk.
@@ -63,7 +64,15 @@ class GenerationJob:
     # Given a plain-text answer's ids when it ends on its own (end of turn), so that the next
     # turn's prompt takes them for its text (PromptEncoder.remember_answer).
     answered: Callable[[list[int]], object] | None = None
+    # The client's wish to stop (any thread sets it); the worker acts on `dropped`, which it
+    # sets from this at the start of its turn, so every rank of a distributed model drops it
+    # at the same point (GenerationWorker).
     cancelled: threading.Event = field(default_factory=threading.Event)
+    dropped: bool = False
+    # Finished or Failed was emitted: the worker forgets it.
+    ended: bool = False
+    # What a follower rank rebuilds this job from (FollowerSpec, msgpack); empty off a group.
+    spec: bytes = b""
     _pending: list[GenerationEvent] = field(default_factory=list, init=False, repr=False)
 
     def cuts(self, done: int, end: int) -> list[int]:
@@ -78,6 +87,17 @@ class GenerationJob:
                 cuts.append(at)
         return cuts
 
+    def fail_from_another_thread(self, exc: Exception) -> None:
+        """When the worker thread is stuck (a hung rank): the client hears now, from here."""
+        if self.ended or self.loop is None or self.events is None:
+            return
+        self.ended = True
+        failed: list[GenerationEvent] = [Failed.of(exc)]
+        try:
+            self.loop.call_soon_threadsafe(self.events.put_nowait, failed)
+        except RuntimeError:  # the loop is gone: nobody is listening
+            pass
+
     def part_of_prompt(self, at: int) -> str:
         """Where a prompt token lies, by the message boundaries the render found."""
         if at < self.system_end:
@@ -86,6 +106,10 @@ class GenerationJob:
 
     def emit(self, event: GenerationEvent) -> None:
         """Worker thread only: kept until the worker's turn ends (`send_emitted`)."""
+        if isinstance(event, (Finished, Failed)):
+            self.ended = True
+        if self.loop is None:
+            return
         if not self._pending:
             unsent = getattr(_unsent, "jobs", None)
             if unsent is None:
@@ -95,6 +119,7 @@ class GenerationJob:
 
     def _send(self) -> None:
         events, self._pending = self._pending, []
+        assert self.loop is not None and self.events is not None  # emit keeps none without them
         try:
             self.loop.call_soon_threadsafe(self.events.put_nowait, events)
         except RuntimeError:  # the loop is gone: nobody is listening

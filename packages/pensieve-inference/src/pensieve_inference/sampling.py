@@ -50,8 +50,13 @@ class GuardedSampler:
         return mx.argmax(logprobs, axis=-1)
 
 
-def make_request_sampler(args: dict[str, Any]) -> Sampler | GuardedSampler:
+def make_request_sampler(
+    args: dict[str, Any], *, agree: Callable[[Sampler], Sampler] | None = None
+) -> Sampler | GuardedSampler:
+    """`agree`: makes a sampler's tokens rank 0's on every rank of a distributed model."""
     sampler = make_sampler(**args)
+    if agree is not None:
+        sampler = agree(sampler)
     if args["temp"] == 0:
         return sampler  # mlx-lm's shared greedy sampler: batched in one call, and it cannot fail
     return GuardedSampler(sampler)

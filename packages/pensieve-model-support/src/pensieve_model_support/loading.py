@@ -88,12 +88,18 @@ def load_model(
     download: bool = True,
     memory_budget_bytes: int | None = None,
     converted_dir: Path | None = None,
+    group: Any = None,
+    pipeline: bool = False,
 ) -> LoadedModel:
-    """`converted_dir`: where a GGUF's converted weights are kept for the next start (None: not kept)."""
+    """`converted_dir`: where a GGUF's converted weights are kept for the next start (None: not kept).
+    `group`: an mx.distributed group whose ranks each load a shard (tensor parallel, or layers
+    in a pipeline), with mlx-lm's sharded_load; every rank of the group calls this together."""
     path = local_path(ref, hub, download=download)
     files = weight_files(path)
     if not files:
         raise ModelLoadError(f"{path} holds no safetensors or GGUF weights")
+    if group is not None:
+        return _load_shard(ref, path, files, group, pipeline=pipeline)
     weights_bytes = sum(f.stat().st_size for f in files)
     if ref.kind in ("bundled", "gguf_file"):
         # The fit check and memory limits need the size after conversion, not the file's.
@@ -103,6 +109,37 @@ def load_model(
         model, tokenizer, config = load_gguf(path, converted_dir)
     else:
         model, tokenizer, config = _load_mlx_dir(path)
+    return LoadedModel(
+        name=ref.name,
+        ref=ref,
+        model=model,
+        tokenizer=tokenizer,
+        config=config,
+        context_length=_context_length(config),
+        identity=weights_identity(ref.name, files),
+        weights_bytes=weights_bytes,
+        quantized=any(isinstance(m, nn.QuantizedLinear) for _, m in model.named_modules()),
+    )
+
+
+def _load_shard(ref: ModelRef, path: Path, files: list[Path], group: Any, *, pipeline: bool) -> LoadedModel:
+    from mlx.utils import tree_flatten
+    from mlx_lm.utils import sharded_load
+
+    if ref.kind in ("bundled", "gguf_file"):
+        raise ModelLoadError(
+            f"{ref.name} is a GGUF file: a model sharded across ranks loads from an MLX directory "
+            "(convert it once with `pensieve models pull`, or mlx_lm.convert, and serve that directory)"
+        )
+    groups = {"pipeline_group": group} if pipeline else {"tensor_group": group}
+    try:
+        loaded = sharded_load(str(path), return_config=True, **groups)
+    except (ValueError, OSError, KeyError) as exc:
+        how = "in a pipeline" if pipeline else "tensor-parallel"
+        raise ModelLoadError(f"cannot load {ref.name} {how} across {group.size()} ranks: {exc}") from exc
+    model, tokenizer, config = cast(tuple[nn.Module, TokenizerWrapper, dict[str, Any]], loaded)
+    # This rank's share of the weights, as loaded (what its memory holds).
+    weights_bytes = sum(int(array.nbytes) for _, array in cast(list[tuple[str, Any]], tree_flatten(model.parameters())))
     return LoadedModel(
         name=ref.name,
         ref=ref,

@@ -117,6 +117,7 @@ def build_tiny_model(
     reply_ids: list[int] | None = None,
     tool_tokens: bool = False,
     think_tokens: bool = False,
+    model_type: str = "llama",
 ) -> Path:
     """Write an MLX model directory (config, safetensors, tokenizer) with random weights.
 
@@ -126,7 +127,8 @@ def build_tiny_model(
     finite answer. `reply_ids` spells the reply in these tokens instead (one a fresh encoding of
     its text would not give, as a sampling model may). `tool_tokens` adds <tool_call> and
     </tool_call> as special tokens, as Qwen2.5's tokenizer has them; `think_tokens` adds <think>
-    and </think> (with a reasoning template, a thinking model).
+    and </think> (with a reasoning template, a thinking model). `model_type` "qwen2" gives a
+    model mlx-lm can also split in a pipeline (with the weight index its sharded load reads).
     """
     path.mkdir(parents=True, exist_ok=True)
     meta = dict(_bundled_tokenizer_metadata())
@@ -138,7 +140,7 @@ def build_tiny_model(
     tokenizer.save_pretrained(str(path))
 
     config = {
-        "model_type": "llama",
+        "model_type": model_type,
         "hidden_size": hidden_size,
         "num_hidden_layers": num_layers,
         "intermediate_size": hidden_size * 2,
@@ -161,6 +163,8 @@ def build_tiny_model(
     else:
         weights = _scripted_weights(model, tokenizer, reply or "", config, reply_ids)
     mx.save_safetensors(str(path / "model.safetensors"), weights, metadata={"format": "mlx"})
+    index = {"metadata": {}, "weight_map": dict.fromkeys(weights, "model.safetensors")}
+    (path / "model.safetensors.index.json").write_text(json.dumps(index))
     (path / "config.json").write_text(json.dumps(config, indent=2))
     return path
 

@@ -10,10 +10,15 @@ No request string ever becomes a path or a hub id.
 
 from __future__ import annotations
 
+import asyncio
 import re
+from typing import TYPE_CHECKING
 
 from pensieve_core import CLAUDE_TIERS, Engine
 from pensieve_core.errors import ModelNotFoundError
+
+if TYPE_CHECKING:
+    from .ranks import RankGroup
 
 _PATH_LIKE = re.compile(r"[/\\]|^[.~]|\.gguf$|\.safetensors$|^(ollama|lmstudio):")
 # The ids Claude Code 2.1.332 asks for by default (opus/sonnet/haiku aliases); its /model
@@ -29,8 +34,11 @@ class ServedModels:
         names: dict[str, Engine] | None = None,
         tiers: dict[str, Engine] | None = None,
         strict: bool = False,
+        ranks: RankGroup | None = None,
     ) -> None:
         self.main = main
+        # The other ranks' processes when the main model is sharded across several (--hostfile).
+        self.ranks = ranks
         self._names = {main.model.id: main, **(names or {})}
         for engine in (tiers or {}).values():
             self._names.setdefault(engine.model.id, engine)
@@ -66,3 +74,5 @@ class ServedModels:
     async def aclose(self) -> None:
         for engine in self.engines():
             await engine.aclose()
+        if self.ranks is not None:  # the worker's stop told them: wait, then end any left
+            await asyncio.to_thread(self.ranks.close)

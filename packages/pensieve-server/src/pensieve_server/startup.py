@@ -3,14 +3,18 @@ it is neither cached nor downloadable, saying so), and any distinct tier models.
 
 from __future__ import annotations
 
+import asyncio
+
 import msgspec
 import structlog
 
 from pensieve_core import CLAUDE_TIERS, Engine, Settings
+from pensieve_core.errors import ConfigError, PensieveError
 from pensieve_inference import EngineOptions, GenerationWorker, MLXEngine, load_draft
 from pensieve_model_support import Hub, HubUnavailableError, HuggingFaceHub, local_path, resolve_reference
 
 from .models import ServedModels
+from .ranks import RankGroup
 
 log = structlog.get_logger("pensieve.startup")
 
@@ -56,8 +60,35 @@ async def apply_limits(models: ServedModels) -> msgspec.Struct:
     return limits
 
 
+async def open_group(settings: Settings, hub: Hub) -> ServedModels:
+    """The main model sharded across the hostfile's ranks; this process is rank 0. No tier
+    models, fallback or draft model: every rank holds a shard of the one model."""
+    group = RankGroup(settings)
+    try:
+        lockstep = await asyncio.to_thread(group.start)
+        ref = resolve_reference(settings.model)
+        options = EngineOptions.of(settings)
+        main = await MLXEngine.load(ref, hub, options, download=False, lockstep=lockstep, pipeline=settings.pipeline)
+    except Exception as exc:
+        await asyncio.sleep(0.5)  # a rank that failed to load: let its exit show
+        problem = group.problem()
+        group.kill_followers()
+        if problem is not None and not isinstance(exc, PensieveError):  # the lost peer is its symptom
+            raise ConfigError(f"{problem} ({exc})") from exc
+        raise
+    except BaseException:
+        group.kill_followers()
+        raise
+    group.ranks = lockstep.ranks
+    group.lost = lambda: main.worker.group_lost
+    log.info("ranks_ready", ranks=[msgspec.structs.asdict(r) for r in lockstep.ranks])
+    return ServedModels(main, strict=settings.strict_model_names, ranks=group)
+
+
 async def open_models(settings: Settings, hub: Hub | None = None) -> ServedModels:
     hub = hub or HuggingFaceHub()
+    if settings.hostfile is not None:
+        return await open_group(settings, hub)
     options = EngineOptions.of(settings)
     main = await open_engine(settings, hub, options)
     if options.speculative == "draft" and options.draft_model is not None:

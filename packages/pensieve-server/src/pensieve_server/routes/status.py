@@ -22,6 +22,7 @@ from pensieve_metal import DeviceInfo, MemorySnapshot, device_info, memory_snaps
 from ..inflight import Ended, Running
 from ..metrics import Metrics
 from ..models import ServedModels
+from ..ranks import RankStatus, describe
 from .health import problem_of
 
 _encoder = msgspec.json.Encoder()
@@ -84,6 +85,8 @@ class Status(msgspec.Struct, kw_only=True):
     running: list[Running]  # oldest first
     recent: list[Ended]  # the last ended, newest first
     rates: Rates
+    # The processes a model sharded across ranks runs in (`pensieve start --hostfile`); else empty.
+    ranks: list[RankStatus] = []
 
 
 def _rounded(value: float | None, digits: int) -> float | None:
@@ -127,6 +130,7 @@ def status_of(served: ServedModels, metrics: Metrics, started_at: float) -> Stat
         rates=Rates(
             interval_s=metrics.rate.interval_s, filled_s=filled_s, output_tokens=output, prefill_tokens=prefill
         ),
+        ranks=describe(served.ranks),
     )
 
 
