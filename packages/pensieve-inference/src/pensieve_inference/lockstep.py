@@ -95,6 +95,12 @@ class Lockstep:
         self.started = False  # the ranks' workers share their turns from here on
         self.ranks: list[RankInfo] = []
 
+    @classmethod
+    def join(cls, backend: str, *, rank_timeout_s: float = 120.0) -> Lockstep:
+        """This process's place in the group MLX's launch variables describe (MLX_RANK and the
+        backend's own); blocks, holding the GIL, until every rank has joined."""
+        return cls(mx.distributed.init(strict=True, backend=backend), rank_timeout_s=rank_timeout_s)
+
     @property
     def leader(self) -> bool:
         return self.rank == 0

@@ -19,12 +19,9 @@ log = structlog.get_logger("pensieve.follower")
 
 
 def follow() -> None:
-    import mlx.core as mx
-
     sys.stdout.write("pensieve-rank-ready\n")  # rank 0 joins once every rank says this (ranks.READY)
     sys.stdout.flush()
-    group = mx.distributed.init(strict=True, backend=os.environ.get("PENSIEVE_BACKEND", "ring"))
-    lockstep = Lockstep(group)
+    lockstep = Lockstep.join(os.environ.get("PENSIEVE_BACKEND", "ring"))
     settings = msgspec.json.decode(lockstep.share(None), type=Settings)
     lockstep.rank_timeout_s = settings.rank_timeout_s
     log.info("rank_following", rank=lockstep.rank, size=lockstep.size, model=settings.model)

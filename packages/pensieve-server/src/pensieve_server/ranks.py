@@ -124,8 +124,6 @@ class RankGroup:
 
     def start(self) -> Lockstep:
         """Start every other rank, join the group as rank 0, and send them the settings."""
-        import mlx.core as mx
-
         env = self._rank_env()
         for rank, host in enumerate(self.hostfile.hosts[1:], start=1):
             process = self._spawn(rank, host, env)
@@ -140,10 +138,9 @@ class RankGroup:
         # caught by a C-level timer (its traceback, then exit 1) rather than hanging the start.
         faulthandler.dump_traceback_later(max(START_TIMEOUT_S, self._settings.rank_timeout_s), exit=True)
         try:
-            group = mx.distributed.init(strict=True, backend=self.backend)
+            self.lockstep = Lockstep.join(self.backend, rank_timeout_s=self._settings.rank_timeout_s)
         finally:
             faulthandler.cancel_dump_traceback_later()
-        self.lockstep = Lockstep(group, rank_timeout_s=self._settings.rank_timeout_s)
         # The others serve nothing of their own: they take rank 0's settings (config, flags, env).
         self.lockstep.share(msgspec.json.encode(self._settings))
         threading.Thread(target=self._watch, name="pensieve-rank-watch", daemon=True).start()
