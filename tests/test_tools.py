@@ -82,3 +82,15 @@ def test_ranks_runs(tmp_path):
     assert [r["rank"] for r in result["runs"]["2 ranks, tensor"]["ranks"]] == [0, 1]
     assert result["collective_ms"] > 0
     assert "| 2 ranks, pipeline |" in (tmp_path / "smoke.md").read_text()
+
+
+def test_kv_quant_runs(tmp_path):
+    _run([str(BENCH / "kv_quant.py"), "--smoke", "--out", str(tmp_path)], tmp_path)
+    result = json.loads((tmp_path / "kv-quant-smoke.json").read_text())
+    rows = result["settings"]
+    assert list(rows) == ["none", "8", "4"] and rows["8"]["cache_type"] == "QuantizedKVCache"
+    # The cache costs what validate computes, less with fewer bits; the engine decodes as generate_step does.
+    assert all(r["bytes_per_token"] == r["computed_bytes_per_token"] for r in rows.values())
+    assert rows["none"]["bytes_per_token"] > rows["8"]["bytes_per_token"] > rows["4"]["bytes_per_token"]
+    assert all(r["engine_same_as_generate_step"] for r in rows.values())
+    assert "| 8 |" in (tmp_path / "kv-quant-smoke.md").read_text()

@@ -56,3 +56,21 @@ def test_validate_suggests_bf16_for_quantized_weights_on_cuda_only(run, tmp_path
     assert "note quantized" not in run("validate", "--model", str(full)).output
     _on("cpu", monkeypatch)
     assert "note quantized" not in run("validate", "--model", str(quantized)).output
+
+
+def test_validate_says_how_long_a_context_fits_at_each_kv_bits(run, tmp_path, monkeypatch):
+    from pensieve_metal import memory_after_weights
+    from pensieve_model_support.testing import build_tiny_model
+
+    model = build_tiny_model(tmp_path / "tiny", hidden_size=128)
+    monkeypatch.setenv("PENSIEVE_KV_BITS", "8")
+    said = run("validate", "--model", str(model))
+    assert said.exit_code == 0, said.output
+    assert "KV cache (2 layers x 2 KV heads x 32)" in said.output
+    rows = {line.split()[1]: line for line in said.output.splitlines() if line.strip().startswith("kv_bits")}
+    assert list(rows) == ["none", "8", "4"] and rows["8"].endswith("<- configured")
+    # float32: 2 layers x 2 heads x 32 x (K, V) x 4 bytes; quantized, bits/8 and a float32 scale and bias per 32.
+    free = memory_after_weights(sum(f.stat().st_size for f in model.glob("*.safetensors")))
+    for bits, per_token in (("none", 1024), ("8", 256 * (1 + 8 / 32)), ("4", 256 * (0.5 + 8 / 32))):
+        assert f"{per_token / 1024:.1f} KB a token" in rows[bits]
+        assert f"{int(free // per_token):,} tokens" in rows[bits]

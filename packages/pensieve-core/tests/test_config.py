@@ -71,3 +71,19 @@ def test_a_bad_value_in_the_file_still_names_the_file(tmp_path):
     env = {"PENSIEVE_HOME": str(tmp_path), "PENSIEVE_MODEL": "from-env"}
     with pytest.raises(ConfigError, match=r"invalid configuration \(.*config\.json\)"):
         load_settings(environ=env)
+
+
+def test_kv_bits_takes_4_or_8_from_any_layer_and_refuses_other_widths(tmp_path):
+    env = {"PENSIEVE_HOME": str(tmp_path), "PENSIEVE_KV_BITS": "8"}
+    assert load_settings(environ=env).kv_bits == 8
+    assert load_settings({"kv_bits": "4"}, environ=env).kv_bits == 4  # the flag's text beats the environment
+    assert load_settings(environ={"PENSIEVE_HOME": str(tmp_path)}).kv_bits is None
+    with pytest.raises(ConfigError, match=r"kv_bits must be 4 or 8 .*got 3"):
+        load_settings({"kv_bits": 3}, environ=env)
+
+
+def test_kv_bits_refuses_speculation_asked_for_by_name(tmp_path):
+    env = {"PENSIEVE_HOME": str(tmp_path), "PENSIEVE_KV_BITS": "4"}
+    assert load_settings({"speculative": "auto"}, environ=env).speculative == "auto"  # auto is off under kv_bits
+    with pytest.raises(ConfigError, match='speculative must be "auto" or "off", not "prompt_lookup"'):
+        load_settings({"speculative": "prompt_lookup"}, environ=env)

@@ -13,6 +13,7 @@ EXPECTED = {
     "check_fits",
     "device_info",
     "device_kind",
+    "memory_after_weights",
     "memory_snapshot",
     "prefix_cache_budget",
 }

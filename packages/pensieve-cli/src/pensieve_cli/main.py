@@ -47,6 +47,11 @@ def _server_options(fn: Any) -> Any:
                 "--max-output-tokens", type=click.IntRange(min=1), help="Cap on tokens generated per request."
             ),
             click.option(
+                "--kv-bits",
+                type=click.Choice(["4", "8"]),
+                help="Keep keys and values in 4 or 8 bits: longer contexts in less memory, one request at a time.",
+            ),
+            click.option(
                 "--hostfile",
                 type=click.Path(dir_okay=False, exists=True),
                 help="One model across the machines in this mlx.launch hostfile (rank 0, listed first, serves).",

@@ -14,7 +14,7 @@ from pensieve_core.errors import ConfigError, HubUnavailableError, ModelLoadErro
 from .errors import fail
 
 if TYPE_CHECKING:
-    from pensieve_model_support import Hub, ModelRef
+    from pensieve_model_support import Hub, LoadedModel, ModelRef
 
 
 @click.command()
@@ -120,6 +120,32 @@ def _model_to_check(settings: Settings, hub: Hub, asked: bool) -> tuple[str, Mod
     return settings.fallback_model, fallback, local_path(fallback, hub, download=False)
 
 
+def _kv_lines(loaded: LoadedModel, weights_bytes: int, configured: int | None) -> list[str]:
+    """The KV cache's bytes per token at each `kv_bits`, and the context that fits beside the weights."""
+    from pensieve_core.config import KV_BITS
+    from pensieve_metal import memory_after_weights
+    from pensieve_model_support import kv_layout
+
+    layout = kv_layout(loaded.config, loaded.model)
+    if layout is None:
+        return ["note the config does not say the KV cache's shape (layers, heads, head dim): no context estimate"]
+    free = memory_after_weights(weights_bytes)
+    lines = [
+        f"ok   KV cache ({layout.layers} layers x {layout.kv_heads} KV heads x {layout.head_dim}); context that fits"
+        f" in the {free / 1e9:.1f} GB the weights leave (for every request and the prefix cache together):"
+    ]
+    for bits in (None, *KV_BITS):
+        per_token = layout.bytes_per_token(bits)
+        fits = int(free // per_token)
+        whole = f" (the model reads {loaded.context_length:,})" if fits >= loaded.context_length else ""
+        mark = "  <- configured" if bits == configured else ""
+        name = bits or "none"
+        lines.append(f"       kv_bits {name:<5} {per_token / 1024:8.1f} KB a token  {fits:>12,} tokens{whole}{mark}")
+    if configured is not None and layout.group_size is None:
+        lines.append(f"note head dim {layout.head_dim} is not a multiple of 32: kv_bits cannot quantize this model")
+    return lines
+
+
 @click.command()
 @click.option("--model", help="Model reference to check (default: the configured model).")
 @click.option("--home", type=click.Path(file_okay=False), help="Pensieve's home directory.")
@@ -157,6 +183,8 @@ def validate(model: str | None, home: str | None) -> None:
         if "hi" not in text:
             raise ModelLoadError("the chat template dropped the user's message")
         click.echo(f"ok   chat template renders; context {loaded.context_length} tokens")
+        for line in _kv_lines(loaded, size, settings.kv_bits):
+            click.echo(line)
         if device.kind == "cuda" and loaded.quantized:
             # Measured on an H200: 4-bit batched decode ~300 tok/s vs ~5,000 in bf16 (docs/performance.md).
             click.echo(

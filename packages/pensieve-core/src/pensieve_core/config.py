@@ -19,6 +19,9 @@ ENV_PREFIX = "PENSIEVE_"
 _ERROR_PATH = re.compile(r"at `\$\.(\w+)")
 # Claude Code's model tiers: each may be served by its own configured model (`<tier>_model`).
 CLAUDE_TIERS = ("opus", "sonnet", "haiku")
+# KV-cache bit widths offered: mlx-lm's QuantizedKVCache sizes its rows for widths that divide 32
+# (3, 5 and 6 break on a head dim of 128); 2 is left out, as mlx-lm's server suggests 4 or 8.
+KV_BITS = (8, 4)
 
 
 def default_home() -> Path:
@@ -70,6 +73,10 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     # prompt_lookup for full-precision weights on a GPU, off elsewhere (measured not to pay).
     speculative: Literal["auto", "off", "prompt_lookup", "draft"] = "auto"
     draft_model: str | None = None
+    # Keys and values kept in this many bits (4 or 8; unset: the weights' float type), for long
+    # contexts in less memory. A model's requests then decode one at a time, as mlx-lm's server
+    # does: its batching cannot merge quantized caches. Speculation is off; nothing goes to disk.
+    kv_bits: int | None = None
     # One model across several processes or machines (MLX's distributed engine): a hostfile in
     # mlx.launch's format, rank 0 first (this machine, which serves the API); the backend as
     # mlx.launch names it; layers in a pipeline instead of tensor-parallel; how long one worker
@@ -92,6 +99,12 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
             raise ConfigError(f"max_concurrent_sequences must be at least 1, got {self.max_concurrent_sequences}")
         if self.speculative == "draft" and not self.draft_model:
             raise ConfigError('speculative "draft" needs a draft_model')
+        if self.kv_bits is not None and self.kv_bits not in KV_BITS:
+            raise ConfigError(f"kv_bits must be 4 or 8 (or unset for a full-precision cache), got {self.kv_bits}")
+        if self.kv_bits is not None and self.speculative in ("prompt_lookup", "draft"):
+            raise ConfigError(
+                f'kv_bits decodes without speculation: speculative must be "auto" or "off", not "{self.speculative}"'
+            )
         if self.rank_timeout_s <= 0:
             raise ConfigError(f"rank_timeout_s must be positive, got {self.rank_timeout_s}")
         if self.max_output_tokens is not None and self.max_output_tokens < 1:

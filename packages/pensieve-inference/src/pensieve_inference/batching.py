@@ -2,11 +2,14 @@
 leave between decode steps, so concurrent requests share each step's forward pass.
 
 A sequence alone decodes by itself (solo.py); when another request arrives it goes back into
-the batch with its cache. Worker thread only."""
+the batch with its cache. With quantized keys and values (kv_quant.py) nothing is batched: one
+request decodes alone (after the lane, if its prompt is long), the others wait their turn in
+order of arrival. Worker thread only."""
 
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +24,7 @@ from pensieve_model_support import LoadedModel
 
 from .failures import StepFailures, failure_event
 from .jobs import GenerationJob
+from .kv_quant import KVQuantization, quantized
 from .lockstep import Lockstep
 from .output import SequenceOutput, processors_of
 from .prefill_lane import LANE_MIN_TOKENS, Prefill, PrefillLane, snapshot
@@ -71,11 +75,15 @@ class ModelBatch:
         *,
         max_sequences: int = MAX_SEQUENCES,
         prefill_step: int = PREFILL_STEP,
+        kv: KVQuantization | None = None,
         lockstep: Lockstep | None = None,
     ) -> None:
         self.loaded = loaded
         # A distributed model's ranks: every sampled token is rank 0's (lockstep.py).
         self._lockstep = lockstep
+        self._kv = kv
+        # With quantized caches: requests admitted while another one is served, in order.
+        self._waiting: deque[GenerationJob] = deque()
         self._max_sequences = max_sequences
         self._prefill_step = prefill_step
         self._generator = self._new_generator()
@@ -106,12 +114,18 @@ class ModelBatch:
         return [len(self._running), len(self._lane), sum(s.output_tokens for s in self._running.values())]
 
     def __len__(self) -> int:
-        return len(self._running) + len(self._lane)
+        return len(self._running) + len(self._lane) + len(self._waiting)
 
     def admit(self, job: GenerationJob) -> None:
         if job.dropped:
             return
         self._drop_cancelled()  # a retry of an abandoned request finds its prefill
+        if self._kv is not None and (self._running or self._lane or self._waiting):
+            self._waiting.append(job)  # quantized caches do not batch: its turn comes after theirs
+            return
+        self._start(job)
+
+    def _start(self, job: GenerationJob) -> None:
         seq = _Sequence(
             job=job, detokenizer=self.loaded.tokenizer.detokenizer, stops=StopSequenceMatcher(job.stop_sequences)
         )
@@ -139,6 +153,8 @@ class ModelBatch:
             looked = time.perf_counter()
             cache, rest = job.prefix_cache.take(job.cache_key, self.loaded.model, tokens)
             job.phases = msgspec.structs.replace(job.phases, cache=(time.perf_counter() - looked) * 1000)
+        if self._kv is not None:
+            cache = quantized(cache if cache is not None else make_prompt_cache(self.loaded.model), self._kv)
         reused = len(tokens) - len(rest)
         ahead = job.cuts(reused, len(tokens))
         if len(rest) > LANE_MIN_TOKENS:
@@ -150,8 +166,9 @@ class ModelBatch:
 
     def _go_on(self, seq: _Sequence, tokens: list[int], done: int, cache: Any, ahead: list[int]) -> None:
         """A sequence whose prompt is in up to `done`: alone, it decodes by itself at once;
-        otherwise it joins the batch."""
-        if self._running or self._solo is not None or self._lane or len(tokens) - done > SOLO_MAX_PREFILL:
+        otherwise it joins the batch. With quantized caches it is alone (the others wait)."""
+        busy = self._running or self._solo is not None or self._lane or len(tokens) - done > SOLO_MAX_PREFILL
+        if self._kv is None and busy:
             self._insert(seq, tokens, done, cache, ahead)
             return
         cache = cache if cache is not None else make_prompt_cache(self.loaded.model)
@@ -201,6 +218,18 @@ class ModelBatch:
         # A newcomer waiting for its first token goes first; others share the step with the lane.
         if self._lane and not any(s.awaits_first_text for s in self._running.values()):
             self._lane_step(shared=bool(self._running))
+        self._next_waiting()
+
+    def _next_waiting(self) -> None:
+        """With quantized caches: once nobody is served, the first request still waiting starts."""
+        while self._waiting and not self._running and not self._lane:
+            job = self._waiting.popleft()
+            if job.dropped:
+                continue
+            try:
+                self._start(job)
+            except Exception as exc:  # noqa: BLE001 — this request fails; the next one goes on
+                self.fail_one(job, exc)
 
     def _batch_step(self) -> None:
         try:
@@ -384,6 +413,7 @@ class ModelBatch:
         self._running[uid] = seq
 
     def _drop_cancelled(self) -> None:
+        self._waiting = deque(j for j in self._waiting if not j.dropped)
         solo = self._solo
         if solo is not None and self._running[solo.uid].job.dropped:
             self._end_solo(solo, self._running[solo.uid], None)
@@ -439,7 +469,8 @@ class ModelBatch:
         """Our own code failed outside any one sequence's handling: every request here fails,
         and the batch starts over empty with a fresh generator."""
         self.failures.record(exc)
-        jobs = [s.job for s in self._running.values()] + [p.job for p in self._lane]
+        jobs = [s.job for s in self._running.values()] + [p.job for p in self._lane] + list(self._waiting)
+        self._waiting.clear()
         failed = failure_event(exc, [j.request_id for j in jobs])
         if self._solo is not None:
             self._solo.steps.close()
@@ -461,5 +492,9 @@ class ModelBatch:
         for prefill in self._lane.drop(lambda p: False):
             prefill.job.cancelled.set()
             prefill.job.dropped = True
+        for job in self._waiting:
+            job.cancelled.set()
+            job.dropped = True
+        self._waiting.clear()
         self._running.clear()
         self._generator.close()

@@ -14,6 +14,7 @@ from pensieve_model_support import Hub, LoadedModel, ModelRef, load_model
 
 from .disk_cache import DiskPrefixStore
 from .jobs import GenerationJob
+from .kv_quant import kv_quantization
 from .lockstep import Lockstep, follow_spec, follower_spec
 from .options import EngineOptions
 from .plan import GenerationPlan, ModelLimits, make_plan
@@ -75,14 +76,17 @@ class MLXEngine:
             families=", ".join(dialect.families),
             thinking=bool(loaded.tokenizer.has_thinking),
         )
+        if options.kv_bits is not None:
+            log.info("kv_cache_quantized", model=card.id, bits=options.kv_bits, batching=False)
         self.max_output_tokens = options.max_output_tokens
         cache_bytes = options.prefix_cache_bytes
         if cache_bytes is None:  # not configured: a share of what the weights leave
             cache_bytes = prefix_cache_budget(loaded.weights_bytes)
+        self.kv_quantization = kv_quantization(loaded, options.kv_bits)
         disk = None
-        # A sharded model's ranks keep nothing on disk: a restore decided by each rank's own disk
-        # would part them.
-        persist = options.prefix_cache_disk_bytes > 0 and lockstep is None
+        # Quantized caches stay in memory: the disk store's files hold full-precision layouts. A
+        # sharded model's ranks too: a restore decided by each rank's own disk would part them.
+        persist = options.prefix_cache_disk_bytes > 0 and self.kv_quantization is None and lockstep is None
         if options.prefix_cache_dir is not None and persist and cache_bytes > 0:
             disk = DiskPrefixStore(
                 options.prefix_cache_dir, loaded.identity, options.prefix_cache_disk_bytes, model_name=card.id
@@ -241,6 +245,7 @@ class MLXEngine:
             prefix_cache=self.prefix_cache,
             cache_key=self._card.id,
             speculation=self.speculation,
+            kv_quantization=self.kv_quantization,
             phases=plan.phases,
             answered=self._remembering(plan) if loop is not None else None,
         )

@@ -15,6 +15,7 @@ from typing import Any
 from pensieve_claude_types import StopReason
 from pensieve_core import Failed, Finished, GenerationEvent, Phases
 
+from .kv_quant import KVQuantization
 from .prefix_cache import PrefixCache
 from .processors import SequenceProcessor
 from .speculative import Speculation
@@ -57,6 +58,8 @@ class GenerationJob:
     cache_key: str = ""
     # How the sequence decodes when it is alone (None: plain generate_step).
     speculation: Speculation | None = None
+    # Keys and values quantized (kv_bits): the model's requests then decode one at a time.
+    kv_quantization: KVQuantization | None = None
     # The plan's phase times, then the worker's (admission, cache lookup): Started carries them.
     phases: Phases = field(default_factory=Phases)
     # When it was handed to the worker (time.perf_counter()).

@@ -33,6 +33,9 @@ class EngineOptions(msgspec.Struct, kw_only=True, frozen=True):
     # (prompt lookup where it was measured to pay: full-precision weights on a GPU).
     speculative: Literal["auto", "off", "prompt_lookup", "draft"] = "prompt_lookup"
     draft_model: str | None = None
+    # Keys and values in this many bits (4 or 8; None: full precision): requests then decode one
+    # at a time, without speculation, and no prefix goes to disk (kv_quant.py).
+    kv_bits: int | None = None
 
     @classmethod
     def of(cls, settings: Settings) -> EngineOptions:
@@ -46,10 +49,14 @@ class EngineOptions(msgspec.Struct, kw_only=True, frozen=True):
             converted_dir=settings.converted_dir,
             speculative=settings.speculative,
             draft_model=settings.draft_model,
+            kv_bits=settings.kv_bits,
         )
 
     def speculation(self, quantized: bool) -> Speculation | None:
-        """What an engine's jobs start with: prompt lookup, or nothing until a draft is loaded."""
+        """What an engine's jobs start with: prompt lookup, or nothing until a draft is loaded;
+        nothing with quantized keys and values (not measured to pay, and they decode alone)."""
+        if self.kv_bits is not None:
+            return None
         speculative = _auto(quantized) if self.speculative == "auto" else self.speculative
         return Speculation() if speculative == "prompt_lookup" else None
 

@@ -283,8 +283,13 @@ class GenerationWorker:
             return
         batch = self._batches.get(id(loaded.model))
         if batch is None:
+            # A model's jobs all carry its engine's cache quantization: the first one's sets it.
             batch = ModelBatch(
-                loaded, max_sequences=self.max_sequences, prefill_step=self.prefill_step, lockstep=self._lockstep
+                loaded,
+                max_sequences=self.max_sequences,
+                prefill_step=self.prefill_step,
+                lockstep=self._lockstep,
+                kv=job.kv_quantization,
             )
             self._batches[id(loaded.model)] = batch
         try:

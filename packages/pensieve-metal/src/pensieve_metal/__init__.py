@@ -1,7 +1,7 @@
 """Device queries and memory limits for MLX."""
 
 from .device import DeviceInfo, DeviceKind, MemorySnapshot, device_info, device_kind, memory_snapshot
-from .limits import AppliedLimits, apply_memory_limits, check_fits, prefix_cache_budget
+from .limits import AppliedLimits, apply_memory_limits, check_fits, memory_after_weights, prefix_cache_budget
 
 __all__ = [
     "AppliedLimits",
@@ -12,6 +12,7 @@ __all__ = [
     "check_fits",
     "device_info",
     "device_kind",
+    "memory_after_weights",
     "memory_snapshot",
     "prefix_cache_budget",
 ]

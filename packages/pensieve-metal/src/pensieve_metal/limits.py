@@ -40,12 +40,15 @@ def apply_memory_limits(
     return AppliedLimits(memory_limit_bytes=limit, cache_limit_bytes=cache, wired_limit_bytes=wired)
 
 
+def memory_after_weights(weights_bytes: int) -> int:
+    """Bytes the device has for everything but the weights: KV caches and activations."""
+    return max(0, int(device_info().recommended_working_set_bytes * HEADROOM) - weights_bytes)
+
+
 def prefix_cache_budget(weights_bytes: int, *, fraction: float = 0.25) -> int:
     """Bytes for cached prefixes: a share of what the device has left after the weights
     (the rest is for the sequences being decoded and the activations)."""
-    info = device_info()
-    free = int(info.recommended_working_set_bytes * HEADROOM) - weights_bytes
-    return max(0, int(free * fraction))
+    return int(memory_after_weights(weights_bytes) * fraction)
 
 
 def check_fits(name: str, needed_bytes: int, *, budget_bytes: int | None = None) -> None:

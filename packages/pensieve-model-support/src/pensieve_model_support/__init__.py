@@ -7,6 +7,7 @@ from .bundled import BUNDLED_ALIAS, bundled_gguf_path
 from .gguf.converted_store import ConvertedFile, clear_converted, converted_path, list_converted
 from .gguf.summary import GGUFSummary, summarize_gguf
 from .hub import Hub, HuggingFaceHub, hf_cache_dir
+from .kv_memory import KVLayout, kv_layout
 from .loading import LoadedModel, load_model, local_path, weight_files
 from .local_stores import (
     OllamaModel,
@@ -29,6 +30,7 @@ __all__ = [
     "Hub",
     "HubUnavailableError",
     "HuggingFaceHub",
+    "KVLayout",
     "LoadedModel",
     "ModelRef",
     "OllamaModel",
@@ -37,6 +39,7 @@ __all__ = [
     "converted_path",
     "hf_cache_dir",
     "hf_tokenizer",
+    "kv_layout",
     "list_converted",
     "lmstudio_model",
     "lmstudio_models",
