@@ -44,9 +44,12 @@ def test_bench_runs_every_part_side_by_side(tmp_path):
     result = json.loads((tmp_path / "out" / "smoke.json").read_text())
     assert set(result["single_stream"]) == {"pensieve", "mlx_lm.server"}
     assert set(result["concurrency_tps"]["pensieve"]) == {"1", "2"}
+    assert set(result["raw_batch_tps"]) == {"1", "2"}  # mlx-lm's BatchGenerator at the same widths
     assert result["agentic"]["pensieve"]["cached_tokens"][1] > 0  # the second turn read the cache
     assert result["restart"]["warm_cached_tokens"] > 0
-    assert {"decode_vs_generate_step", "agentic_vs_mlx_lm_server"} <= set(result["ratios"])
+    assert result["restart"]["chosen_ttft_s"] > 0  # the second prefix, after both speeds were measured
+    ratio_names = {"decode_vs_generate_step", "agentic_vs_mlx_lm_server", "streams_2_vs_batch_generator"}
+    assert ratio_names | {"restart_chosen_vs_best"} <= set(result["ratios"])
     assert "| decode, one stream (tok/s) |" in (tmp_path / "out" / "smoke.md").read_text()
 
 

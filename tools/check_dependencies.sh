@@ -20,6 +20,7 @@ if [ -d "$root/tests" ]; then
   (cd "$root" && deptry tests tools --no-ansi --exclude __pycache__ --ignore DEP002,DEP004 \
     --known-first-party server_process --known-first-party node_clients \
     --known-first-party claude_code_body --known-first-party clients \
+    --known-first-party raw --known-first-party report \
     --package-module-name-map matplotlib=matplotlib) || status=1
 fi
 exit "$status"
