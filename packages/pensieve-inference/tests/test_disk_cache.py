@@ -215,3 +215,31 @@ def test_device_speeds_say_whether_a_read_pays():
     speeds.read(2 * 10**9, 1.0)  # 2 GB/s
     assert speeds.worth_reading(10_000, 10**9)  # 0.5 s to read vs 1 s to prefill
     assert not speeds.worth_reading(10_000, 4 * 10**9)  # 2 s to read vs 1 s
+
+
+def test_the_measured_speeds_survive_a_restart_and_a_broken_file_is_measured_again(tiny_model_dir, tmp_path):
+    """So the first restore after a restart is decided by them too (on the H200, reading Phi-3's
+    prefix back took 7x the prefill when the speeds were not yet known)."""
+    cache_dir = tmp_path / "prefix-cache"
+    first = load(tiny_model_dir, cache_dir)
+    try:
+        first.prefix_cache.speeds.read(3_000_000, 1.0)
+        first.prefix_cache.speeds.prefilled(500, 1.0)
+        path = first.prefix_cache.disk.speeds_path
+    finally:
+        first.worker.stop()
+    second = load(tiny_model_dir, cache_dir)
+    try:
+        speeds = second.prefix_cache.speeds
+        assert (speeds.read_bytes_per_s, speeds.prefill_tokens_per_s) == (3_000_000, 500)
+        assert not speeds.worth_reading(500, 6_000_000)  # 2 s to read vs 1 s: decided at once
+    finally:
+        second.worker.stop()
+    path.write_text('{"read_bytes_per_s": -1}')
+    with capture_logs() as logs:
+        third = load(tiny_model_dir, cache_dir)
+    try:
+        assert third.prefix_cache.speeds.read_bytes_per_s is None
+        assert any(e["event"] == "device_speeds_unreadable" for e in logs)
+    finally:
+        third.worker.stop()

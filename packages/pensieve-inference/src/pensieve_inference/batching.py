@@ -111,7 +111,8 @@ class ModelBatch:
 
     def digest(self) -> list[int]:
         """The batch's state in a few numbers, which every rank of a distributed model shares."""
-        return [len(self._running), len(self._lane), sum(s.output_tokens for s in self._running.values())]
+        outputs = sum(s.output_tokens for s in self._running.values())
+        return [len(self._running), len(self._lane), len(self._waiting), outputs]
 
     def __len__(self) -> int:
         return len(self._running) + len(self._lane) + len(self._waiting)

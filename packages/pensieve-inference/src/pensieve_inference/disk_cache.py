@@ -132,6 +132,11 @@ class DiskPrefixStore:
     def __len__(self) -> int:
         return len(self._index)
 
+    @property
+    def speeds_path(self) -> Path:
+        """Where this model's read and prefill speeds on this device are kept (restore_cost.py)."""
+        return self.dir / f"speeds-{mx.default_device().type.name}.json"
+
     def longest_prefix(self, prompt: list[int], longer_than: int) -> tuple[tuple[int, ...], Path] | None:
         best = None
         for tokens, path in list(self._index.items()):

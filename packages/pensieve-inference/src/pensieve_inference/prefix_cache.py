@@ -22,7 +22,7 @@ class PrefixCache:
     def __init__(self, max_bytes: int, max_entries: int = 8, *, disk: DiskPrefixStore | None = None) -> None:
         self._lru = LRUPromptCache(max_size=max_entries, max_bytes=max_bytes)
         self.disk = disk
-        self.speeds = DeviceSpeeds()
+        self.speeds = DeviceSpeeds(disk.speeds_path if disk is not None else None)
 
     @property
     def nbytes(self) -> int:
