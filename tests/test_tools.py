@@ -97,3 +97,17 @@ def test_kv_quant_runs(tmp_path):
     assert rows["none"]["bytes_per_token"] > rows["8"]["bytes_per_token"] > rows["4"]["bytes_per_token"]
     assert all(r["engine_same_as_generate_step"] for r in rows.values())
     assert "| 8 |" in (tmp_path / "kv-quant-smoke.md").read_text()
+
+
+def test_constraint_cost_runs(tmp_path):
+    _run([str(BENCH / "constraint_cost.py"), "--smoke", "--out", str(tmp_path)], tmp_path)
+    result = json.loads((tmp_path / "constraint-cost-smoke.json").read_text())
+    by = {(r["mode"], r["streams"]): r for r in result["rows"]}
+    assert set(by) == {(m, s) for m in ("bare", "auto", "forced", "forced_rows") for s in (1, 2)}
+    # Two forced streams share the batch's mask fills; switched off, each row fills its own.
+    assert by["forced", 2]["fills"] > 0 and by["forced", 2]["masks_per_fill"] > 1
+    assert by["forced_rows", 2]["fills"] == 0
+    assert {(r["mode"], r["streams"]) for r in result["raw_batch_generator"]} == {
+        (m, s) for m in ("bare", "forced", "forced_rows") for s in (1, 2)
+    }
+    assert "| forced/bare | forced_rows/bare |" in (tmp_path / "constraint-cost-smoke.md").read_text()

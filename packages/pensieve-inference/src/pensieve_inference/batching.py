@@ -26,6 +26,7 @@ from .failures import StepFailures, failure_event
 from .jobs import GenerationJob
 from .kv_quant import KVQuantization, quantized
 from .lockstep import Lockstep
+from .masks import BatchMasks
 from .output import SequenceOutput, processors_of
 from .prefill_lane import LANE_MIN_TOKENS, Prefill, PrefillLane, snapshot
 from .sampling import GuardedSampler, make_request_sampler
@@ -87,6 +88,7 @@ class ModelBatch:
         self._max_sequences = max_sequences
         self._prefill_step = prefill_step
         self._generator = self._new_generator()
+        self._masks = BatchMasks()  # grammar rows' masks, filled together each step
         self._running: dict[int, _Sequence] = {}
         self._lane = PrefillLane(loaded.model, chunk=prefill_step)
         self._solo: Solo | None = None
@@ -234,7 +236,8 @@ class ModelBatch:
 
     def _batch_step(self) -> None:
         try:
-            prompt_responses, responses = self._generator.next()
+            with self._masks.step(self._generator):
+                prompt_responses, responses = self._generator.next()
         except Exception as exc:  # the generator is half-stepped: start anew
             if self._lockstep is not None:
                 raise  # the other ranks stepped: only the whole group can fail (GenerationWorker)

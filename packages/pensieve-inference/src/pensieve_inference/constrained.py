@@ -22,7 +22,8 @@ from pensieve_model_support import hf_tokenizer
 
 from .dialects import Dialect, ToolSpecs
 from .markers import held_prefix
-from .processors import SequenceProcessor, only, only_tokens
+from .masks import GrammarProcessor, allowed, masked
+from .processors import only_tokens
 
 log = structlog.get_logger("pensieve.tools")
 
@@ -145,7 +146,7 @@ def one_call(tokenizer: Any, dialect: Dialect, tools: ToolSpecs) -> tuple[str, s
     return dialect.grammar("call", _literal(tokenizer)).single, rules
 
 
-class ToolConstraint(SequenceProcessor):
+class ToolConstraint(GrammarProcessor):
     """The grammar for one sequence: from the first token (forced), or from a call's start
     marker to its end (watch → call → watch), never inside the model's thinking."""
 
@@ -162,8 +163,7 @@ class ToolConstraint(SequenceProcessor):
         thinking: tuple[bytes, bytes] | None = None,
         thinking_open: bool = False,
     ) -> None:
-        super().__init__(prompt_tokens)
-        self.ll_tokenizer = ll_tokenizer
+        super().__init__(prompt_tokens, ll_tokenizer)
         self.forced_grammar = forced_grammar
         self.after_start = after_start
         self.trigger = trigger
@@ -171,7 +171,7 @@ class ToolConstraint(SequenceProcessor):
         self.eos = eos
         self.thinking = thinking
         self.thinking_open = thinking_open
-        self._opener: tuple[mx.array, np.ndarray] | tuple[()] | None = None
+        self._opener: tuple[mx.array, mx.array] | tuple[()] | None = None
         self.reset()
 
     def reset(self) -> None:
@@ -190,7 +190,7 @@ class ToolConstraint(SequenceProcessor):
             return None
         return matcher
 
-    def _openers(self) -> tuple[mx.array, np.ndarray] | None:
+    def _openers(self, vocab: int) -> tuple[mx.array, mx.array] | None:
         """The tokens that are a whole start marker, and what may follow one (computed once)."""
         if self._opener is None:
             ids = marker_tokens(self.ll_tokenizer, self.trigger)
@@ -202,9 +202,8 @@ class ToolConstraint(SequenceProcessor):
                 if matcher is None:
                     self._opener = ()
                     return None
-                first = matcher.compute_bitmask()
-                bits = np.unpackbits(np.frombuffer(first, dtype=np.uint8), bitorder="little").astype(bool)
-                self._opener = (mx.array(ids), bits)
+                bits = np.frombuffer(matcher.compute_bitmask(), dtype=np.int32)
+                self._opener = (mx.array(ids), allowed(bits, vocab))
         return self._opener or None
 
     def consume(self, token: int) -> None:
@@ -255,16 +254,17 @@ class ToolConstraint(SequenceProcessor):
     def mask(self, logits: mx.array, tokens: mx.array) -> mx.array:
         if self._watching():
             # If the newest token is a whole start marker, the next one is the call's first.
-            opener = self._openers()
+            opener = self._openers(logits.shape[-1])
             if opener is None:
                 return logits
             ids, first = opener
             is_marker = mx.any(tokens.reshape(-1)[-1] == ids)
-            return mx.where(is_marker, only(logits, first), logits)
+            return mx.where(is_marker, masked(logits, first), logits)
         if self.mode in ("watch", "free"):
             return logits
         if self.mode == "end":
             return only_tokens(logits, self.eos)
-        assert self.matcher is not None
-        bits = np.unpackbits(np.frombuffer(self.matcher.compute_bitmask(), dtype=np.uint8), bitorder="little")
-        return only(logits, bits.astype(bool))
+        return self.grammar_mask(logits)
+
+    def grammar(self) -> llguidance.LLMatcher | None:
+        return self.matcher if self.mode in ("forced", "call") else None

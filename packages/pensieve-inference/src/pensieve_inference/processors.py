@@ -8,6 +8,7 @@ anyway), and a processor that can act one token late takes them from there."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import cast
 
 import mlx.core as mx
@@ -51,13 +52,20 @@ class SequenceProcessor:
         if self.broken:
             return logits
         try:
-            return self._at(length, tokens, logits)
-        except Exception as exc:
-            log.error("logits_processor_failed", processor=type(self).__name__, error=repr(exc), exc_info=exc)
-            self.broken = True
+            # A 1-D array's tolist() is a flat list; mlx types it as any nesting.
+            self.advance(length, lambda k: cast(list[int], tokens.reshape(-1)[-k:].tolist()))
+            return self.mask(logits, tokens)
+        except Exception as exc:  # noqa: BLE001 — logged by failed(): this processor steps aside
+            self.failed(exc)
             return logits
 
-    def _at(self, length: int, tokens: mx.array, logits: mx.array) -> mx.array:
+    def failed(self, exc: Exception) -> None:
+        log.error("logits_processor_failed", processor=type(self).__name__, error=repr(exc), exc_info=exc)
+        self.broken = True
+
+    def advance(self, length: int, newest: Callable[[int], list[int]]) -> None:
+        """Consume the output up to `length` tokens of sequence: from `seen`, then, when
+        `needs_every_token()`, the last k from `newest(k)` (which may give fewer)."""
         committed = max(0, length - self.prompt_tokens)
         if committed < len(self.generated):  # the sequence stepped back: replay up to there
             replay = self.generated[:committed]
@@ -70,11 +78,9 @@ class SequenceProcessor:
                 self.consume(self.seen[at])
                 continue
             if self.needs_every_token():
-                # A 1-D array's tolist() is a flat list; mlx types it as any nesting.
-                for token in cast(list[int], tokens.reshape(-1)[at - committed :].tolist()):
+                for token in newest(committed - at):
                     self.consume(int(token))
             break
-        return self.mask(logits, tokens)
 
 
 def only(logits: mx.array, allowed: np.ndarray) -> mx.array:

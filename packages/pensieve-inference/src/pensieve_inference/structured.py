@@ -10,14 +10,13 @@ from typing import Any
 
 import llguidance
 import mlx.core as mx
-import numpy as np
 import structlog
 
 from pensieve_core.errors import InvalidRequestError
 
 from .constrained import grammar_tokenizer
 from .dialects.grammar import closed, json_value
-from .processors import SequenceProcessor, only
+from .masks import GrammarProcessor
 
 log = structlog.get_logger("pensieve.tools")
 
@@ -54,7 +53,7 @@ def make_format_constraint(
     return FormatConstraint(grammar_tokenizer(tokenizer), grammar, prompt_tokens=prompt_tokens, think_end=think_end)
 
 
-class FormatConstraint(SequenceProcessor):
+class FormatConstraint(GrammarProcessor):
     """Free while the model thinks (until `think_end`, when thinking was open), then only
     tokens that keep the answer a prefix of a valid value; once it is whole, only EOS
     (llguidance's mask when the grammar is complete)."""
@@ -62,9 +61,8 @@ class FormatConstraint(SequenceProcessor):
     def __init__(
         self, ll_tokenizer: llguidance.LLTokenizer, grammar: str, *, prompt_tokens: int, think_end: bytes | None
     ) -> None:
-        super().__init__(prompt_tokens)
-        self.ll_tokenizer = ll_tokenizer
-        self.grammar = grammar
+        super().__init__(prompt_tokens, ll_tokenizer)
+        self.lark = grammar
         self.think_end = think_end
         self.reset()
 
@@ -77,7 +75,7 @@ class FormatConstraint(SequenceProcessor):
             self.matcher = self._matcher()
 
     def _matcher(self) -> llguidance.LLMatcher:
-        grammar = llguidance.LLMatcher.grammar_from_lark(self.grammar)
+        grammar = llguidance.LLMatcher.grammar_from_lark(self.lark)
         return llguidance.LLMatcher(self.ll_tokenizer, grammar, log_level=0)
 
     def consume(self, token: int) -> None:
@@ -101,8 +99,7 @@ class FormatConstraint(SequenceProcessor):
                     self.mode, self.matcher = "free", None
 
     def mask(self, logits: mx.array, tokens: mx.array) -> mx.array:
-        if self.mode != "answer":
-            return logits
-        assert self.matcher is not None
-        bits = np.unpackbits(np.frombuffer(self.matcher.compute_bitmask(), dtype=np.uint8), bitorder="little")
-        return only(logits, bits.astype(bool))
+        return logits if self.mode != "answer" else self.grammar_mask(logits)
+
+    def grammar(self) -> llguidance.LLMatcher | None:
+        return self.matcher if self.mode == "answer" else None

@@ -1,0 +1,86 @@
+"""A batch step's grammar masks are filled together (masks.py): the same tokens as each
+request decoding alone, with one parallel fill serving several rows."""
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from pensieve_claude_types import MessageParam, Tool, ToolChoiceAny, ToolChoiceTool
+from pensieve_core import Finished, GenerationRequest, ToolInputDelta
+from pensieve_inference.masks import allowed
+from pensieve_model_support.testing import TOOL_CHATML_TEMPLATE, build_tiny_model
+
+TOOLS = [
+    Tool(
+        name=name,
+        description=f"The {name} tool.",
+        input_schema={
+            "type": "object",
+            "properties": {"path": {"type": "string", "maxLength": 30}, "limit": {"type": "integer"}},
+            "required": ["path"],
+        },
+    )
+    for name in ("Read", "Write", "Grep")
+]
+
+
+@pytest.fixture(scope="module")
+def tool_engine(tmp_path_factory):
+    from pensieve_inference import MLXEngine
+    from pensieve_model_support import HuggingFaceHub, resolve_reference
+
+    path = build_tiny_model(tmp_path_factory.mktemp("masks"), chat_template=TOOL_CHATML_TEMPLATE, tool_tokens=True)
+    engine = MLXEngine.load_sync(resolve_reference(str(path)), HuggingFaceHub())
+    yield engine
+    engine._worker.stop()
+
+
+def forced(i, choice):
+    return GenerationRequest(
+        messages=[MessageParam(role="user", content=f"Look at file {i}, please.")],
+        max_tokens=60,
+        temperature=0.0,
+        tools=TOOLS,
+        tool_choice=choice,
+    )
+
+
+async def call_text(engine, req):
+    events = [e async for e in engine.generate(req)]
+    assert isinstance(events[-1], Finished)
+    return "".join(e.partial_json for e in events if isinstance(e, ToolInputDelta)), events[-1].output_tokens
+
+
+def model_batch(engine):
+    (batch,) = engine._worker._batches.values()
+    return batch
+
+
+def test_unpacked_bits_name_the_allowed_tokens():
+    bits = np.random.default_rng(0).integers(-(2**31), 2**31, size=(3, 5), dtype=np.int64).astype(np.int32)
+    # llguidance's layout: token t is allowed when bit t % 32 of word t // 32 is set.
+    expected = np.array([[(int(row[t // 32]) >> (t % 32)) & 1 == 1 for t in range(160)] for row in bits])
+    assert np.array_equal(np.array(allowed(bits, 160)), expected)
+    assert np.array_equal(np.array(allowed(bits, 100)), expected[:, :100])
+    assert np.array_equal(np.array(allowed(bits[1], 160)), expected[1])  # one row
+    wider = np.array(allowed(bits, 170))  # a model vocabulary past the tokenizer's
+    assert np.array_equal(wider[:, :160], expected) and not wider[:, 160:].any()
+
+
+@pytest.mark.parametrize("choice", [ToolChoiceTool(name="Write"), ToolChoiceAny()], ids=["tool", "any"])
+def test_forced_calls_together_say_what_each_says_alone(tool_engine, choice):
+    reqs = [forced(i, choice) for i in range(5)]
+    alone = [asyncio.run(call_text(tool_engine, r)) for r in reqs]  # each decodes by itself
+
+    masks = model_batch(tool_engine)._masks
+    fills, filled = masks.fills, masks.filled
+
+    async def together():
+        return await asyncio.gather(*(call_text(tool_engine, r) for r in reqs))
+
+    assert asyncio.run(together()) == alone
+    assert all(text for text, _ in alone)
+    fills, filled = masks.fills - fills, masks.filled - filled
+    # One fill per step serves the rows decoding together (the first masks are each row's own).
+    assert fills > 0 and filled / fills > 2, (fills, filled)
