@@ -95,6 +95,9 @@ class ModelBatch:
         self._solo_uid = 0
         self._eos = set(loaded.tokenizer.eos_token_ids)
         self.failures = StepFailures()
+        # Prompt tokens the prefix cache gave so far: in the digest, so ranks whose caches hit
+        # differently are caught at the next turn.
+        self._reused = 0
 
     def _new_generator(self) -> BatchGenerator:
         eos = sorted(self.loaded.tokenizer.eos_token_ids)
@@ -114,7 +117,7 @@ class ModelBatch:
     def digest(self) -> list[int]:
         """The batch's state in a few numbers, which every rank of a distributed model shares."""
         outputs = sum(s.output_tokens for s in self._running.values())
-        return [len(self._running), len(self._lane), len(self._waiting), outputs]
+        return [len(self._running), len(self._lane), len(self._waiting), outputs, self._reused]
 
     def __len__(self) -> int:
         return len(self._running) + len(self._lane) + len(self._waiting)
@@ -159,6 +162,7 @@ class ModelBatch:
         if self._kv is not None:
             cache = quantized(cache if cache is not None else make_prompt_cache(self.loaded.model), self._kv)
         reused = len(tokens) - len(rest)
+        self._reused += reused
         ahead = job.cuts(reused, len(tokens))
         if len(rest) > LANE_MIN_TOKENS:
             cache = cache if cache is not None else make_prompt_cache(self.loaded.model)
