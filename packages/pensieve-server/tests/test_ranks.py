@@ -45,3 +45,29 @@ def test_ring_addresses_use_free_ports_only_when_every_rank_is_here(tmp_path):
 def test_a_hostfile_rank_0_cannot_serve_from_is_one_clear_error(tmp_path, content, says):
     with pytest.raises(ConfigError, match=says):
         read_hostfile(write(tmp_path, content))
+
+
+def rank_group(tmp_path, hostfile):
+    from pensieve_core import Settings
+    from pensieve_server.ranks import RankGroup
+
+    return RankGroup(Settings(home=str(tmp_path / "home"), hostfile=write(tmp_path, hostfile)))
+
+
+def test_jaccl_ranks_get_the_coordinator_and_their_devices_as_mlx_launch_gives_them(tmp_path):
+    hosts = [
+        {"ssh": "127.0.0.1", "ips": ["10.0.0.1"], "rdma": [None, "rdma_en5"]},
+        {"ssh": "mac2", "ips": [], "rdma": ["rdma_en5", None]},
+    ]
+    for backend, ring in (("jaccl", None), ("jaccl-ring", "1")):
+        env = rank_group(tmp_path, {"backend": backend, "hosts": hosts})._rank_env()
+        assert env["MLX_JACCL_COORDINATOR"] == "10.0.0.1:32323"
+        assert json.loads(env["MLX_IBV_DEVICES"]) == [[None, "rdma_en5"], ["rdma_en5", None]]
+        assert env.get("MLX_JACCL_RING") == ring and env["PENSIEVE_BACKEND"] == "jaccl"
+    with pytest.raises(ConfigError, match="one RDMA entry per rank"):
+        rank_group(tmp_path, {"backend": "jaccl", "hosts": [{"ssh": "127.0.0.1"}, {"ssh": "m"}]})._rank_env()
+
+
+def test_a_backend_pensieve_cannot_start_ranks_over_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="mpirun"):
+        rank_group(tmp_path, {"backend": "mpi", "hosts": [{"ssh": "127.0.0.1"}, {"ssh": "m"}]})

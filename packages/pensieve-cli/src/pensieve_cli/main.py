@@ -58,7 +58,7 @@ def _server_options(fn: Any) -> Any:
             ),
             click.option(
                 "--backend",
-                type=click.Choice(["ring", "jaccl", "mpi", "nccl"]),
+                type=click.Choice(["ring", "jaccl", "jaccl-ring", "nccl"]),
                 help="MLX's distributed backend for --hostfile (default ring).",
             ),
             click.option(

@@ -82,7 +82,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     # mlx.launch names it; layers in a pipeline instead of tensor-parallel; how long one worker
     # turn may take before the group counts a rank as hung.
     hostfile: str | None = None
-    backend: Literal["ring", "jaccl", "mpi", "nccl"] = "ring"
+    backend: Literal["ring", "jaccl", "jaccl-ring", "nccl"] = "ring"
     pipeline: bool = False
     rank_timeout_s: float = 120.0
 

@@ -5,7 +5,7 @@ The hostfile is mlx.launch's (`{"backend": ..., "envs": [...], "hosts": [{"ssh":
 every other rank itself (`python -m pensieve_server.follower`, over ssh for other machines, as
 mlx.launch does) rather than through mlx.launch, because mlx.launch ends every rank when one
 fails, and rank 0 must stay up to answer that the group is gone. The ranks talk over MLX's own
-backends (ring over TCP, JACCL, MPI, NCCL); pensieve adds no transport."""
+backends (ring over TCP, JACCL over Thunderbolt RDMA, NCCL); pensieve adds no transport."""
 
 from __future__ import annotations
 
@@ -38,6 +38,8 @@ RING_PORT = 32323
 class Host(msgspec.Struct, kw_only=True):
     ssh: str
     ips: list[str] = []
+    # JACCL: the RDMA device (or devices, one per cable) that reaches each rank; null for itself.
+    rdma: list[str | list[str] | None] = []
 
 
 class Hostfile(msgspec.Struct, kw_only=True):
@@ -71,6 +73,13 @@ def _local(host: Host) -> bool:
     return host.ssh in LOCAL_HOSTS or host.ssh == socket.gethostname()
 
 
+def _written(content: str) -> str:
+    fd, path = tempfile.mkstemp(prefix="pensieve-ranks-", suffix=".json")
+    with os.fdopen(fd, "w") as f:
+        f.write(content)
+    return path
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -88,6 +97,9 @@ def ring_addresses(hostfile: Hostfile) -> list[list[str]]:
     return addresses
 
 
+BACKENDS = ("ring", "jaccl", "jaccl-ring", "nccl")
+# Variables MLX reads as a file's path: their contents are written to a file on each host.
+FILE_VARIABLES = ("MLX_HOSTFILE", "MLX_IBV_DEVICES")
 # How long the other ranks may take to start (an interpreter and MLX loading, over ssh maybe)
 # and to join, at least: the configured rank timeout is for a turn, which is much shorter.
 START_TIMEOUT_S = 120.0
@@ -113,6 +125,11 @@ class RankGroup:
         assert settings.hostfile is not None
         self.hostfile = read_hostfile(settings.hostfile)
         self.backend = self.hostfile.backend or settings.backend
+        if self.backend not in BACKENDS:
+            raise ConfigError(
+                f"backend {self.backend!r}: pensieve starts its ranks over {', '.join(BACKENDS)} "
+                "(MPI's ranks are started by mpirun, which pensieve does not drive)"
+            )
         self._settings = settings
         self._followers: list[tuple[Host, subprocess.Popen[bytes]]] = []
         self.ranks: list[RankInfo] = []
@@ -131,14 +148,16 @@ class RankGroup:
             ready = threading.Event()
             self._ready.append(ready)
             threading.Thread(target=_relay, args=(process, ready), name=f"pensieve-rank-{rank}", daemon=True).start()
-        os.environ.update({k: v for k, v in env.items() if k != "MLX_RANK"}, MLX_RANK="0")
+        own = {k: _written(v) if k in FILE_VARIABLES else v for k, v in env.items()}
+        os.environ.update(own, MLX_RANK="0")
         log.info("ranks_starting", ranks=len(self.hostfile.hosts), backend=self.backend)
         self._wait_ready()
         # Joining holds the GIL until every rank connects: a rank that dies in these seconds is
         # caught by a C-level timer (its traceback, then exit 1) rather than hanging the start.
         faulthandler.dump_traceback_later(max(START_TIMEOUT_S, self._settings.rank_timeout_s), exit=True)
         try:
-            self.lockstep = Lockstep.join(self.backend, rank_timeout_s=self._settings.rank_timeout_s)
+            backend = env["PENSIEVE_BACKEND"]
+            self.lockstep = Lockstep.join(backend, rank_timeout_s=self._settings.rank_timeout_s)
         finally:
             faulthandler.cancel_dump_traceback_later()
         # The others serve nothing of their own: they take rank 0's settings (config, flags, env).
@@ -157,31 +176,42 @@ class RankGroup:
             time.sleep(0.1)
 
     def _rank_env(self) -> dict[str, str]:
+        """The variables MLX's backend reads, as mlx.launch sets them; files' contents go in
+        FILE_VARIABLES' variables (written to a file on each host by `_spawn`)."""
         env = dict(e.split("=", 1) for e in self.hostfile.envs if "=" in e)
+        hosts = self.hostfile.hosts
         if self.backend == "ring":
-            fd, path = tempfile.mkstemp(prefix="pensieve-ring-", suffix=".json")
-            with os.fdopen(fd, "wb") as f:
-                f.write(msgspec.json.encode(ring_addresses(self.hostfile)))
-            env["MLX_HOSTFILE"] = path
+            env["MLX_HOSTFILE"] = msgspec.json.encode(ring_addresses(self.hostfile)).decode()
+        elif self.backend in ("jaccl", "jaccl-ring"):
+            if not hosts[0].ips or any(len(h.rdma) != len(hosts) for h in hosts):
+                raise ConfigError(
+                    "a JACCL hostfile gives rank 0 an IP and every host one RDMA entry per rank "
+                    "(mlx.distributed_config --backend jaccl writes it)"
+                )
+            env["MLX_JACCL_COORDINATOR"] = f"{hosts[0].ips[0]}:{RING_PORT}"
+            env["MLX_IBV_DEVICES"] = msgspec.json.encode([h.rdma for h in hosts]).decode()
+            if self.backend == "jaccl-ring":
+                env["MLX_JACCL_RING"] = "1"
         elif self.backend == "nccl":
             first = self.hostfile.hosts[0]
             env["NCCL_HOST_IP"] = first.ips[0] if first.ips else "127.0.0.1"
             env["NCCL_PORT"] = str(_free_port())
             env["MLX_WORLD_SIZE"] = str(len(self.hostfile.hosts))
-        env["PENSIEVE_BACKEND"] = self.backend
+        env["PENSIEVE_BACKEND"] = "jaccl" if self.backend == "jaccl-ring" else self.backend
         env["PENSIEVE_LOG_LEVEL"] = self._settings.log_level
         return env
 
     def _spawn(self, rank: int, host: Host, env: dict[str, str]) -> subprocess.Popen[bytes]:
         command = [sys.executable, "-m", "pensieve_server.follower"]
         rank_env = {**env, "MLX_RANK": str(rank)}
+        files = {k: rank_env.pop(k) for k in FILE_VARIABLES if k in rank_env}
         if _local(host):
+            rank_env.update({k: _written(v) for k, v in files.items()})
             return subprocess.Popen(command, env={**os.environ, **rank_env}, stdout=subprocess.PIPE)
-        # Another machine: the same interpreter path there, and the ring file written there.
+        # Another machine: the same interpreter path there, and the files written there.
         script = ""
-        if "MLX_HOSTFILE" in rank_env:
-            addresses = Path(rank_env.pop("MLX_HOSTFILE")).read_text()
-            script += f"f=$(mktemp); printf %s {shlex.quote(addresses)} > $f; export MLX_HOSTFILE=$f; "
+        for k, content in files.items():
+            script += f"f=$(mktemp); printf %s {shlex.quote(content)} > $f; export {k}=$f; "
         script += " ".join(f"export {k}={shlex.quote(v)};" for k, v in rank_env.items())
         script += " exec " + shlex.join(command)
         try:
