@@ -13,6 +13,7 @@ import structlog
 
 from pensieve_core import Settings
 from pensieve_inference import EngineOptions, Lockstep, MLXEngine
+from pensieve_metal import apply_memory_limits
 from pensieve_model_support import HuggingFaceHub, resolve_reference
 
 log = structlog.get_logger("pensieve.follower")
@@ -29,6 +30,9 @@ def follow() -> None:
     engine, worker = MLXEngine.load_shard(
         ref, HuggingFaceHub(), EngineOptions.of(settings), lockstep, pipeline=settings.pipeline
     )
+    # As rank 0 does for itself (startup.apply_limits), on this thread, which runs its MLX work.
+    limits = apply_memory_limits(wire_bytes=engine.weights_bytes)
+    log.info("memory_limits", rank=lockstep.rank, **msgspec.structs.asdict(limits))
     worker.follow(lockstep, engine.loaded, engine.rebuild)
     log.info("rank_stopped", rank=lockstep.rank)
 
