@@ -8,6 +8,7 @@ EXPECTED = {
     "CLAUDE_TIERS",
     "DEFAULT_API_KEY",
     "DEFAULT_MODEL",
+    "KV_BITS",
     "Engine",
     "Failed",
     "Finished",

@@ -122,7 +122,7 @@ def _model_to_check(settings: Settings, hub: Hub, asked: bool) -> tuple[str, Mod
 
 def _kv_lines(loaded: LoadedModel, weights_bytes: int, configured: int | None) -> list[str]:
     """The KV cache's bytes per token at each `kv_bits`, and the context that fits beside the weights."""
-    from pensieve_core.config import KV_BITS
+    from pensieve_core import KV_BITS
     from pensieve_metal import memory_after_weights
     from pensieve_model_support import kv_layout
 
