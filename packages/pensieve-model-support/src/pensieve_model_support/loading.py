@@ -99,16 +99,17 @@ def load_model(
     if not files:
         raise ModelLoadError(f"{path} holds no safetensors or GGUF weights")
     if group is not None:
-        return _load_shard(ref, path, files, group, pipeline=pipeline)
-    weights_bytes = sum(f.stat().st_size for f in files)
-    if ref.kind in ("bundled", "gguf_file"):
-        # The fit check and memory limits need the size after conversion, not the file's.
-        weights_bytes = loaded_bytes(path, converted_dir)
-    check_fits(ref.name, weights_bytes, budget_bytes=memory_budget_bytes)
-    if ref.kind in ("bundled", "gguf_file"):
-        model, tokenizer, config = load_gguf(path, converted_dir)
+        model, tokenizer, config, weights_bytes = _load_shard(ref, path, group, pipeline=pipeline)
     else:
-        model, tokenizer, config = _load_mlx_dir(path)
+        weights_bytes = sum(f.stat().st_size for f in files)
+        if ref.kind in ("bundled", "gguf_file"):
+            # The fit check and memory limits need the size after conversion, not the file's.
+            weights_bytes = loaded_bytes(path, converted_dir)
+        check_fits(ref.name, weights_bytes, budget_bytes=memory_budget_bytes)
+        if ref.kind in ("bundled", "gguf_file"):
+            model, tokenizer, config = load_gguf(path, converted_dir)
+        else:
+            model, tokenizer, config = _load_mlx_dir(path)
     return LoadedModel(
         name=ref.name,
         ref=ref,
@@ -122,14 +123,18 @@ def load_model(
     )
 
 
-def _load_shard(ref: ModelRef, path: Path, files: list[Path], group: Any, *, pipeline: bool) -> LoadedModel:
+def _load_shard(
+    ref: ModelRef, path: Path, group: Any, *, pipeline: bool
+) -> tuple[nn.Module, TokenizerWrapper, dict[str, Any], int]:
+    """This rank's shard, with mlx-lm's sharded_load, and the bytes of weights it holds."""
     from mlx.utils import tree_flatten
     from mlx_lm.utils import sharded_load
 
     if ref.kind in ("bundled", "gguf_file"):
         raise ModelLoadError(
             f"{ref.name} is a GGUF file: a model sharded across ranks loads from an MLX directory "
-            "(convert it once with `pensieve models pull`, or mlx_lm.convert, and serve that directory)"
+            "(serve the one pensieve converted it into, `pensieve cache list --converted`, or one "
+            "made with mlx_lm.convert)"
         )
     groups = {"pipeline_group": group} if pipeline else {"tensor_group": group}
     try:
@@ -139,15 +144,5 @@ def _load_shard(ref: ModelRef, path: Path, files: list[Path], group: Any, *, pip
         raise ModelLoadError(f"cannot load {ref.name} {how} across {group.size()} ranks: {exc}") from exc
     model, tokenizer, config = cast(tuple[nn.Module, TokenizerWrapper, dict[str, Any]], loaded)
     # This rank's share of the weights, as loaded (what its memory holds).
-    weights_bytes = sum(int(array.nbytes) for _, array in cast(list[tuple[str, Any]], tree_flatten(model.parameters())))
-    return LoadedModel(
-        name=ref.name,
-        ref=ref,
-        model=model,
-        tokenizer=tokenizer,
-        config=config,
-        context_length=_context_length(config),
-        identity=weights_identity(ref.name, files),
-        weights_bytes=weights_bytes,
-        quantized=any(isinstance(m, nn.QuantizedLinear) for _, m in model.named_modules()),
-    )
+    arrays = cast(list[tuple[str, Any]], tree_flatten(model.parameters()))
+    return model, tokenizer, config, sum(int(array.nbytes) for _, array in arrays)
