@@ -42,3 +42,19 @@ def client(engine):
 
     with TestClient(create_app(engine, Settings(api_key="test-key")), base_url="http://localhost") as c:
         yield c
+
+
+@pytest.fixture
+def failing_midway(engine, monkeypatch):
+    """Fault injection: the device is lost once the prompt is in (every forward pass after the
+    first fails), whichever decoding path runs."""
+    model_class = type(engine.loaded.model)
+    real, calls = model_class.__call__, []
+
+    def breaks_after_the_prompt(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) > 1:
+            raise RuntimeError("device lost")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(model_class, "__call__", breaks_after_the_prompt)

@@ -18,22 +18,6 @@ def events_of(text):
     return out
 
 
-@pytest.fixture
-def failing_midway(engine, monkeypatch):
-    """Fault injection: the device is lost once the prompt is in (every forward pass after the
-    first fails), whichever decoding path runs."""
-    model_class = type(engine.loaded.model)
-    real, calls = model_class.__call__, []
-
-    def breaks_after_the_prompt(self, *args, **kwargs):
-        calls.append(1)
-        if len(calls) > 1:
-            raise RuntimeError("device lost")
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(model_class, "__call__", breaks_after_the_prompt)
-
-
 def test_failure_after_the_200_is_one_error_event_then_nothing(client, failing_midway):
     r = client.post("/v1/messages", json={**BODY, "stream": True}, headers=AUTH)
     assert r.status_code == 200

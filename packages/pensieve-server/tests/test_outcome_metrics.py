@@ -15,20 +15,9 @@ def ended(metrics, outcome):
     return metrics.get(f'pensieve_generations_ended_total{{outcome="{outcome}"}}', 0.0)
 
 
-def test_a_generation_that_fails_midway_counts_as_failed_with_its_prompt(client, engine, monkeypatch):
-    model_class = type(engine.loaded.model)
-    real, calls = model_class.__call__, []
-
-    def breaks_after_the_prompt(self, *args, **kwargs):
-        calls.append(1)
-        if len(calls) > 1:
-            raise RuntimeError("device lost")
-        return real(self, *args, **kwargs)
-
-    before = scrape(client)
-    monkeypatch.setattr(model_class, "__call__", breaks_after_the_prompt)
+def test_a_generation_that_fails_midway_counts_as_failed_with_its_prompt(client, failing_midway):
+    before = scrape(client)  # /metrics runs no forward pass: the fault does not touch it
     r = client.post("/v1/messages", json={**BODY, "stream": True}, headers=AUTH)
-    monkeypatch.undo()
     assert r.status_code == 200 and "event: error" in r.text
     after = scrape(client)
     assert ended(after, "failed") - ended(before, "failed") == 1
