@@ -111,3 +111,12 @@ def test_constraint_cost_runs(tmp_path):
         (m, s) for m in ("bare", "forced", "forced_rows") for s in (1, 2)
     }
     assert "| forced/bare | forced_rows/bare |" in (tmp_path / "constraint-cost-smoke.md").read_text()
+
+
+def test_cache_read_runs(tmp_path):
+    _run([str(BENCH / "cache_read.py"), "--smoke", "--out", str(tmp_path)], tmp_path)
+    result = json.loads((tmp_path / "cache-read-smoke.json").read_text())
+    # Every phase ran and was timed, the end-to-end restore among them.
+    assert {"header", "file_read", "mlx_load", "digest_1", "verify", "read"} <= set(result["phases"])
+    assert all(row["best_s"] > 0 for row in result["phases"].values())
+    assert "| read |" in (tmp_path / "cache-read-smoke.md").read_text()

@@ -1,10 +1,16 @@
 """One persisted prefix as a file, checked on the way back rather than trusted.
 
 The layout is mlx-lm's prompt-cache safetensors (layer i's keys, values and offset are the
-tensors `i.0`, `i.1`, `i.2`; `load_prompt_cache` reads our files), plus a digest in the
-metadata over the weights identity, the token ids and every tensor's name, dtype, shape and
-bytes. Reading caps the header length by the file's size, decodes the header against a schema,
-checks that the tensors tile the data section, and compares the digest before any tensor is used.
+tensors `i.0`, `i.1`, `i.2`; `load_prompt_cache` reads our files), plus a format version and a
+digest in the metadata over the weights identity, the token ids and every tensor's name, dtype,
+shape and bytes. Reading caps the header length by the file's size, decodes the header against a
+schema, checks that the tensors tile the data section, and compares the digest before any tensor
+is used.
+
+The digest is a tree: each piece of at most PIECE_BYTES of a tensor is hashed on its own, by as
+many threads as there are cores (hashlib lets go of the GIL), and the file's digest hashes the
+pieces' digests in order. `read` lets MLX's own loader bring the tensors into memory (one copy,
+no Python bytes) and hashes those very arrays; `verify` reads each piece into its thread.
 """
 
 from __future__ import annotations
@@ -16,8 +22,10 @@ import math
 import os
 import struct
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, BinaryIO, Literal
 
@@ -28,8 +36,12 @@ from mlx.utils import tree_flatten
 from mlx_lm.models.cache import KVCache
 
 MAX_HEADER_BYTES = 100_000_000  # the safetensors format's own limit
+# Format 1 (no version in the file) hashed all bytes in one stream; 2 hashes pieces, a tree.
+FORMAT = "2"
+PIECE_BYTES = 16 << 20  # part of the digest's definition: changing it needs a new FORMAT
+_WORKERS = min(32, os.cpu_count() or 1)
 
-# safetensors dtype -> (MLX dtype, the NumPy dtype that reads its bytes); bfloat16 via uint16.
+# safetensors dtype -> (MLX dtype, a NumPy dtype of its item size: uint16 stands in for bfloat16).
 _DTYPES: dict[str, tuple[mx.Dtype, type[np.generic]]] = {
     "F16": (mx.float16, np.float16),
     "BF16": (mx.bfloat16, np.uint16),
@@ -61,6 +73,7 @@ class _Metadata(msgspec.Struct):
     pensieve_model: str
     pensieve_tokens: str
     pensieve_digest: str = ""
+    pensieve_format: str = ""
     pensieve_model_name: str = ""
     pensieve_saved_at: str = ""
 
@@ -88,13 +101,38 @@ def token_hash(tokens: list[int] | tuple[int, ...]) -> str:
     return hashlib.sha256(struct.pack(f"<{len(tokens)}I", *tokens)).hexdigest()[:32]
 
 
-def _digest(model: str, tokens: str, tensors: Iterable[tuple[str, str, list[int], Any]]) -> str:
-    h = hashlib.blake2b(digest_size=32)
-    h.update(msgspec.json.encode([model, tokens]))
-    for name, dtype, shape, data in tensors:
-        h.update(msgspec.json.encode([name, dtype, shape]))  # sizes follow from it: no ambiguity
-        h.update(data)
+# A piece: the identity that goes into its hash (tensor, dtype, shape, where in the tensor it
+# starts) and a callable, run on a pool thread, that returns its bytes.
+Piece = tuple[bytes, Callable[[], Any]]
+
+
+def _pieces(name: str, dtype: str, shape: list[int], nbytes: int, fetch: Callable[[int, int], Any]) -> Iterator[Piece]:
+    for start in range(0, max(nbytes, 1), PIECE_BYTES):  # an empty tensor is one empty piece
+        length = min(PIECE_BYTES, nbytes - start)
+        yield msgspec.json.encode([name, dtype, shape, start]), partial(fetch, start, length)
+
+
+def _hash_piece(identity: bytes, fetch: Callable[[], Any]) -> bytes:
+    h = hashlib.blake2b(identity, digest_size=32)  # sizes follow from shape and start: no ambiguity
+    h.update(fetch())
+    return h.digest()
+
+
+def _digest(model: str, tokens: str, pieces: Iterable[Piece]) -> str:
+    """The pieces are taken on this thread (so their source may evaluate arrays as it goes) and
+    hashed on the pool's."""
+    with ThreadPoolExecutor(_WORKERS, thread_name_prefix="pensieve-cache-digest") as pool:
+        futures = [pool.submit(_hash_piece, identity, fetch) for identity, fetch in pieces]
+        h = hashlib.blake2b(msgspec.json.encode([FORMAT, model, tokens]), digest_size=32)
+        for future in futures:
+            h.update(future.result())
     return h.hexdigest()
+
+
+def _bytes_of(a: mx.array) -> Callable[[int, int], memoryview]:
+    # mx.array has the buffer protocol, but its stubs declare no __buffer__.
+    view = memoryview(a).cast("B")  # type: ignore[arg-type]
+    return lambda start, length: view[start : start + length]
 
 
 def write(path: Path, layers: list[KVCache], *, model: str, model_name: str, tokens: tuple[int, ...]) -> None:
@@ -105,10 +143,14 @@ def write(path: Path, layers: list[KVCache], *, model: str, model_name: str, tok
         arrays.update({f"{i}.0": c.keys, f"{i}.1": c.values, f"{i}.2": mx.array(c.offset, dtype=mx.int32)})
     mx.eval(list(arrays.values()))
     text = json.dumps(list(tokens))
-    # mx.array has the buffer protocol, but its stubs declare no __buffer__.
-    views = ((n, _NAMES[a.dtype], list(a.shape), memoryview(a)) for n, a in sorted(arrays.items()))  # type: ignore[arg-type]
-    digest = _digest(model, text, views)
+    pieces = (
+        piece
+        for n, a in sorted(arrays.items())
+        for piece in _pieces(n, _NAMES[a.dtype], list(a.shape), a.nbytes, _bytes_of(a))
+    )
+    digest = _digest(model, text, pieces)
     ours = {
+        "pensieve_format": FORMAT,
         "pensieve_model": model,
         "pensieve_model_name": model_name,
         "pensieve_tokens": text,
@@ -146,6 +188,11 @@ def _read_header(f: BinaryIO, path: Path) -> CacheHeader:
     # Files from before the digest cannot be checked: a miss, rewritten on next use.
     if not ours.pensieve_digest:
         raise CorruptFileError("no digest (written by an older pensieve)")
+    if ours.pensieve_format != FORMAT:
+        found = ours.pensieve_format or "1"
+        raise CorruptFileError(
+            f"stale: format {found}, this pensieve reads format {FORMAT} (written by another version)"
+        )
     if not tokens or token_hash(tokens) != path.stem:
         raise CorruptFileError("its token ids do not match its name")
     if ours.pensieve_model != path.parent.name:
@@ -192,43 +239,68 @@ def read_header(path: Path) -> CacheHeader:
         return _read_header(f, path)
 
 
-def _tensors(f: BinaryIO, header: CacheHeader) -> Iterable[tuple[str, _Tensor, bytes]]:
-    for name in sorted(header.tensors):
-        t = header.tensors[name]
-        f.seek(header.data_start + t.data_offsets[0])
-        data = f.read(t.nbytes)
-        if len(data) != t.nbytes:
-            raise CorruptFileError(f"tensor {name!r} cut short while reading")
-        yield name, t, data
-
-
-def _verify(header: CacheHeader, digest: str) -> None:
+def _verify(header: CacheHeader, pieces: Iterable[Piece]) -> None:
+    digest = _digest(header.model, json.dumps(list(header.tokens)), pieces)
     if not hmac.compare_digest(digest, header.digest):
         raise CorruptFileError("the tensor bytes do not match the digest")
 
 
 def verify(path: Path) -> CacheHeader:
-    """The header, and every tensor's bytes against the digest (nothing is loaded)."""
+    """The header, and every tensor's bytes against the digest (nothing is loaded: each thread
+    reads only the piece it hashes)."""
     with path.open("rb") as f:
         header = _read_header(f, path)
-        seen = ((n, t.dtype, t.shape, data) for n, t, data in _tensors(f, header))
-        _verify(header, _digest(header.model, json.dumps(list(header.tokens)), seen))
+        fd = f.fileno()
+
+        def fetch(at: int) -> Callable[[int, int], bytes]:
+            def piece(start: int, length: int) -> bytes:
+                data = os.pread(fd, length, at + start)  # positioned: the threads share no offset
+                if len(data) != length:
+                    raise CorruptFileError("the file was cut short while reading")
+                return data
+
+            return piece
+
+        tensors = sorted(header.tensors.items())
+        _verify(
+            header,
+            (
+                piece
+                for n, t in tensors
+                for piece in _pieces(n, t.dtype, t.shape, t.nbytes, fetch(header.data_start + t.data_offsets[0]))
+            ),
+        )
     return header
+
+
+def _load(path: Path, header: CacheHeader) -> dict[str, mx.array]:
+    """MLX's lazy load of the file, which must hold what its checked header said."""
+    try:
+        arrays = mx.load(str(path), format="safetensors")
+    except (RuntimeError, ValueError) as exc:  # gone or unreadable since the header was read
+        raise OSError(f"MLX could not open it: {exc}") from exc
+    assert isinstance(arrays, dict)
+    expected = {n: (_DTYPES[t.dtype][0], tuple(t.shape)) for n, t in header.tensors.items()}
+    if {n: (a.dtype, tuple(a.shape)) for n, a in arrays.items()} != expected:
+        raise CorruptFileError("the file changed while it was read")
+    return arrays
 
 
 def read(path: Path) -> tuple[CacheHeader, list[KVCache]]:
     """The checked header and its KV caches, built only once the digest matches."""
-    arrays: dict[str, mx.array] = {}
+    header = read_header(path)
+    arrays = _load(path, header)
 
-    def keep(items: Iterable[tuple[str, _Tensor, bytes]]) -> Iterable[tuple[str, str, list[int], bytes]]:
-        for name, t, data in items:
-            mlx_dtype, np_dtype = _DTYPES[t.dtype]
-            arrays[name] = mx.array(np.frombuffer(data, np_dtype).reshape(t.shape)).view(mlx_dtype)
-            yield name, t.dtype, t.shape, data
+    def pieces() -> Iterator[Piece]:
+        for name, a in sorted(arrays.items()):
+            try:
+                mx.eval(a)  # one tensor at a time, so the threads hash it while MLX reads the next
+            except RuntimeError as exc:  # the file cut short under us: the next header check says so
+                raise OSError(f"MLX could not read it: {exc}") from exc
+            t = header.tensors[name]
+            yield from _pieces(name, t.dtype, t.shape, t.nbytes, _bytes_of(a))
 
-    with path.open("rb") as f:
-        header = _read_header(f, path)
-        _verify(header, _digest(header.model, json.dumps(list(header.tokens)), keep(_tensors(f, header))))
+    _verify(header, pieces())
     layers = [
         KVCache.from_state((arrays[f"{i}.0"], arrays[f"{i}.1"], len(header.tokens))) for i in range(header.layers)
     ]
