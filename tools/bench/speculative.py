@@ -9,8 +9,11 @@
 A turn is what an agent does before an edit: the file's text is in the prompt (read with line
 numbers, as Claude Code's Read tool shows it), then the answer. "edit" turns ask for an Edit
 tool input, whose old_string copies part of the file; "prose" turns ask for a summary, which
-copies nothing (what speculation costs when it cannot help). Tool calls are written as text,
-not offered as tools: under a tool constraint the engine decodes without speculation.
+copies nothing (what speculation costs when it cannot help). "edit" writes the call as text;
+"tool edit" offers the Edit tool and forces it, so the call decodes under the tool constraint
+(constrained.py's grammar), with the processor in both raw runs. The built models cannot write
+a call, so there the random model is pushed, position by position, to say one copying the
+file (`Scripted`); the engine columns, which load the model themselves, are left empty.
 
 With --model DIR (any MLX model directory) both kinds run on that model. Without it two tiny
 models are built: a crafted one whose greedy answer is a span of the file (the edit turns) and a
@@ -29,6 +32,7 @@ import random
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +40,15 @@ import mlx.core as mx
 from mlx_lm.generate import generate_step
 from mlx_lm.models.cache import make_prompt_cache
 
-from pensieve_claude_types import MessageParam
+from pensieve_claude_types import MessageParam, Tool, ToolChoiceTool
 from pensieve_core import Finished, GenerationRequest, Started
 from pensieve_inference import EngineOptions, MLXEngine, PromptRenderer
+from pensieve_inference.constrained import make_tool_constraint
+from pensieve_inference.processors import SequenceProcessor, Shifted
+from pensieve_inference.prompt import function_spec
 from pensieve_inference.speculative import DRAFT_TOKENS, NGRAM, LookupStats, prompt_lookup_steps
 from pensieve_model_support import HuggingFaceHub, load_model, resolve_reference
-from pensieve_model_support.testing import build_tiny_model
+from pensieve_model_support.testing import TOOL_CHATML_TEMPLATE, build_tiny_model
 
 FUNCTIONS = [
     ("parse_range", "text", "start, _, end = text.partition('-')\n    return int(start), int(end or start)"),
@@ -67,21 +74,60 @@ def numbered(text: str) -> str:
     return "\n".join(f"{i:>6}\t{line}" for i, line in enumerate(text.splitlines(), 1))
 
 
+EDIT_TOOL = Tool(
+    name="Edit",
+    description="Replace old_string, quoted exactly from the file, with new_string.",
+    input_schema={
+        "type": "object",
+        "properties": {
+            "file_path": {"type": "string"},
+            "old_string": {"type": "string"},
+            "new_string": {"type": "string"},
+        },
+        "required": ["file_path", "old_string", "new_string"],
+    },
+)
+
+
 def turn_request(turn: int, kind: str, max_tokens: int, text: str | None = None) -> GenerationRequest:
     path = f"src/report/helpers_{turn}.py"
-    ask = (
-        "Rename the second function's argument to `source` everywhere it is used. Answer with the Edit "
-        "tool's input as JSON: file_path, then old_string quoting the lines to replace exactly, then new_string."
-        if kind == "edit"
-        else "In two plain sentences, say what this module is for. Quote nothing."
-    )
+    ask = {
+        "edit": "Rename the second function's argument to `source` everywhere it is used. Answer with the Edit "
+        "tool's input as JSON: file_path, then old_string quoting the lines to replace exactly, then new_string.",
+        "tool edit": "Rename the second function's argument to `source` everywhere it is used.",
+    }.get(kind, "In two plain sentences, say what this module is for. Quote nothing.")
     messages = [
         MessageParam(role="user", content=f"Please look at {path}."),
         MessageParam(role="assistant", content=f'Read {{"file_path": "{path}"}}'),
         MessageParam(role="user", content=f"{numbered(text or source_file(turn))}\n\n{ask}"),
     ]
     system = "You are a coding agent. You read files and edit them with the Edit tool."
-    return GenerationRequest(messages=messages, system=system, max_tokens=max_tokens, temperature=0.0)
+    tools = {"tools": [EDIT_TOOL], "tool_choice": ToolChoiceTool(name="Edit")} if kind == "tool edit" else {}
+    return GenerationRequest(messages=messages, system=system, max_tokens=max_tokens, temperature=0.0, **tools)
+
+
+class Scripted:
+    """A model pushed to say `script` from `start` tokens into the sequence (by position, from
+    its cache), its own logits choosing wherever a processor forbids the scripted token."""
+
+    def __init__(self, model: Any, script: list[int], start: int, push: float = 1e3) -> None:
+        self.model, self.start, self.push = model, start, push
+        self.script = mx.array(script + [-1] * 4096)  # -1: no push past the script
+
+    def __getattr__(self, name: str) -> Any:  # layers, make_cache: the model's
+        return getattr(self.model, name)
+
+    def __call__(self, inputs: mx.array, cache: Any) -> mx.array:
+        at = cache[0].offset + 1 - self.start + mx.arange(inputs.shape[1])
+        logits = self.model(inputs, cache=cache)
+        wanted = mx.where(at >= 0, self.script[mx.maximum(at, 0)], -1)
+        return logits + self.push * (mx.arange(logits.shape[-1])[None] == wanted[:, None]).astype(logits.dtype)[None]
+
+
+def edit_call(path: str, old: str) -> str:
+    """The Edit call the tool edit turn's answer is pushed to write (hermes dialect)."""
+    arguments = {"file_path": path, "old_string": old, "new_string": old.replace(" ", "  ", 1)}
+    return "<tool_call>\n" + json.dumps({"name": "Edit", "arguments": arguments}) + "\n</tool_call>"
 
 
 def word_file(tokenizer: Any, lines: int = 24, per_line: int = 12, seed: int = 0) -> tuple[str, str]:
@@ -145,25 +191,53 @@ def build_model(path: Path, tokenizer_from: Path, *, hidden: int, layers: int, r
     return path
 
 
-def decode_rate(tokens: Any, eos: set[int]) -> tuple[float, list[int]]:
-    """Tokens/s after the first, and the tokens."""
+def decode_rate(tokens: Any, eos: set[int], processor: SequenceProcessor | None = None) -> tuple[float, list[int]]:
+    """Tokens/s after the first, and the tokens (each handed to `processor` as the worker does)."""
+    seen = processor.seen if processor is not None else []
     it = iter(tokens)
     out = [int(next(it))]
+    seen.append(out[-1])
     started = time.perf_counter()
     for t in it:
         out.append(int(t))
+        seen.append(out[-1])
         if out[-1] in eos:  # the engine stops there too
             break
     return (len(out) - 1) / max(time.perf_counter() - started, 1e-9), out
 
 
-def raw_runs(model: Any, prompt: list[int], max_tokens: int, eos: set[int], lookup: dict[str, Any]) -> dict[str, Any]:
-    plain_steps = generate_step(mx.array(prompt), model, max_tokens=max_tokens, prompt_cache=make_prompt_cache(model))
-    plain, plain_tokens = decode_rate((t for t, _ in plain_steps), eos)
+def raw_runs(
+    model: Any,
+    prompt: list[int],
+    max_tokens: int,
+    eos: set[int],
+    lookup: dict[str, Any],
+    constraint: Callable[[], SequenceProcessor] | None = None,
+) -> dict[str, Any]:
+    """Both loops over `prompt`, each with a fresh `constraint()` when there is one."""
+    first = constraint() if constraint is not None else None
+    plain_steps = generate_step(
+        mx.array(prompt),
+        model,
+        max_tokens=max_tokens,
+        prompt_cache=make_prompt_cache(model),
+        logits_processors=[Shifted(first, 0)] if first is not None else None,
+    )
+    plain, plain_tokens = decode_rate((t for t, _ in plain_steps), eos, first)
     stats = LookupStats()
     cache = make_prompt_cache(model)
-    steps = prompt_lookup_steps(prompt, 0, model, prompt_cache=cache, max_tokens=max_tokens, stats=stats, **lookup)
-    lookup_rate, lookup_tokens = decode_rate((t for t, _ in steps), eos)
+    second = constraint() if constraint is not None else None
+    steps = prompt_lookup_steps(
+        prompt,
+        0,
+        model,
+        prompt_cache=cache,
+        max_tokens=max_tokens,
+        stats=stats,
+        processors=[second] if second is not None else (),
+        **lookup,
+    )
+    lookup_rate, lookup_tokens = decode_rate((t for t, _ in steps), eos, second)
     # Exact on the CPU (tested); in bf16 on a GPU a pass over several positions may round a
     # near-tie the other way, as any change of batch shape may: the first difference is kept.
     same = next((i for i, (a, b) in enumerate(zip(plain_tokens, lookup_tokens, strict=False)) if a != b), None)
@@ -191,15 +265,47 @@ async def engine_rate(engine: MLXEngine, request: GenerationRequest) -> float:
     return (output - 1) / max(end - first, 1e-9)
 
 
+def tool_turn(
+    loaded: Any, renderer: PromptRenderer, prompt: list[int], turn: int, copy: str
+) -> tuple[Any, Callable[[], SequenceProcessor]]:
+    """The tool edit turn's model (pushed to call Edit, old_string = `copy`) and constraint."""
+    tokenizer = loaded.tokenizer
+
+    def constraint() -> SequenceProcessor:
+        made = make_tool_constraint(
+            tokenizer, renderer.dialect, [function_spec(EDIT_TOOL)], forced=True, single=True, prompt_tokens=len(prompt)
+        )
+        if made is None:
+            raise SystemExit(f"the {renderer.dialect.name} dialect has no call grammar: no tool edit turn")
+        return made
+
+    if not copy:  # a real model: it writes its own call
+        return loaded.model, constraint
+    if renderer.dialect.name != "hermes":
+        raise SystemExit(f"the pushed call is written in the hermes dialect, not {renderer.dialect.name}'s")
+    call = edit_call(f"src/report/helpers_{turn}.py", copy)
+    script = tokenizer.encode(call, add_special_tokens=False) + sorted(tokenizer.eos_token_ids)[:1]
+    return Scripted(loaded.model, script, len(prompt)), constraint
+
+
 def run_kind(
-    model_dir: Path, kind: str, text: str | None, turns: int, repeats: int, max_tokens: int, lookup: dict[str, Any]
+    model_dir: Path,
+    kind: str,
+    text: str | None,
+    turns: int,
+    repeats: int,
+    max_tokens: int,
+    lookup: dict[str, Any],
+    copy: str = "",
 ) -> dict[str, Any]:
+    """`text`: the file the turns show; for "tool edit", also what its pushed call copies (`copy`)."""
     loaded = load_model(resolve_reference(str(model_dir)), HuggingFaceHub())
     eos = set(loaded.tokenizer.eos_token_ids)
     renderer = PromptRenderer(loaded.tokenizer, "bench")
+    tool = kind == "tool edit"
     engines = {
         mode: MLXEngine.load_sync(resolve_reference(str(model_dir)), HuggingFaceHub(), EngineOptions(speculative=mode))
-        for mode in ("off", "prompt_lookup")
+        for mode in (() if tool else ("off", "prompt_lookup"))
     }
     rates: dict[str, list[float]] = {"generate_step": [], "prompt_lookup": [], "engine_off": [], "engine_on": []}
     totals = LookupStats()
@@ -209,8 +315,11 @@ def run_kind(
         for turn in range(turns):
             req = turn_request(turn, kind, max_tokens, text)
             prompt = renderer.prompt(req).tokens
+            model, constraint = loaded.model, None
+            if tool:
+                model, constraint = tool_turn(loaded, renderer, prompt, turn, copy)
             for _ in range(repeats):
-                raw = raw_runs(loaded.model, prompt, max_tokens, eos, lookup)
+                raw = raw_runs(model, prompt, max_tokens, eos, lookup, constraint)
                 rates["generate_step"].append(raw["generate_step"])
                 rates["prompt_lookup"].append(raw["prompt_lookup"])
                 differs.append(raw["differs_at"])
@@ -218,12 +327,13 @@ def run_kind(
                 totals.steps += stats.steps
                 totals.drafted += stats.drafted
                 totals.accepted += stats.accepted
-                rates["engine_off"].append(asyncio.run(engine_rate(engines["off"], req)))
-                rates["engine_on"].append(asyncio.run(engine_rate(engines["prompt_lookup"], req)))
+                if engines:
+                    rates["engine_off"].append(asyncio.run(engine_rate(engines["off"], req)))
+                    rates["engine_on"].append(asyncio.run(engine_rate(engines["prompt_lookup"], req)))
     finally:
         for engine in engines.values():
             engine.worker.stop()
-    median = {name: statistics.median(values) for name, values in rates.items()}
+    median = {name: statistics.median(values) if values else float("nan") for name, values in rates.items()}
     return {
         "tok_s": median,
         "lookup_vs_generate_step": median["prompt_lookup"] / median["generate_step"],
@@ -280,6 +390,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         if args.model is not None:
             models: dict[str, tuple[Path, str | None]] = {"edit": (args.model, None), "prose": (args.model, None)}
+            models["tool edit"] = (args.model, None)  # the model writes its own call
+            copy = ""
             label = args.label or args.model.name
         else:
             if args.tokenizer_from is not None:
@@ -294,11 +406,20 @@ def main() -> None:
                 copying = build_model(Path(tmp) / "copying", args.tokenizer_from, reply=reply, **shape)
             else:
                 copying = build_tiny_model(Path(tmp) / "copying", reply=reply, **size)
-            models = {"edit": (copying, text), "prose": (random_dir, None)}
+            # The tool edit turn needs a template with a call dialect: the given tokenizer's own.
+            tools_dir = random_dir
+            if args.tokenizer_from is None:
+                tools_dir = build_tiny_model(
+                    Path(tmp) / "tools", chat_template=TOOL_CHATML_TEMPLATE, tool_tokens=True, **size
+                )
+            models = {"edit": (copying, text), "prose": (random_dir, None), "tool edit": (tools_dir, text)}
+            copy = reply.strip()
             label = args.label or ("smoke" if args.smoke else f"built-h{args.hidden}-l{args.layers}")
         lookup = {"draft_tokens": args.draft_tokens, "ngram": tuple(args.ngram)}
+        # The call's opening (name, file_path) takes ~30 tokens before the copy starts.
+        tokens = {kind: max(args.tokens, 96) if kind == "tool edit" else args.tokens for kind in models}
         kinds = {
-            kind: run_kind(path, kind, text, args.turns, args.repeats, args.tokens, lookup)
+            kind: run_kind(path, kind, text, args.turns, args.repeats, tokens[kind], lookup, copy)
             for kind, (path, text) in models.items()
         }
     result = {

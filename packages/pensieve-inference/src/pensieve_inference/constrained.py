@@ -65,9 +65,10 @@ def _literal(tokenizer: Any) -> Any:
 def _call_rules(dialect: Dialect, tools: ToolSpecs, ll_tokenizer: llguidance.LLTokenizer, style: dict[str, Any]) -> str:
     """One rule per tool; a schema llguidance cannot compile is loosened to any object.
     Checking each tool's grammar costs ~8 ms for Claude Code's 12 tools, and its tool list is
-    the same every turn: kept per tool set."""
+    the same every turn: kept per tool set. Keys keep their order: llguidance writes an object's
+    properties in the schema's order (sorted, an Edit would need new_string before old_string)."""
     forced = style is _FORCED_STYLE
-    return _cached_call_rules(dialect, json.dumps(tools, sort_keys=True), ll_tokenizer, forced)
+    return _cached_call_rules(dialect, json.dumps(tools), ll_tokenizer, forced)
 
 
 @functools.lru_cache(maxsize=32)
@@ -179,6 +180,7 @@ class ToolConstraint(GrammarProcessor):
         self.tail = b""  # the end of the output, to spot markers
         self.thinking_now = self.thinking_open
         self.matcher = self._matcher(self.forced_grammar) if self.forced_grammar else None
+        self.matched, self.closed = 0, None
         # watch | call | forced | end | free
         self.mode = "forced" if self.matcher else "free" if self.forced_grammar else "watch"
 
@@ -206,6 +208,26 @@ class ToolConstraint(GrammarProcessor):
                 self._opener = (mx.array(ids), allowed(bits, vocab))
         return self._opener or None
 
+    def checkpoint(self) -> Any:
+        return self.mode, self.tail, self.thinking_now, self.matcher, self.matched, self.closed
+
+    def restore(self, state: Any) -> bool:
+        if not self.rolled_back(state[3], state[4]):
+            return False
+        self.mode, self.tail, self.thinking_now, self.matcher, self.matched, self.closed = state
+        return True
+
+    def valid_prefix(self, drafts: list[int]) -> int:
+        if self.mode == "watch" and self.after_start is not None:
+            # Drafts stop at a call's start marker: what may follow it is the grammar's to say.
+            tail = self.tail
+            for i, token in enumerate(drafts):
+                tail += self.ll_tokenizer.decode_bytes([token])
+                if self.trigger in tail:
+                    return i + 1
+            return len(drafts)
+        return super().valid_prefix(drafts)
+
     def consume(self, token: int) -> None:
         super().consume(token)
         if self.mode in ("forced", "call"):
@@ -213,7 +235,10 @@ class ToolConstraint(GrammarProcessor):
             if not self.matcher.consume_token(token) or self.matcher.is_error():
                 log.warning("tool_constraint_lost", error=self.matcher.get_error()[:200])
                 self.mode, self.matcher = "free", None
-            elif self.mode == "call" and self.matcher.is_stopped():
+                return
+            self.matched += 1
+            if self.mode == "call" and self.matcher.is_stopped():
+                self.closed = (self.matcher, self.matched)
                 self.mode, self.matcher, self.tail = ("end" if self.single else "watch"), None, b""
             return
         if self.mode != "watch":
@@ -233,11 +258,12 @@ class ToolConstraint(GrammarProcessor):
         # The call opened: constrain the rest of it. Bytes the marker's token carried past the
         # marker are fed to the grammar as tokens of their own.
         extra = self.tail[at + len(self.trigger) :]
-        self.matcher = self._matcher(self.after_start)
+        self.matcher, self.matched = self._matcher(self.after_start), 0
         self.mode = "call" if self.matcher else "free"
         if self.matcher and extra:
             pieces = self.ll_tokenizer.tokenize_bytes(extra)
-            if self.matcher.try_consume_tokens(pieces) < len(pieces):
+            self.matched = self.matcher.try_consume_tokens(pieces)
+            if self.matched < len(pieces):
                 log.warning("tool_constraint_lost", error="the call's first token ran past the marker")
                 self.mode, self.matcher = "free", None
 

@@ -53,10 +53,32 @@ class GrammarProcessor(SequenceProcessor):
         super().__init__(prompt_tokens)
         self.ll_tokenizer = ll_tokenizer
         self.masks: BatchMasks | None = None  # the batch it decodes in (set by BatchMasks.step)
+        # A subclass's matcher, how many tokens it has consumed, and the last one let go of
+        # once complete (with its count): what a rewind rolls back (llguidance's rollback).
+        self.matcher: llguidance.LLMatcher | None = None
+        self.matched = 0
+        self.closed: tuple[llguidance.LLMatcher, int] | None = None
 
     def grammar(self) -> llguidance.LLMatcher | None:
         """The matcher that decides the next token, or None."""
         return None
+
+    def valid_prefix(self, drafts: list[int]) -> int:
+        matcher = self.grammar()
+        return len(drafts) if matcher is None else int(matcher.validate_tokens(drafts))
+
+    def rolled_back(self, matcher: llguidance.LLMatcher | None, matched: int) -> bool:
+        """`matcher` (from a `checkpoint()`) back to its first `matched` tokens; False when it is
+        neither the one in use nor the one last closed, or is in error (which is for good)."""
+        if matcher is None:
+            return True
+        if matcher is self.matcher:
+            count = self.matched
+        elif self.closed is not None and matcher is self.closed[0]:
+            count = self.closed[1]
+        else:
+            return False
+        return not matcher.is_error() and bool(matcher.rollback(count - matched))
 
     def grammar_mask(self, logits: mx.array) -> mx.array:
         keep = self.masks.row(self, logits.shape[-1]) if self.masks is not None else None

@@ -4,18 +4,27 @@ token, and a processor that counted calls would then count one twice.
 
 Reading a token's value back from the device makes the host wait for it before it can queue
 the next step. So the worker also hands each token it emits to `seen` (it has read them
-anyway), and a processor that can act one token late takes them from there."""
+anyway), and a processor that can act one token late takes them from there.
+
+Speculative decoding (speculative.py) runs a processor over drafts: row i of a pass is processed
+as the sequence with i drafts appended would be, and the drafts the model did not take are taken
+back (`back_to`), cheaply where a subclass can undo its last tokens (`checkpoint`/`restore`)."""
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
-from typing import cast
+from typing import Any, cast
 
 import mlx.core as mx
 import numpy as np
 import structlog
 
 log = structlog.get_logger("pensieve.inference")
+
+# Output tokens a processor with `state()` can take back without replaying from the start: a
+# pass's rejected drafts (speculative.DRAFT_TOKENS at most), with room to spare.
+UNDO_TOKENS = 32
 
 
 class SequenceProcessor:
@@ -27,12 +36,41 @@ class SequenceProcessor:
         self.generated: list[int] = []
         self.seen: list[int] = []  # output tokens the worker has emitted (never rewound)
         self.broken = False  # failed once: steps aside rather than fail the whole batch
+        self.undo: deque[Any] = deque(maxlen=UNDO_TOKENS)  # state() before each of the last tokens
 
     def reset(self) -> None:
         self.generated = []
+        self.undo.clear()
 
     def consume(self, token: int) -> None:
+        self.undo.append(self.checkpoint())
         self.generated.append(token)
+
+    def checkpoint(self) -> Any:
+        """What `restore` needs to come back here, taken before each token."""
+        return None
+
+    def restore(self, state: Any) -> bool:
+        """Back to a `checkpoint()` (taken before a token, the tokens since then to be forgotten);
+        False when it cannot (then the output is replayed from a fresh start)."""
+        return False
+
+    def rewind(self, keep: int) -> None:
+        """Forget the output past its first `keep` tokens."""
+        back = len(self.generated) - keep
+        if 0 < back <= len(self.undo) and self.restore(self.undo[-back]):
+            for _ in range(back):
+                self.undo.pop()
+            del self.generated[keep:]
+            return
+        replay = self.generated[:keep]
+        self.reset()
+        for token in replay:
+            self.consume(token)
+
+    def valid_prefix(self, drafts: list[int]) -> int:
+        """How many of `drafts` may follow the output so far (a draft that may not is wasted)."""
+        return len(drafts)
 
     def mask(self, logits: mx.array, tokens: mx.array) -> mx.array:
         """`tokens` (ending with the newest, maybe not yet computed, token) for masks that
@@ -46,14 +84,24 @@ class SequenceProcessor:
     def __call__(self, tokens: mx.array, logits: mx.array) -> mx.array:
         return self.at(tokens.shape[-1], tokens, logits)
 
-    def at(self, length: int, tokens: mx.array, logits: mx.array) -> mx.array:
+    def at(
+        self,
+        length: int,
+        tokens: mx.array,
+        logits: mx.array,
+        newest: Callable[[int], list[int]] | None = None,
+        *,
+        eager: bool = False,
+    ) -> mx.array:
         """`length`: how many tokens the sequence holds (prompt and output), the last of them
-        being `tokens[-1]`; generated ones not yet seen are consumed first."""
+        being `tokens[-1]`; generated ones not yet seen are consumed first. `newest(k)`: the
+        sequence's last k tokens, where `tokens` may not hold them all; `eager`: they are on
+        the host (drafts, say), so they are consumed whether or not needs_every_token()."""
         if self.broken:
             return logits
         try:
             # A 1-D array's tolist() is a flat list; mlx types it as any nesting.
-            self.advance(length, lambda k: cast(list[int], tokens.reshape(-1)[-k:].tolist()))
+            self.advance(length, newest or (lambda k: cast(list[int], tokens.reshape(-1)[-k:].tolist())), eager=eager)
             return self.mask(logits, tokens)
         except Exception as exc:  # noqa: BLE001 — logged by failed(): this processor steps aside
             self.failed(exc)
@@ -63,21 +111,40 @@ class SequenceProcessor:
         log.error("logits_processor_failed", processor=type(self).__name__, error=repr(exc), exc_info=exc)
         self.broken = True
 
-    def advance(self, length: int, newest: Callable[[int], list[int]]) -> None:
+    def admits(self, length: int, known: Callable[[int], list[int]], drafts: list[int]) -> int:
+        """How many of `drafts` may follow the sequence's first `length` tokens, the processor
+        caught up to there (`known` as `newest` for an eager `at`); all once it has failed."""
+        if self.broken:
+            return len(drafts)
+        try:
+            self.advance(length, known, eager=True)
+            return self.valid_prefix(drafts)
+        except Exception as exc:  # noqa: BLE001 — as at(): this processor steps aside
+            self.failed(exc)
+            return len(drafts)
+
+    def back_to(self, length: int) -> None:
+        """Forget output past the sequence's first `length` tokens (drafts the model did not take)."""
+        keep = max(0, length - self.prompt_tokens)
+        if self.broken or keep >= len(self.generated):
+            return
+        try:
+            self.rewind(keep)
+        except Exception as exc:  # noqa: BLE001 — as at(): this processor steps aside
+            self.failed(exc)
+
+    def advance(self, length: int, newest: Callable[[int], list[int]], *, eager: bool = False) -> None:
         """Consume the output up to `length` tokens of sequence: from `seen`, then, when
-        `needs_every_token()`, the last k from `newest(k)` (which may give fewer)."""
+        `eager` or `needs_every_token()`, the last k from `newest(k)` (which may give fewer)."""
         committed = max(0, length - self.prompt_tokens)
-        if committed < len(self.generated):  # the sequence stepped back: replay up to there
-            replay = self.generated[:committed]
-            self.reset()
-            for token in replay:
-                self.consume(token)
+        if committed < len(self.generated):  # the sequence stepped back
+            self.rewind(committed)
         while len(self.generated) < committed:
             at = len(self.generated)
             if at < len(self.seen):
                 self.consume(self.seen[at])
                 continue
-            if self.needs_every_token():
+            if eager or self.needs_every_token():
                 for token in newest(committed - at):
                     self.consume(int(token))
             break

@@ -16,7 +16,7 @@ from pensieve_model_support import LoadedModel
 from .jobs import GenerationJob
 from .output import processors_of
 from .prefill_lane import snapshot
-from .processors import Shifted
+from .processors import SequenceProcessor, Shifted
 from .speculative import Steps as Steps  # the batch's name for a solo's iterator
 from .speculative import draft_steps, prompt_lookup_steps
 
@@ -45,8 +45,8 @@ def solo_steps(
 ) -> Steps:
     """generate_step from `done` into `fed`, the cache kept at each message boundary on the
     way (`boundaries` emptied as they are passed, as the batch keeps them); run lazily, by the
-    first step. Speculative when the job says so, unless logits processors follow it (they
-    take one token a step) or the cache cannot be trimmed back past rejected drafts."""
+    first step. Speculative when the job says so, unless the cache cannot be trimmed back past
+    rejected drafts; under logits processors, by prompt lookup only (they follow drafts there)."""
     while boundaries:
         at = boundaries.pop(0)
         loaded.model(mx.array(fed[done:at])[None], cache=cache)
@@ -56,7 +56,8 @@ def solo_steps(
             job.prefix_cache.put(job.cache_key, fed[:at], snapshot(cache), persist=at == job.system_end)
     spec = job.speculation
     processors = processors_of(job)
-    if spec is not None and not processors and can_trim_prompt_cache(cache):
+    follows = all(isinstance(p, SequenceProcessor) for p in processors) and (spec is None or spec.draft is None)
+    if spec is not None and (not processors or follows) and can_trim_prompt_cache(cache):
         how: dict[str, Any] = {
             "prompt_cache": cache,
             "max_tokens": max_tokens,
@@ -67,7 +68,7 @@ def solo_steps(
         if spec.draft is not None:
             yield from draft_steps(spec.draft, fed, done, loaded.model, **how)
         else:
-            yield from prompt_lookup_steps(fed, done, loaded.model, **how)
+            yield from prompt_lookup_steps(fed, done, loaded.model, processors=processors, **how)
         return
     yield from generate_step(
         mx.array(fed[done:]),

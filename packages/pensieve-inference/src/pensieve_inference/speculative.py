@@ -13,6 +13,10 @@ before this one is read back, as generate_step does, so answers that copy nothin
 after drafts that were all wrong, lookups pause (a pass over several tokens costs more than a
 step over one). Measured: docs/performance.md, "Faster than raw decoding".
 
+Under logits processors (a tool call's grammar, above all: an Edit's old_string is copied text),
+row i of a pass is processed as the sequence with i drafts appended would be, drafts are first
+cut to what the processors admit, and the drafts not taken are taken back from them.
+
 Draft model: mlx-lm's speculative_generate_step, with the draft's own cache (see `draft_steps`).
 Worker thread only."""
 
@@ -20,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
@@ -31,6 +35,8 @@ from mlx_lm.models.cache import make_prompt_cache, trim_prompt_cache
 
 from pensieve_core.errors import ConfigError
 from pensieve_model_support import Hub, LoadedModel, load_model, resolve_reference
+
+from .processors import SequenceProcessor
 
 if TYPE_CHECKING:
     from .worker import GenerationWorker
@@ -75,6 +81,7 @@ class _Step:
     sampled: mx.array
     logprobs: mx.array
     drafts: list[int]
+    length: int  # the sequence's tokens through the first one fed
 
 
 class _Context:
@@ -86,10 +93,18 @@ class _Context:
         self.n = len(tokens)
 
     def extend(self, tokens: list[int]) -> None:
-        if self.n + len(tokens) > len(self.buf):
-            self.buf = np.concatenate([self.buf, np.zeros(len(self.buf), dtype=np.int64)])
-        self.buf[self.n : self.n + len(tokens)] = tokens
+        self.stage(tokens)
         self.n += len(tokens)
+
+    def stage(self, tokens: list[int]) -> None:
+        """Write `tokens` after the sequence without extending it (drafts, for `newest`)."""
+        if self.n + len(tokens) > len(self.buf):
+            self.buf = np.concatenate([self.buf, np.zeros(len(self.buf) + len(tokens), dtype=np.int64)])
+        self.buf[self.n : self.n + len(tokens)] = tokens
+
+    def newest(self, length: int) -> Callable[[int], list[int]]:
+        """The last k of the sequence's first `length` tokens (staged ones included), by k."""
+        return lambda k: cast(list[int], self.buf[max(0, length - k) : length].tolist())
 
     def propose(self, count: int, ngram: tuple[int, int] = NGRAM) -> list[int]:
         """Up to `count` tokens that followed the most recent earlier occurrence of the last
@@ -123,26 +138,49 @@ def prompt_lookup_steps(
     prefill_step_size: int = 2048,
     draft_tokens: int = DRAFT_TOKENS,
     ngram: tuple[int, int] = NGRAM,
+    processors: Sequence[SequenceProcessor] = (),
     stats: LookupStats | None = None,
 ) -> Steps:
     """Decode after `context` (the whole sequence so far; `prompt_cache` holds its first `done`
     tokens, and must be trimmable). Lookups search all of `context`, not only the part the cache
     lacks. At a yield the cache may hold tokens not yet yielded (accepted drafts); closing the
-    generator trims them, so it then holds what was yielded, the last token perhaps excepted."""
+    generator trims them, so it then holds what was yielded, the last token perhaps excepted.
+    `processors` mask each position as generate_step's logits_processors would (they follow the
+    sequence by position, the worker handing them what it emits); closed, they hold no more
+    than was yielded."""
     sampler = sampler or (lambda logprobs: mx.argmax(logprobs, axis=-1))
     seq = _Context(context, room=max_tokens)
     ahead = 0  # tokens the cache holds past the last one yielded
 
-    def launch(first: mx.array, drafts: list[int]) -> _Step:
+    def launch(first: mx.array, drafts: list[int], length: int) -> _Step:
+        """A pass over `first` (the sequence's `length`-th token) and `drafts` after it."""
         tokens = mx.concatenate([first, mx.array(drafts, dtype=mx.uint32)]) if drafts else first
         logits = model(tokens[None], cache=prompt_cache)[0]
+        if processors:
+            logits = processed(logits, tokens, length, first)
         logprobs = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
         sampled = sampler(logprobs)
         _async_eval(sampled, logprobs)
         if stats is not None:
             stats.steps += 1
             stats.drafted += len(drafts)
-        return _Step(sampled, logprobs, drafts)
+        return _Step(sampled, logprobs, drafts, length)
+
+    def processed(logits: mx.array, tokens: mx.array, length: int, first: mx.array) -> mx.array:
+        """Row i as the sequence with i drafts appended (drafts staged in `seq`) is masked."""
+        eager = length == seq.n  # `first` is on the host too: processors take it and the drafts at once
+
+        def queued(k: int) -> list[int]:  # `first` is being computed: read back only if a processor must
+            return seq.newest(length - 1)(k - 1) + cast(list[int], first.tolist())
+
+        rows = []
+        for i in range(logits.shape[0]):
+            row = logits[i : i + 1]
+            newest = seq.newest(length + i) if eager else queued
+            for p in processors:
+                row = p.at(length + i, tokens[: i + 1], row, newest, eager=eager)
+            rows.append(row)
+        return mx.concatenate(rows) if len(rows) > 1 else rows[0]
 
     with mx.stream(generation_stream):
         rest = context[done:]
@@ -162,18 +200,25 @@ def prompt_lookup_steps(
                 left = max_tokens - made if max_tokens > 0 else sys.maxsize
                 drafts = seq.propose(min(size, left - 1), ngram) if made >= resume else []
                 if step is None:
-                    step = launch(mx.array([y], dtype=mx.uint32), drafts)
+                    if drafts and processors:  # a draft a processor forbids would be wasted
+                        seq.stage(drafts)
+                        for p in processors:
+                            drafts = drafts[: p.admits(seq.n, seq.newest(seq.n), drafts)]
+                    step = launch(mx.array([y], dtype=mx.uint32), drafts, seq.n)
                 k = len(step.drafts)
                 queued: _Step | None = None
                 if not drafts and left > 1:
                     # Nothing to copy from here: queue the next step before reading this one
                     # back, as generate_step does (a step with drafts waits: it may be cut).
-                    queued = launch(step.sampled[k:], [])
+                    queued = launch(step.sampled[k:], [], seq.n + 1)
                 tokens = cast(list[int], step.sampled.tolist())  # a 1-D array's: flat
                 accepted = 0
                 while accepted < k and tokens[accepted] == step.drafts[accepted]:
                     accepted += 1
                 trim_prompt_cache(prompt_cache, k - accepted)
+                if k > accepted:
+                    for p in processors:  # they took every draft in: the rejected ones go
+                        p.back_to(step.length + accepted)
                 if k:  # as long as the copying went last time, doubling while it holds
                     size = min(draft_tokens, 2 * size) if accepted == k else accepted + 1
                     # Drafts all wrong: a pass over several tokens costs more than one token's
@@ -186,8 +231,8 @@ def prompt_lookup_steps(
                 seq.extend(out)
                 for i, token in enumerate(out):
                     ahead = accepted - 1 - i + (queued is not None)
+                    made += 1  # counted before the yield: a close there has it
                     yield token, step.logprobs[i]
-                    made += 1
                     if made % 256 == 0:
                         mx.clear_cache()
                 ahead = 0
@@ -195,6 +240,8 @@ def prompt_lookup_steps(
         finally:
             if ahead > 0:
                 trim_prompt_cache(prompt_cache, ahead)
+            for p in processors:  # accepted drafts not yet yielded, and a queued step's token
+                p.back_to(len(context) + made)
 
 
 def draft_steps(

@@ -69,7 +69,7 @@ class FormatConstraint(GrammarProcessor):
     def reset(self) -> None:
         super().reset()
         self.tail = b""  # while thinking: the output's end, to spot the end marker
-        self.matcher: llguidance.LLMatcher | None = None
+        self.matcher, self.matched = None, 0
         self.mode = "thinking" if self.think_end else "answer"
         if self.mode == "answer":
             self.matcher = self._matcher()
@@ -78,6 +78,26 @@ class FormatConstraint(GrammarProcessor):
         grammar = llguidance.LLMatcher.grammar_from_lark(self.lark)
         return llguidance.LLMatcher(self.ll_tokenizer, grammar, log_level=0)
 
+    def checkpoint(self) -> Any:
+        return self.mode, self.tail, self.matcher, self.matched
+
+    def restore(self, state: Any) -> bool:
+        if not self.rolled_back(state[2], state[3]):
+            return False
+        self.mode, self.tail, self.matcher, self.matched = state
+        return True
+
+    def valid_prefix(self, drafts: list[int]) -> int:
+        if self.mode == "thinking" and self.think_end is not None:
+            # Drafts stop at the thinking's end: what may follow it is the grammar's to say.
+            tail = self.tail
+            for i, token in enumerate(drafts):
+                tail += self.ll_tokenizer.decode_bytes([token])
+                if self.think_end in tail:
+                    return i + 1
+            return len(drafts)
+        return super().valid_prefix(drafts)
+
     def consume(self, token: int) -> None:
         super().consume(token)
         if self.mode == "answer":
@@ -85,6 +105,8 @@ class FormatConstraint(GrammarProcessor):
             if not self.matcher.consume_token(token) or self.matcher.is_error():
                 log.warning("format_constraint_lost", error=self.matcher.get_error()[:200])
                 self.mode, self.matcher = "free", None
+            else:
+                self.matched += 1
         elif self.mode == "thinking":
             assert self.think_end is not None
             self.tail = (self.tail + self.ll_tokenizer.decode_bytes([token]))[-64:]
@@ -94,7 +116,8 @@ class FormatConstraint(GrammarProcessor):
                 # Whitespace after the marker is the template's; anything else must fit the grammar.
                 extra = self.tail[at + len(self.think_end) :].lstrip()
                 pieces = self.ll_tokenizer.tokenize_bytes(extra) if extra else []
-                if self.matcher.try_consume_tokens(pieces) < len(pieces):
+                self.matched = self.matcher.try_consume_tokens(pieces)
+                if self.matched < len(pieces):
                     log.warning("format_constraint_lost", error="the thinking's last token ran into the answer")
                     self.mode, self.matcher = "free", None
 

@@ -109,6 +109,25 @@ class ThinkingBudget(SequenceProcessor):
         self.spent = 0  # thinking tokens so far
         self.forcing = 0  # end-marker tokens written so far once the budget ran out
 
+    def checkpoint(self) -> Any:
+        return self.state, self.spent, self.forcing
+
+    def restore(self, state: Any) -> bool:
+        self.state, self.spent, self.forcing = state
+        return True
+
+    def valid_prefix(self, drafts: list[int]) -> int:
+        # Near the budget the end marker is forced: drafts stop where that could begin.
+        if self.state == "done":
+            return len(drafts)
+        if self.forcing:
+            rest = self.end[self.forcing - 1 :]
+            n = 0
+            while n < min(len(drafts), len(rest)) and drafts[n] == rest[n]:
+                n += 1
+            return n
+        return min(len(drafts), max(0, self.budget - self.spent))
+
     def consume(self, token: int) -> None:
         super().consume(token)
         recent = self.generated[-len(self.end) :]
