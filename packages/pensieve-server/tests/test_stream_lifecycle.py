@@ -12,10 +12,16 @@ from pensieve_server.app import Lifecycle
 from pensieve_server.assembly import MessageAssembler
 from pensieve_server.middleware import RequestIdMiddleware
 from pensieve_server.routes.messages import _sse
+from pensieve_server.shared_runs import Listener, SharedRuns
 
 
 def _events(raw: bytes) -> list[dict]:
     return [json.loads(line[6:]) for line in raw.decode().splitlines() if line.startswith("data: ")]
+
+
+def _listen(events) -> Listener:
+    """The engine's events as a response reads them: through a run (its own task and queue)."""
+    return SharedRuns().attach("k", lambda: events)
 
 
 class Endless:
@@ -38,7 +44,9 @@ def test_a_stream_still_running_at_the_shutdown_timeout_ends_with_one_overloaded
     async def run() -> tuple[bytes, Endless]:
         lifecycle, engine = Lifecycle(), Endless()
         out = b""
-        async for chunk in _sse(MessageAssembler("msg_1", "m"), Started(prompt_tokens=3), engine(), 10.0, lifecycle):
+        async for chunk in _sse(
+            MessageAssembler("msg_1", "m"), Started(prompt_tokens=3), _listen(engine()), 10.0, lifecycle
+        ):
             out += chunk
             if b"content_block_delta" in out and not lifecycle.draining:
                 lifecycle.drain(0.05)
@@ -54,7 +62,7 @@ def test_a_stream_still_running_at_the_shutdown_timeout_ends_with_one_overloaded
 def test_a_client_leaving_mid_step_closes_the_generation_and_logs_one_info_line():
     async def run() -> Endless:
         engine = Endless(stall=True)
-        stream = _sse(MessageAssembler("msg_1", "m"), Started(prompt_tokens=3), engine(), 10.0, Lifecycle())
+        stream = _sse(MessageAssembler("msg_1", "m"), Started(prompt_tokens=3), _listen(engine()), 10.0, Lifecycle())
 
         async def consume() -> None:
             async for _ in stream:
@@ -106,7 +114,12 @@ def test_pings_go_out_while_prefill_progress_sends_nothing():
 
     async def run() -> bytes:
         return b"".join(
-            [c async for c in _sse(MessageAssembler("m", "m"), Started(prompt_tokens=41), prefill(), 0.1, Lifecycle())]
+            [
+                c
+                async for c in _sse(
+                    MessageAssembler("m", "m"), Started(prompt_tokens=41), _listen(prefill()), 0.1, Lifecycle()
+                )
+            ]
         )
 
     types = [e["type"] for e in _events(asyncio.run(run()))]

@@ -1,8 +1,8 @@
 """One request's work for the worker, and the way its events get back to the event loop.
 
 Events leave the worker thread together: a job keeps what one worker turn (a decode step, an
-admission) emitted, and `send_emitted()` hands each job's events to its event loop in one
-call, instead of one cross-thread call per token."""
+admission) emitted, and `send_emitted()` hands the turn's events of every job to their event
+loop in one call, instead of one cross-thread call per token or per job."""
 
 from __future__ import annotations
 
@@ -120,17 +120,31 @@ class GenerationJob:
             unsent.append(self)
         self._pending.append(event)
 
-    def _send(self) -> None:
+    def _take_pending(self) -> tuple[asyncio.Queue[list[GenerationEvent]], list[GenerationEvent]]:
         events, self._pending = self._pending, []
-        assert self.loop is not None and self.events is not None  # emit keeps none without them
-        try:
-            self.loop.call_soon_threadsafe(self.events.put_nowait, events)
-        except RuntimeError:  # the loop is gone: nobody is listening
-            self.cancelled.set()
+        assert self.events is not None  # emit keeps none without a queue
+        return self.events, events
+
+
+def _deliver(batch: list[tuple[asyncio.Queue[list[GenerationEvent]], list[GenerationEvent]]]) -> None:
+    for queue, events in batch:
+        queue.put_nowait(events)
 
 
 def send_emitted() -> None:
-    """Hand every job's events of this worker turn to its event loop, one call per job."""
-    unsent = getattr(_unsent, "jobs", None)
-    while unsent:
-        unsent.pop(0)._send()
+    """Hand every job's events of this worker turn to its event loop: one cross-thread call per
+    loop, not per job (each call wakes the loop through a socket, and 16 streams made 16 a step)."""
+    unsent: list[GenerationJob] | None = getattr(_unsent, "jobs", None)
+    if not unsent:
+        return
+    by_loop: dict[asyncio.AbstractEventLoop, list[GenerationJob]] = {}
+    for job in unsent:
+        assert job.loop is not None  # emit keeps none without a loop
+        by_loop.setdefault(job.loop, []).append(job)
+    unsent.clear()
+    for loop, jobs in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_deliver, [job._take_pending() for job in jobs])
+        except RuntimeError:  # the loop is gone: nobody is listening
+            for job in jobs:
+                job.cancelled.set()

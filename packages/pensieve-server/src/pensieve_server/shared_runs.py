@@ -5,6 +5,7 @@ until both time out again (a livelock), so the resend joins the run already goin
 from __future__ import annotations
 
 import asyncio
+import collections
 import hashlib
 from collections.abc import AsyncGenerator, Callable
 
@@ -23,9 +24,14 @@ class _End:
     """The run is over: what a listener's queue holds last."""
 
 
+class _Wake:
+    """No event: the reader is woken to look at something else (a ping due, the shutdown)."""
+
+
 _END = _End()
+_WAKE = _Wake()
 # What a run hands its listeners: its events, then the exception that ended it, or _END.
-_Item = GenerationEvent | BaseException | _End
+_Item = GenerationEvent | BaseException | _End | _Wake
 # A generation as the engine's async generator: closing it stops the work.
 Events = AsyncGenerator[GenerationEvent, None]
 
@@ -47,6 +53,8 @@ class Listener:
         self._run = run
         self._queue = queue
         self._done = False
+        self._held: _End | BaseException | None = None  # the end, met while taking a batch
+        self._ready: collections.deque[GenerationEvent] = collections.deque()  # taken, not given out
         self.joined = joined
         self.message_id = run.message_id
 
@@ -54,16 +62,41 @@ class Listener:
         return self
 
     async def __anext__(self) -> GenerationEvent:
+        while not self._ready:
+            self._ready.extend(await self.batch())
+        return self._ready.popleft()
+
+    def wake(self) -> None:
+        """Make a waiting `batch()` return, with nothing if no event came."""
+        self._queue.put_nowait(_WAKE)
+
+    async def batch(self) -> list[GenerationEvent]:
+        """The events that are ready, waiting for the first unless woken (then maybe none):
+        one read per burst instead of one per event. Ends as an iterator does, after the
+        events before the end."""
+        if self._ready:
+            taken = list(self._ready)
+            self._ready.clear()
+            return taken
         if self._done:
             raise StopAsyncIteration
-        item = await self._queue.get()
-        if isinstance(item, _End):
-            self._done = True
-            raise StopAsyncIteration
-        if isinstance(item, BaseException):
-            self._done = True
-            raise item
-        return item
+        item: _Item = self._held if self._held is not None else await self._queue.get()
+        self._held = None
+        events: list[GenerationEvent] = []
+        while True:
+            if isinstance(item, (_End, BaseException)):
+                if events:
+                    self._held = item
+                    return events
+                self._done = True
+                if isinstance(item, _End):
+                    raise StopAsyncIteration
+                raise item
+            if not isinstance(item, _Wake):
+                events.append(item)
+            if self._queue.empty():
+                return events
+            item = self._queue.get_nowait()
 
     async def aclose(self) -> None:
         if self._queue in self._run.listeners:

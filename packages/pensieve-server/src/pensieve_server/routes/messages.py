@@ -238,64 +238,61 @@ async def _sse(
 ) -> AsyncIterator[bytes]:
     """SSE bytes; a ping goes out whenever nothing was sent for keepalive_seconds (long
     prefills, whose progress events send nothing), and a failure after the 200, or the shutdown
-    timeout, becomes one error event, then nothing."""
-    for out in assembler.feed(first):
-        yield encode_event(out)
-    yield encode_event(Ping())
-    due = time.monotonic() + keepalive_seconds  # the next ping, unless other bytes go out first
-    pending: asyncio.Task[GenerationEvent] | None = None
+    timeout, becomes one error event, then nothing. The events ready together go out in one
+    write: under load (many streams, one event loop) that is one send per burst, not per token."""
+    yield b"".join(encode_event(out) for out in assembler.feed(first)) + encode_event(Ping())
+    sent = time.monotonic()
+    loop = asyncio.get_running_loop()
     cut = lifecycle.until_cut()
+    cut.add_done_callback(lambda _: events.wake())
+    timer: asyncio.TimerHandle
+
+    def tick() -> None:  # wakes the reader when a ping is due; one timer, not one per event
+        nonlocal timer
+        idle = time.monotonic() - sent
+        if idle >= keepalive_seconds:
+            events.wake()
+        timer = loop.call_later(max(keepalive_seconds - idle, 0.0) or keepalive_seconds, tick)
+
+    timer = loop.call_later(keepalive_seconds, tick)
     ended = False
     try:
         while True:
-            pending = pending or asyncio.ensure_future(anext(events))
-            waits: set[asyncio.Future[Any]] = {pending, cut}
-            timeout = max(0.0, due - time.monotonic())
-            done, _ = await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-            if pending not in done:
-                if cut in done:
-                    ended = True
-                    for out in assembler.feed(Failed.of(OverloadedError(SHUTTING_DOWN))):
-                        yield encode_event(out)
-                    return
-                yield encode_event(Ping())
-                due = time.monotonic() + keepalive_seconds
-                continue
             try:
-                event = pending.result()
+                batch = await events.batch()
             except StopAsyncIteration:
                 ended = True
                 return
             except Exception as exc:
                 ended = True
                 log.exception("stream_failed")
-                for out in assembler.feed(Failed.of(exc)):
-                    yield encode_event(out)
+                yield b"".join(encode_event(out) for out in assembler.feed(Failed.of(exc)))
                 return
-            pending = None
-            for out in assembler.feed(event):
-                yield encode_event(out)
-                due = time.monotonic() + keepalive_seconds
-            if assembler.failed is not None or assembler.message.stop_reason is not None:
+            chunk = bytearray()
+            for event in batch:
+                for out in assembler.feed(event):
+                    chunk += encode_event(out)
+                if assembler.failed is not None or assembler.message.stop_reason is not None:
+                    ended = True
+                    break
+            if cut.done() and not ended:  # the shutdown timeout: this stream ends now
                 ended = True
+                for out in assembler.feed(Failed.of(OverloadedError(SHUTTING_DOWN))):
+                    chunk += encode_event(out)
+            elif not chunk and time.monotonic() - sent >= keepalive_seconds:
+                chunk += encode_event(Ping())
+            if chunk:
+                yield bytes(chunk)
+                sent = time.monotonic()
+            if ended:
                 return
     finally:
+        timer.cancel()
         cut.cancel()
         if not ended:
             log_disconnect(assembler)
         # Shielded: a disconnect cancels this task, and the generation must still be stopped.
-        await asyncio.shield(_close(pending, events))
-
-
-async def _close(pending: asyncio.Task[GenerationEvent] | None, events: Listener) -> None:
-    """Close the event stream; a step still running must end first (closing a generator
-    that is mid-step raises "asynchronous generator is already running")."""
-    if pending is not None:
-        pending.cancel()
-        await asyncio.wait({pending})
-        if not pending.cancelled():
-            pending.exception()  # retrieved, so asyncio does not log it as never retrieved
-    await events.aclose()
+        await asyncio.shield(asyncio.ensure_future(events.aclose()))
 
 
 async def count_tokens(request: Request) -> Response:
