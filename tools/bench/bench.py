@@ -155,11 +155,16 @@ def start_mlx_lm(model: Path, log_dir: Path) -> Server:
     )
 
 
+WORDS = ("alpha", "beta", "gamma", "delta", "omega")
+
+
 def plain_body(rng: random.Random, words: int, max_tokens: int) -> dict[str, Any]:
-    # A nonce first, so no run reuses another's prefix beyond the template's first tokens.
-    text = f"[{rng.getrandbits(64):x}] " + " ".join(
-        rng.choice(("alpha", "beta", "gamma", "delta", "omega")) for _ in range(words)
-    )
+    # A nonce first, so no run reuses another's prefix beyond the template's first tokens. Of
+    # words, not hex digits, so that every prompt has one length (53 tokens for 30 words with
+    # Phi-3's tokenizer; hex gave 51-57): on CUDA, MLX's attention builds a cuDNN graph for each
+    # new (batch, query length, key length), ~1 s, which a fresh length would time as decoding.
+    nonce = " ".join(rng.choice(WORDS) for _ in range(12))
+    text = f"[{nonce}] " + " ".join(rng.choice(WORDS) for _ in range(words))
     return {
         "model": "bench",
         "max_tokens": max_tokens,
