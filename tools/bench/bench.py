@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import random
@@ -201,15 +202,26 @@ def single_stream(servers: list[Server], p: dict[str, Any], rng: random.Random) 
 
 def concurrency(servers: list[Server], p: dict[str, Any], rng: random.Random) -> dict[str, dict[int, float]]:
     out: dict[str, dict[int, float]] = {s.name: {} for s in servers}
+    failed: set[str] = set()
     for n in p.get("widths", CONCURRENCY):
         for s in servers:
             bodies = [plain_body(rng, 30, 8) for _ in range(n)]
-            with ThreadPoolExecutor(n) as pool:  # warm-up at this batch size
-                list(pool.map(lambda b, s=s: ask(s, b), bodies))
-            bodies = [plain_body(rng, 30, p["concurrency_tokens"]) for _ in range(n)]
-            started = time.perf_counter()
-            with ThreadPoolExecutor(n) as pool:
-                timings = list(pool.map(lambda b, s=s: ask(s, b), bodies))
+            timed = [plain_body(rng, 30, p["concurrency_tokens"]) for _ in range(n)]
+            if s.name in failed:  # a server that fell over is not asked again: its widths stay NaN
+                out[s.name][n] = math.nan
+                continue
+            try:
+                with ThreadPoolExecutor(n) as pool:  # warm-up at this batch size
+                    list(pool.map(lambda b, s=s: ask(s, b), bodies))
+                started = time.perf_counter()
+                with ThreadPoolExecutor(n) as pool:
+                    timings = list(pool.map(lambda b, s=s: ask(s, b), timed))
+            except OSError as exc:  # the peer's crash is a result, not the end of the run
+                failed.add(s.name)
+                out[s.name][n] = math.nan
+                tail = s.log.read_text(errors="replace")[-1500:] if s.log.exists() else ""
+                print(f"  concurrency {n:2d} {s.name:<18} FAILED: {exc!r}\n{tail}", flush=True)
+                continue
             wall = time.perf_counter() - started
             out[s.name][n] = sum(t.output_tokens for t in timings) / wall
             print(f"  concurrency {n:2d} {s.name:<18} {out[s.name][n]:8.1f} tok/s", flush=True)

@@ -154,14 +154,17 @@ def build_model(path: Path, tokenizer_from: Path, *, hidden: int, layers: int, r
     as build_tiny_model's crafted model does, else random."""
     from mlx.utils import tree_flatten
     from mlx_lm.models import llama
-    from mlx_lm.tokenizer_utils import load_tokenizer
+    from mlx_lm.tokenizer_utils import load as load_tokenizer
 
     from pensieve_model_support.testing import _scripted_weights
 
     path.mkdir(parents=True, exist_ok=True)
-    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json"):
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
         if (tokenizer_from / name).exists():
             (path / name).write_bytes((tokenizer_from / name).read_bytes())
+    # The tool edit turn's pushed call is a Hermes one: a ChatML template with tools, whatever
+    # the tokenizer's own (Phi-3's offers none), so every turn renders the same way on any.
+    (path / "chat_template.jinja").write_text(TOOL_CHATML_TEMPLATE)
     small = json.loads((tokenizer_from / "config.json").read_text())
     heads = max(1, hidden // 128)
     config = {
