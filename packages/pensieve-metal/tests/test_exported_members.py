@@ -10,6 +10,7 @@ EXPECTED = {
     "DeviceKind",
     "MemorySnapshot",
     "apply_memory_limits",
+    "avoid_per_shape_attention",
     "check_fits",
     "device_info",
     "device_kind",

@@ -1,3 +1,5 @@
+import os
+
 import mlx.core as mx
 import pytest
 
@@ -36,3 +38,16 @@ def test_check_fits_names_need_and_budget():
     metal.check_fits("small", 10, budget_bytes=100)
     with pytest.raises(ModelLoadError, match=r"big needs about 2.0 GB for its weights; this .* has 1.0 GB"):
         metal.check_fits("big", 2_000_000_000, budget_bytes=1_000_000_000)
+
+
+def test_cudnn_attention_is_turned_off_on_cuda_only_and_never_over_the_users_choice(monkeypatch):
+    from pensieve_metal.kernels import CUDNN_ATTENTION
+
+    monkeypatch.delenv(CUDNN_ATTENTION, raising=False)
+    assert not metal.avoid_per_shape_attention("metal") and not metal.avoid_per_shape_attention("cpu")
+    assert CUDNN_ATTENTION not in os.environ
+    assert metal.avoid_per_shape_attention("cuda")
+    assert os.environ[CUDNN_ATTENTION] == "0"
+    monkeypatch.setenv(CUDNN_ATTENTION, "1")  # the user's word stands
+    assert not metal.avoid_per_shape_attention("cuda")
+    assert os.environ[CUDNN_ATTENTION] == "1"

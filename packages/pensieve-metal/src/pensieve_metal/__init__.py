@@ -1,6 +1,7 @@
-"""Device queries and memory limits for MLX."""
+"""Device queries, memory limits and kernel choices for MLX."""
 
 from .device import DeviceInfo, DeviceKind, MemorySnapshot, device_info, device_kind, memory_snapshot
+from .kernels import avoid_per_shape_attention
 from .limits import AppliedLimits, apply_memory_limits, check_fits, memory_after_weights, prefix_cache_budget
 
 __all__ = [
@@ -9,6 +10,7 @@ __all__ = [
     "DeviceKind",
     "MemorySnapshot",
     "apply_memory_limits",
+    "avoid_per_shape_attention",
     "check_fits",
     "device_info",
     "device_kind",

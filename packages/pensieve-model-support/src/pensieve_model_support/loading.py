@@ -11,7 +11,7 @@ import msgspec
 from mlx_lm.tokenizer_utils import TokenizerWrapper
 
 from pensieve_core.errors import HubUnavailableError, ModelLoadError
-from pensieve_metal import check_fits
+from pensieve_metal import avoid_per_shape_attention, check_fits
 
 from .gguf import load_gguf
 from .gguf.reader import loaded_bytes
@@ -98,6 +98,7 @@ def load_model(
     files = weight_files(path)
     if not files:
         raise ModelLoadError(f"{path} holds no safetensors or GGUF weights")
+    avoid_per_shape_attention()  # before the model's first attention: MLX reads it then
     if group is not None:
         model, tokenizer, config, weights_bytes = _load_shard(ref, path, group, pipeline=pipeline)
     else:
