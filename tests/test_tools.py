@@ -120,3 +120,13 @@ def test_cache_read_runs(tmp_path):
     assert {"header", "file_read", "mlx_load", "digest_1", "verify", "read"} <= set(result["phases"])
     assert all(row["best_s"] > 0 for row in result["phases"].values())
     assert "| read |" in (tmp_path / "cache-read-smoke.md").read_text()
+
+
+def test_cuda_attention_runs_both_settings(tmp_path):
+    _run([str(BENCH / "cuda_attention.py"), "--smoke", "--out", str(tmp_path)], tmp_path)
+    result = json.loads((tmp_path / "cuda-attention-smoke.json").read_text())
+    assert set(result["runs"]) == {"1", "0"}  # MLX's default and pensieve's, each in its own process
+    for run in result["runs"].values():
+        assert len(run["prefill_s"]) == 4 and all(t > 0 for t in run["prefill_s"])
+        assert run["lookup_tps"] > 0 and run["plain_tps"] > 0
+    assert "| one stream, prompt lookup" in (tmp_path / "cuda-attention-smoke.md").read_text()
