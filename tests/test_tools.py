@@ -130,3 +130,13 @@ def test_cuda_attention_runs_both_settings(tmp_path):
         assert len(run["prefill_s"]) == 4 and all(t > 0 for t in run["prefill_s"])
         assert run["lookup_tps"] > 0 and run["plain_tps"] > 0
     assert "| one stream, prompt lookup" in (tmp_path / "cuda-attention-smoke.md").read_text()
+
+
+def test_engine_batch_runs_both_sides(tmp_path):
+    _run([str(BENCH / "engine_batch.py"), "--smoke", "--out", str(tmp_path)], tmp_path)
+    result = json.loads((tmp_path / "engine-batch-smoke.json").read_text())
+    assert set(result["widths"]) == {"1", "2"}
+    for row in result["widths"].values():
+        assert row["engine"]["aggregate_tps"] > 0 and row["raw"]["aggregate_tps"] > 0
+    assert result["widths"]["2"]["engine_step_s"] > 0  # the batch's steps were timed
+    assert "| 2 |" in (tmp_path / "engine-batch-smoke.md").read_text()
