@@ -140,3 +140,11 @@ def test_engine_batch_runs_both_sides(tmp_path):
         assert row["engine"]["aggregate_tps"] > 0 and row["raw"]["aggregate_tps"] > 0
     assert result["widths"]["2"]["engine_step_s"] > 0  # the batch's steps were timed
     assert "| 2 |" in (tmp_path / "engine-batch-smoke.md").read_text()
+
+
+def test_event_loop_cost_runs(tmp_path):
+    _run([str(BENCH / "event_loop_cost.py"), "--smoke", "--out", str(tmp_path)], tmp_path)
+    result = json.loads((tmp_path / "event-loop-smoke.json").read_text())
+    (burst,) = result["runs"]["this tree"]
+    assert burst["tokens"] > 0 and burst["tps"] > 0 and burst["loop_us_per_token"] >= 0
+    assert "| this tree |" in (tmp_path / "event-loop-smoke.md").read_text()
