@@ -19,11 +19,13 @@ def pensieve(*args, env, timeout=300):
 def test_daemon_start_status_stop(tiny_model_dir, tmp_path):
     env = isolated_env(tmp_path)
     env["PENSIEVE_PORT"] = str(free_port())
-    started = pensieve("start", "--daemon", "--model", str(tiny_model_dir), env=env)
+    # A key given only to `start`: status and claude must learn it from the daemon's record.
+    started = pensieve("start", "--daemon", "--model", str(tiny_model_dir), "--api-key", "only-on-the-flag", env=env)
     assert started.returncode == 0, started.stderr
     assert "pensieve running (pid" in started.stdout
     pid_file = tmp_path / "pensieve" / "pensieve.pid"
     pid = int(pid_file.read_text())
+    assert (tmp_path / "pensieve" / "daemon.json").stat().st_mode & 0o077 == 0  # it holds the key
     try:
         again = pensieve("start", "--daemon", "--model", str(tiny_model_dir), env=env)
         assert again.returncode == 1 and "already running" in again.stderr
@@ -31,7 +33,7 @@ def test_daemon_start_status_stop(tiny_model_dir, tmp_path):
         info = json.loads(status.stdout)
         assert status.returncode == 0 and info["running"] is True and info["pid"] == pid
         assert info["model"] == tiny_model_dir.name and info["device"].startswith("cpu")
-        assert info["requests"] >= 1 and "uptime_s" in info
+        assert info["requests"] >= 1 and "uptime_s" in info  # /v1/status answered: the key was right
         assert "pensieve is running on" in pensieve("status", env=env).stdout
     finally:
         stopped = pensieve("stop", env=env)

@@ -191,3 +191,14 @@ def test_the_record_keeps_a_tls_daemons_scheme(run, tmp_path, free_port):
     (tmp_path / "home").mkdir()
     (tmp_path / "home" / "daemon.json").write_text(json.dumps(record))
     assert daemon.base_url(daemon.located(load_settings({}))) == f"https://127.0.0.1:{port}"
+
+
+def test_the_record_keeps_the_key_the_daemon_was_started_with(run, tmp_path, free_port):
+    """`start --daemon --api-key K`: status and claude must present K, which no config holds."""
+    record = {"pid": os.getpid(), "host": "127.0.0.1", "port": free_port(), "api_key": "only-on-the-flag"}
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "daemon.json").write_text(json.dumps(record))
+    assert daemon.located(load_settings({})).api_key == "only-on-the-flag"
+    del record["api_key"]  # a record written by an older pensieve: the configured key
+    (tmp_path / "home" / "daemon.json").write_text(json.dumps(record))
+    assert daemon.located(load_settings({})).api_key == load_settings({}).api_key

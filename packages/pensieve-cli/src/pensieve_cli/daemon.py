@@ -61,8 +61,8 @@ def running_pid(settings: Settings) -> int | None:
 
 
 def located(settings: Settings) -> Settings:
-    """The settings with the address `start --daemon` recorded, while that server's process lives:
-    it may have been started with flags (`--port 7795`) that the config does not hold."""
+    """The settings with the address and key `start --daemon` recorded, while that server's process
+    lives: it may have been started with flags (`--port 7795`, `--api-key`) the config does not hold."""
     path = record_path(settings)
     try:
         record = json.loads(path.read_text())
@@ -73,7 +73,9 @@ def located(settings: Settings) -> Settings:
         path.unlink(missing_ok=True)  # stale: the process is gone
         return settings
     tls = {"certfile": record.get("certfile"), "keyfile": record.get("keyfile")}
-    return msgspec.structs.replace(settings, host=host, port=port, **tls)
+    # The key it was started with (`--api-key`), which `status` and `claude` must present.
+    key = record.get("api_key") if isinstance(record.get("api_key"), str) else settings.api_key
+    return msgspec.structs.replace(settings, host=host, port=port, api_key=key, **tls)
 
 
 def fetch(settings: Settings, path: str, *, key: bool = True, timeout: float = 3.0) -> bytes:
@@ -150,9 +152,9 @@ def spawn(settings: Settings, argv: list[str], *, wait_s: float = 600) -> dict[s
             start_new_session=True,
         )
     pid_path(settings).write_text(str(proc.pid))
-    record = {"pid": proc.pid, "host": settings.host, "port": settings.port}
+    record = {"pid": proc.pid, "host": settings.host, "port": settings.port, "api_key": settings.api_key}
     record |= {"certfile": settings.certfile, "keyfile": settings.keyfile}
-    record_path(settings).write_text(json.dumps(record) + "\n")
+    _write_private(record_path(settings), json.dumps(record) + "\n")
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -163,6 +165,14 @@ def spawn(settings: Settings, argv: list[str], *, wait_s: float = 600) -> dict[s
             return answer
         time.sleep(0.3)
     raise RuntimeError(f"the server did not answer within {wait_s:.0f}s (log: {log})")
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Readable by the user alone: the record holds the server's API key."""
+    path.unlink(missing_ok=True)  # a file left by an older pensieve keeps its own mode otherwise
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
 
 
 def stop(settings: Settings, *, timeout_s: float) -> int | None:
