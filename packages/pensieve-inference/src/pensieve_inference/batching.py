@@ -14,14 +14,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
-import structlog
 from mlx_lm.generate import BatchGenerator
 from mlx_lm.models.cache import make_prompt_cache, trim_prompt_cache
 
 from pensieve_core import Started
-from pensieve_core.errors import InvalidRequestError
 from pensieve_model_support import LoadedModel
 
+from . import batch_recovery
 from .failures import StepFailures, failure_event
 from .jobs import GenerationJob
 from .kv_quant import KVQuantization, quantized
@@ -29,11 +28,9 @@ from .lockstep import Lockstep
 from .masks import BatchMasks
 from .output import SequenceOutput, processors_of
 from .prefill_lane import LANE_MIN_TOKENS, Prefill, PrefillLane, snapshot
-from .sampling import GuardedSampler, make_request_sampler
+from .sampling import make_request_sampler
 from .solo import Solo, Steps, cut_for_batch, solo_steps
 from .stops import StopSequenceMatcher
-
-log = structlog.get_logger("pensieve.inference")
 
 # Default prefill chunk: long prompts are run this many tokens at a time, decode steps of
 # the other sequences in between, so one long prompt does not stall everyone's stream.
@@ -122,6 +119,11 @@ class ModelBatch:
     def __len__(self) -> int:
         return len(self._running) + len(self._lane) + len(self._waiting)
 
+    @property
+    def running(self) -> dict[int, _Sequence]:
+        """The sequences decoding (alone or in the batch), by uid."""
+        return self._running
+
     def admit(self, job: GenerationJob) -> None:
         if job.dropped:
             return
@@ -135,7 +137,7 @@ class ModelBatch:
         seq = _Sequence(
             job=job, detokenizer=self.loaded.tokenizer.detokenizer, stops=StopSequenceMatcher(job.stop_sequences)
         )
-        reused = self._enter(seq, job.prompt)
+        reused = self.enter(seq, job.prompt)
         # As the API counts it: only what is prefilled up to the last breakpoint is written.
         created = max(0, min(job.cache_end, len(job.prompt)) - reused) if job.prefix_cache is not None else 0
         ended_at = reused if job.prefix_cache is not None and reused < len(job.prompt) - 1 else None
@@ -150,7 +152,7 @@ class ModelBatch:
             )
         )
 
-    def _enter(self, seq: _Sequence, tokens: list[int]) -> int:
+    def enter(self, seq: _Sequence, tokens: list[int]) -> int:
         """Put a sequence whose context is `tokens` into the lane or the batch; return how many
         of them the prefix cache already held."""
         job = seq.job
@@ -245,46 +247,34 @@ class ModelBatch:
         except Exception as exc:  # the generator is half-stepped: start anew
             if self._lockstep is not None:
                 raise  # the other ranks stepped: only the whole group can fail (GenerationWorker)
-            self._recover(exc)
+            batch_recovery.recover_failed_step(self, exc)
             return
         for r in prompt_responses:
-            self._guarded(r.uid, self._keep_boundary, r)
+            batch_recovery.guarded(self, r.uid, self._keep_boundary, r)
         for r in responses:
             seq = self._running.get(r.uid)
             if seq is not None:
-                self._guarded(r.uid, self._on_token, r.uid, seq, r)
-        self._fail_broken_samplers()
+                batch_recovery.guarded(self, r.uid, self._on_token, r.uid, seq, r)
+        batch_recovery.fail_broken_samplers(self)
         alone = [r.uid for r in prompt_responses if r.end_of_prompt]
         if len(alone) == 1 and len(self._running) == 1 and alone[0] in self._running:
-            self._guarded(alone[0], self._go_solo, alone[0])
+            batch_recovery.guarded(self, alone[0], self._go_solo, alone[0])
 
-    def _guarded(self, uid: int, fn: Any, *args: Any) -> None:
-        """Our own handling of one sequence's output: a failure there fails that sequence only."""
-        seq = self._running.get(uid)
-        try:
-            fn(*args)
-        except Exception as exc:  # noqa: BLE001 — reported to this request; the batch goes on
-            self._fail_sequence(uid, exc, seq=seq)
-
-    def _fail_sequence(self, uid: int, exc: Exception, *, seq: _Sequence | None = None) -> None:
-        """Fail one sequence, wherever it is (it may have left the batch already)."""
-        seq = self._running.pop(uid, None) or seq
+    def stop_stepping(self, uid: int) -> None:
+        """Its steps end, alone or in the batch (it may have left the batch already)."""
         if self._solo is not None and self._solo.uid == uid:
             self._solo.steps.close()
             self._solo = None
-        else:
-            try:
-                self._generator.remove([uid])
-            except Exception:  # noqa: BLE001, S110 — not there any more: nothing to take out
-                pass
-        if seq is not None:
-            seq.job.emit(failure_event(exc, [seq.job.request_id]))
+            return
+        try:
+            self._generator.remove([uid])
+        except Exception:  # noqa: BLE001, S110 — not there any more: nothing to take out
+            pass
 
-    def _fail_broken_samplers(self) -> None:
-        for uid, seq in list(self._running.items()):
-            if isinstance(seq.sampler, GuardedSampler) and seq.sampler.error is not None:
-                error = InvalidRequestError(f"sampling failed for this request's sampling values: {seq.sampler.error}")
-                self._fail_sequence(uid, error)
+    def restart_generator(self) -> None:
+        """Close the generator and start a fresh one: a half-stepped one cannot be trusted again."""
+        self._generator.close()
+        self._generator = self._new_generator()
 
     def _lane_step(self, *, shared: bool) -> None:
         try:
@@ -309,27 +299,6 @@ class ModelBatch:
             tokens = prefill.carry[1]
             job.prefix_cache.put(job.cache_key, tokens[:at], snapshot(prefill.cache), persist=at == job.system_end)
 
-    def _recover(self, exc: Exception) -> None:
-        """A batch step raised: its generator cannot be trusted again. Every sequence in it
-        starts over in a fresh one from its prompt and what it has said (the prefix cache
-        holds most of that); one that was in a failed step before fails now."""
-        self.failures.record(exc)
-        seqs = list(self._running.values())
-        log.error("batch_step_failed", requests=[s.job.request_id for s in seqs], error=repr(exc), exc_info=exc)
-        self._running.clear()
-        self._generator.close()
-        self._generator = self._new_generator()
-        failed = failure_event(exc, [], logged=True)
-        for seq in seqs:
-            seq.strikes += 1
-            if seq.strikes > 1 or seq.output_tokens >= seq.job.max_tokens:
-                seq.job.emit(failed)
-                continue
-            try:
-                self._enter(seq, seq.job.prompt + seq.generated)
-            except Exception as again:  # noqa: BLE001
-                seq.job.emit(failure_event(again, [seq.job.request_id]))
-
     def _go_solo(self, uid: int) -> None:
         """Its prompt is in, nobody else is here: decode with generate_step. The batch's first
         sampled token is dropped and recomputed from the last prompt token (one extra step)."""
@@ -348,26 +317,9 @@ class ModelBatch:
                 raise
             if self._solo is solo:
                 self.failures.record(exc)
-            self._retry_solo(solo, exc)
+            batch_recovery.retry_failed_solo(self, solo, exc)
             return
-        self._fail_broken_samplers()
-
-    def _retry_solo(self, solo: Solo, exc: Exception) -> None:
-        """As a failed batch step does: the sequence starts over once from its prompt and what
-        it has said (the prefix cache holds most of that); a second failure fails it."""
-        seq = self._running.get(solo.uid)
-        if seq is None or seq.strikes > 0 or seq.output_tokens >= seq.job.max_tokens:
-            self._fail_sequence(solo.uid, exc, seq=seq)
-            return
-        log.error("solo_step_failed", requests=[seq.job.request_id], error=repr(exc), exc_info=exc)
-        solo.steps.close()
-        self._solo = None
-        del self._running[solo.uid]
-        seq.strikes += 1
-        try:
-            self._enter(seq, seq.job.prompt + seq.generated)
-        except Exception as again:  # noqa: BLE001
-            seq.job.emit(failure_event(again, [seq.job.request_id]))
+        batch_recovery.fail_broken_samplers(self)
 
     def _solo_step(self) -> None:
         solo = self._solo
@@ -474,21 +426,22 @@ class ModelBatch:
         job.emit(failure_event(exc, [job.request_id]))
 
     def fail_everything(self, exc: Exception) -> None:
-        """Our own code failed outside any one sequence's handling: every request here fails,
-        and the batch starts over empty with a fresh generator."""
-        self.failures.record(exc)
-        jobs = [s.job for s in self._running.values()] + [p.job for p in self._lane] + list(self._waiting)
+        """Every request here fails and the batch starts over empty (batch_recovery.py)."""
+        batch_recovery.fail_everything(self, exc)
+
+    def jobs(self) -> list[GenerationJob]:
+        """Every request here: decoding, in the lane, or waiting its turn."""
+        return [s.job for s in self._running.values()] + [p.job for p in self._lane] + list(self._waiting)
+
+    def empty(self) -> None:
+        """Take every request out, wherever it is, and start over with a fresh generator."""
         self._waiting.clear()
-        failed = failure_event(exc, [j.request_id for j in jobs])
         if self._solo is not None:
             self._solo.steps.close()
             self._solo = None
         self._running.clear()
         self._lane.drop(lambda p: False)
-        self._generator.close()
-        self._generator = self._new_generator()
-        for job in jobs:
-            job.emit(failed)
+        self.restart_generator()
 
     def close(self) -> None:
         if self._solo is not None:
