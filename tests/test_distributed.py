@@ -224,6 +224,22 @@ def test_a_hung_rank_is_detected_and_stop_ends_every_rank(model_dir, tmp_path_fa
     assert gone(follower)
 
 
+def test_a_follower_whose_rank_0_hangs_ends_after_the_rank_timeout(model_dir, tmp_path_factory):
+    """Rank 0 stopped (a hung process, a host gone to sleep): its follower does not hold its shard
+    forever. Rank 0 shares a turn every second even idle, so a wait past the timeout is a hang."""
+    server = serve(tmp_path_factory, model_dir, "hung-rank-0", ranks=2, rank_timeout_s=4)
+    follower = rank_pids(server)[1]
+    os.kill(server.proc.pid, signal.SIGSTOP)
+    try:
+        deadline = time.monotonic() + 30
+        while not gone(follower) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert gone(follower), "the follower still waits on a stopped rank 0"
+    finally:
+        os.kill(server.proc.pid, signal.SIGCONT)
+        server.stop()  # rank 0 finds its group gone; how it exits is the killed-rank test's concern
+
+
 def test_a_rank_that_never_joins_stops_the_start_with_its_reason(model_dir, tmp_path):
     hosts = tmp_path / "hosts.json"
     hosts.write_text(

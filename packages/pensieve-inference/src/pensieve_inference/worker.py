@@ -6,6 +6,7 @@ the other ranks' workers `follow` it (lockstep.py)."""
 
 from __future__ import annotations
 
+import faulthandler
 import queue
 import threading
 import time
@@ -30,6 +31,29 @@ log = structlog.get_logger("pensieve.inference")
 
 # An idle rank 0 still shares an empty turn this often, so a lost rank is noticed while idle.
 HEARTBEAT_S = 1.0
+
+
+class _RankZeroWatch:
+    """A follower waits in rank 0's collective at every turn; rank 0 shares one at least every
+    HEARTBEAT_S, so a wait past the rank timeout means rank 0 hung (or its host went away) and
+    this rank ends instead of holding its shard forever. The wait holds the GIL, so the timer
+    is faulthandler's, which exits from a C thread (after dumping the stacks)."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = max(timeout_s, 4 * HEARTBEAT_S)
+        self._armed_at = 0.0
+
+    def __enter__(self) -> _RankZeroWatch:
+        return self
+
+    def heard(self) -> None:
+        now = time.monotonic()
+        if now - self._armed_at >= HEARTBEAT_S:  # re-armed about once a heartbeat, not every turn
+            faulthandler.dump_traceback_later(self.timeout_s, exit=True)
+            self._armed_at = now
+
+    def __exit__(self, *exc: object) -> None:
+        faulthandler.cancel_dump_traceback_later()
 
 
 class _Admission:
@@ -122,8 +146,9 @@ class GenerationWorker:
         Raises RankLostError if this rank's batches drift from rank 0's."""
         self._lockstep = lockstep
         lockstep.started = True
-        with mx.stream(generation_stream):
+        with mx.stream(generation_stream), _RankZeroWatch(lockstep.rank_timeout_s) as watch:
             while True:
+                watch.heard()
                 turn = msgspec.msgpack.decode(lockstep.share(None), type=Turn)
                 if turn.digest != self._digest:
                     raise RankLostError(f"rank {lockstep.rank} drifted from rank 0: {self._digest} != {turn.digest}")
