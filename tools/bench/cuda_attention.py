@@ -58,8 +58,8 @@ def _lone_stream(model_dir: Path, tokens: int, speculative: Literal["off", "prom
     """Decode tok/s after the first token of one greedy request through the engine (a warm-up first)."""
     import asyncio
 
-    from pensieve_claude_types import MessageParam
-    from pensieve_core import Finished, GenerationRequest, TextDelta
+    from engine_batch import timed_answer  # this folder: the script's own, first on sys.path
+
     from pensieve_inference import EngineOptions, MLXEngine
     from pensieve_model_support import HuggingFaceHub, resolve_reference
 
@@ -69,17 +69,7 @@ def _lone_stream(model_dir: Path, tokens: int, speculative: Literal["off", "prom
 
     async def one(seed: int, max_tokens: int) -> float:
         text = " ".join(WORDS[(seed * 7 + j * 3) % 5] for j in range(40))
-        request = GenerationRequest(
-            messages=[MessageParam(role="user", content=f"[{seed}] {text}")], max_tokens=max_tokens, temperature=0.0
-        )
-        first = end = 0.0
-        out = 0
-        async for event in engine.generate(request):
-            now = time.perf_counter()
-            if isinstance(event, TextDelta) and not first:
-                first = now
-            if isinstance(event, Finished):
-                end, out = now, event.output_tokens
+        first, end, out = await timed_answer(engine, f"[{seed}] {text}", max_tokens)
         return (out - 1) / (end - first) if out > 1 and end > first else float("nan")
 
     async def run() -> float:

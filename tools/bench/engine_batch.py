@@ -70,9 +70,11 @@ def text(seed: int) -> str:
     return "[" + " ".join(rng.choice(WORDS) for _ in range(12)) + "] " + " ".join(rng.choice(WORDS) for _ in range(30))
 
 
-async def _one(engine: MLXEngine, seed: int, tokens: int) -> tuple[float, float, int]:
+async def timed_answer(engine: MLXEngine, content: str, tokens: int) -> tuple[float, float, int]:
+    """One greedy request through MLXEngine.generate: when its first text came, when it ended,
+    and how many tokens it wrote (tools/bench/cuda_attention.py uses it too)."""
     request = GenerationRequest(
-        messages=[MessageParam(role="user", content=text(seed))], max_tokens=tokens, temperature=0.0
+        messages=[MessageParam(role="user", content=content)], max_tokens=tokens, temperature=0.0
     )
     first = end = 0.0
     out = 0
@@ -87,7 +89,7 @@ async def _one(engine: MLXEngine, seed: int, tokens: int) -> tuple[float, float,
 
 async def engine_burst(engine: MLXEngine, width: int, seed: int, tokens: int) -> dict[str, float]:
     started = time.perf_counter()
-    runs = await asyncio.gather(*(_one(engine, seed + i, tokens) for i in range(width)))
+    runs = await asyncio.gather(*(timed_answer(engine, text(seed + i), tokens) for i in range(width)))
     wall = time.perf_counter() - started
     return {
         "aggregate_tps": sum(n for _, _, n in runs) / wall,

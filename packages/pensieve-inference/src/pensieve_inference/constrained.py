@@ -219,13 +219,7 @@ class ToolConstraint(GrammarProcessor):
 
     def valid_prefix(self, drafts: list[int]) -> int:
         if self.mode == "watch" and self.after_start is not None:
-            # Drafts stop at a call's start marker: what may follow it is the grammar's to say.
-            tail = self.tail
-            for i, token in enumerate(drafts):
-                tail += self.ll_tokenizer.decode_bytes([token])
-                if self.trigger in tail:
-                    return i + 1
-            return len(drafts)
+            return self.drafts_through(self.tail, self.trigger, drafts)  # up to a call's start marker
         return super().valid_prefix(drafts)
 
     def consume(self, token: int) -> None:

@@ -67,6 +67,15 @@ class GrammarProcessor(SequenceProcessor):
         matcher = self.grammar()
         return len(drafts) if matcher is None else int(matcher.validate_tokens(drafts))
 
+    def drafts_through(self, tail: bytes, marker: bytes, drafts: list[int]) -> int:
+        """How many drafts reach no further than `marker` (with the output's `tail` before them):
+        what follows a marker that starts a grammar is the grammar's to say."""
+        for i, token in enumerate(drafts):
+            tail += self.ll_tokenizer.decode_bytes([token])
+            if marker in tail:
+                return i + 1
+        return len(drafts)
+
     def rolled_back(self, matcher: llguidance.LLMatcher | None, matched: int) -> bool:
         """`matcher` (from a `checkpoint()`) back to its first `matched` tokens; False when it is
         neither the one in use nor the one last closed, or is in error (which is for good)."""

@@ -89,13 +89,7 @@ class FormatConstraint(GrammarProcessor):
 
     def valid_prefix(self, drafts: list[int]) -> int:
         if self.mode == "thinking" and self.think_end is not None:
-            # Drafts stop at the thinking's end: what may follow it is the grammar's to say.
-            tail = self.tail
-            for i, token in enumerate(drafts):
-                tail += self.ll_tokenizer.decode_bytes([token])
-                if self.think_end in tail:
-                    return i + 1
-            return len(drafts)
+            return self.drafts_through(self.tail, self.think_end, drafts)  # up to the thinking's end
         return super().valid_prefix(drafts)
 
     def consume(self, token: int) -> None:
