@@ -29,7 +29,8 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from bench import ask, plain_body, start_pensieve  # noqa: E402
+from bench import ask, plain_body  # noqa: E402
+from servers import start_pensieve  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
 

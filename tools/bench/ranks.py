@@ -27,7 +27,8 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from bench import Server, ask, machine, plain_body, start_pensieve  # noqa: E402
+from bench import ask, machine, plain_body  # noqa: E402
+from servers import Server, start_pensieve  # noqa: E402
 
 PROFILES: dict[str, dict[str, Any]] = {
     "full": {"prompt_words": 256, "decode_tokens": 32, "streams": 8, "stream_tokens": 16, "reps": 2},

@@ -34,8 +34,9 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from bench import CACHE_BYTES, TOOL_CHARS, Server, machine, start_pensieve  # noqa: E402
+from bench import TOOL_CHARS, machine  # noqa: E402
 from claude_code_body import claude_code_body  # noqa: E402
+from servers import CACHE_BYTES, Server, start_pensieve  # noqa: E402
 
 ENGINE_PHASES = ("render", "tokenize", "grammar", "queue", "cache")
 PROFILES: dict[str, dict[str, Any]] = {
