@@ -21,7 +21,7 @@ if [ -d "$root/tests" ]; then
     --known-first-party server_process --known-first-party node_clients \
     --known-first-party claude_code_body --known-first-party clients \
     --known-first-party raw --known-first-party report \
-    --known-first-party servers --known-first-party engine_batch \
+    --known-first-party servers --known-first-party engine_batch --known-first-party edit_turns \
     --package-module-name-map matplotlib=matplotlib) || status=1
 fi
 exit "$status"
