@@ -251,8 +251,9 @@ async def _sse(
         nonlocal timer
         idle = time.monotonic() - sent
         if idle >= keepalive_seconds:
-            events.wake()
-        timer = loop.call_later(max(keepalive_seconds - idle, 0.0) or keepalive_seconds, tick)
+            events.wake()  # the ping goes out now: the next is due a whole period on
+            idle = 0.0
+        timer = loop.call_later(keepalive_seconds - idle, tick)
 
     timer = loop.call_later(keepalive_seconds, tick)
     ended = False
