@@ -14,9 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -126,11 +124,6 @@ def main() -> None:
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "head-of-line-cpu.json").write_text(json.dumps(result, indent=2) + "\n")
-    # The results are out. At interpreter exit after this run a native thread sometimes aborts
-    # ("terminate called without an active exception", 1 run in 4 here, on the code before
-    # 2026-12-01's changes too; cause not found): the measurement is done, so leave at once.
-    sys.stdout.flush()
-    os._exit(0)
 
 
 if __name__ == "__main__":

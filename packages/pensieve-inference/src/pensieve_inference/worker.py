@@ -26,6 +26,7 @@ from .batching import MAX_SEQUENCES, PREFILL_STEP, ModelBatch
 from .failures import failure_event
 from .jobs import GenerationJob, send_emitted
 from .lockstep import Lockstep, Turn, Watch
+from .mlx_threads import MLXThread
 
 log = structlog.get_logger("pensieve.inference")
 
@@ -85,7 +86,7 @@ class GenerationWorker:
         self._watch = Watch()
         # Why the distributed group cannot serve (a rank died, hung or drifted); None while it can.
         self.group_lost: str | None = None
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread = MLXThread(self._run, name)
         if thread:
             self._thread.start()
 
