@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +22,7 @@ import llguidance.numpy
 import mlx.core as mx
 import numpy as np
 
-from .processors import SequenceProcessor
+from .processors import SequenceProcessor, async_eval
 
 
 @functools.cache
@@ -62,6 +62,27 @@ class GrammarProcessor(SequenceProcessor):
     def grammar(self) -> llguidance.LLMatcher | None:
         """The matcher that decides the next token, or None."""
         return None
+
+    def at(
+        self,
+        length: int,
+        tokens: mx.array,
+        logits: mx.array,
+        newest: Callable[[int], list[int]] | None = None,
+        *,
+        eager: bool = False,
+    ) -> mx.array:
+        # The host is about to wait for the step's input tokens and fill masks, and mlx-lm
+        # queues this step's forward pass only after its sample: queue it now, so the device
+        # runs it meanwhile (the first grammar row of a batch step waits; the others do not).
+        if (
+            not eager
+            and not self.broken
+            and self.needs_every_token()
+            and (self.masks is None or self.masks.leads(self))
+        ):
+            async_eval(logits)
+        return super().at(length, tokens, logits, newest, eager=eager)
 
     def valid_prefix(self, drafts: list[int]) -> int:
         matcher = self.grammar()
@@ -150,6 +171,11 @@ class BatchMasks:
         finally:
             self._step = None
             self._ready.clear()
+
+    def leads(self, p: GrammarProcessor) -> bool:
+        """Whether `p` is called first of this step's grammar rows, or outside a batch step."""
+        step = self._step
+        return step is None or step.index.get(p, 0) == 0
 
     def row(self, p: GrammarProcessor, vocab: int) -> mx.array | None:
         """`p`'s mask for this step, filled with the rows after it if not yet; None outside a

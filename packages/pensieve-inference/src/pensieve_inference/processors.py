@@ -20,6 +20,9 @@ import mlx.core as mx
 import numpy as np
 import structlog
 
+# mlx's stubs leave async_eval untyped: it takes arrays (or trees of them) and returns nothing.
+async_eval = cast(Callable[..., None], mx.async_eval)
+
 log = structlog.get_logger("pensieve.inference")
 
 # Output tokens a processor with `state()` can take back without replaying from the start: a

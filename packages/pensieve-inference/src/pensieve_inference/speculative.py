@@ -36,16 +36,13 @@ from mlx_lm.models.cache import make_prompt_cache, trim_prompt_cache
 from pensieve_core.errors import ConfigError
 from pensieve_model_support import Hub, LoadedModel, load_model, resolve_reference
 
-from .processors import SequenceProcessor
+from .processors import SequenceProcessor, async_eval
 
 if TYPE_CHECKING:
     from .worker import GenerationWorker
 
 # generate_step yields (token id, logprobs); its annotation says mx.array for the id.
 Steps = Generator[tuple[Any, mx.array], None, None]
-
-# mlx's stubs leave async_eval untyped: it takes arrays (or trees of them) and returns nothing.
-_async_eval = cast(Callable[..., None], mx.async_eval)
 
 # Drafts verified per forward pass: a copied span is taken up to this many tokens a step.
 DRAFT_TOKENS = 8
@@ -160,7 +157,7 @@ def prompt_lookup_steps(
             logits = processed(logits, tokens, length, first)
         logprobs = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
         sampled = sampler(logprobs)
-        _async_eval(sampled, logprobs)
+        async_eval(sampled, logprobs)
         if stats is not None:
             stats.steps += 1
             stats.drafted += len(drafts)
