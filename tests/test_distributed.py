@@ -240,6 +240,42 @@ def test_a_follower_whose_rank_0_hangs_ends_after_the_rank_timeout(model_dir, tm
         server.stop()  # rank 0 finds its group gone; how it exits is the killed-rank test's concern
 
 
+# A test double for ssh: no other machine is reachable here. It runs the remote command on this
+# one as sshd would, through a shell with a login's bare environment, and notes its arguments.
+SSH_DOUBLE = """#!/bin/sh
+echo "$@" >> "$(dirname "$0")/calls"
+for last; do :; done
+exec env -i HOME="$HOME" PATH=/usr/bin:/bin /bin/sh -c "$last"
+"""
+
+
+def test_a_rank_on_another_host_starts_over_ssh_and_answers_as_one_process_does(one_process, model_dir, tmp_path):
+    """Rank 1 on a host that is not this one: started over ssh with its variables exported and
+    the ring's hostfile written there by the command line, not inherited from rank 0."""
+    doubles = tmp_path / "bin"
+    doubles.mkdir()
+    (doubles / "ssh").write_text(SSH_DOUBLE)
+    (doubles / "ssh").chmod(0o755)
+    hosts = tmp_path / "hosts.json"
+    hosts.write_text(json.dumps({"hosts": [{"ssh": "127.0.0.1"}, {"ssh": "rank1.example", "ips": ["127.0.0.1"]}]}))
+    env = isolated_env(tmp_path)
+    env["PATH"] = f"{doubles}:{env['PATH']}"
+    args = ["--model", str(model_dir), "--port", env["PENSIEVE_PORT"], "--hostfile", str(hosts)]
+    server = ServerProcess(args, env, int(env["PENSIEVE_PORT"]), tmp_path / "server.log")
+    try:
+        server.wait_ready()
+        calls = (doubles / "calls").read_text().splitlines()
+        assert len(calls) == 1 and calls[0].startswith("-o BatchMode=yes rank1.example "), calls
+        assert "MLX_RANK=1" in calls[0] and "pensieve_server.follower" in calls[0]
+        assert answer(server, bodies()[3]) == answer(one_process, bodies()[3])  # a forced tool call
+        assert [r["alive"] for r in httpx.get(server.url + "/v1/status", headers=KEY, timeout=10).json()["ranks"]] == [
+            True,
+            True,
+        ]
+    finally:
+        assert server.stop() == 0, server.output()
+
+
 def test_a_rank_that_never_joins_stops_the_start_with_its_reason(model_dir, tmp_path):
     hosts = tmp_path / "hosts.json"
     hosts.write_text(
