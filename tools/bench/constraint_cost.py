@@ -37,7 +37,10 @@ from pensieve_inference.prompt import function_spec
 from pensieve_model_support import HuggingFaceHub, resolve_reference
 from pensieve_model_support.testing import TOOL_CHATML_TEMPLATE, build_tiny_model
 
-# Ten tools of Claude Code's kind (names and schema shapes; descriptions kept short).
+# Ten tools of Claude Code's kind (names and schema shapes; descriptions kept short). `content`
+# is at least 8,000 characters, so a forced call cannot close before max_tokens and forced rows
+# decode as long as bare ones: with random weights calls closed after ~24 tokens, the batch
+# shrank, and forced/bare measured a smaller batch rather than the masks' cost.
 TOOLS = [
     Tool(
         name=name,
@@ -46,7 +49,7 @@ TOOLS = [
             "type": "object",
             "properties": {
                 "path": {"type": "string", "maxLength": 2000},
-                "content": {"type": "string", "maxLength": 2000},
+                "content": {"type": "string", "minLength": 8000, "maxLength": 10000},
                 "limit": {"type": "integer", "minimum": 1, "maximum": 2000},
                 "recursive": {"type": "boolean"},
             },
@@ -94,9 +97,9 @@ async def one(engine: MLXEngine, req: GenerationRequest) -> tuple[int, float, fl
     return output, first, end
 
 
-async def once(engine: MLXEngine, mode: str, streams: int, tokens: int, seed: int) -> tuple[float, int, int]:
-    """One burst of `streams` requests: aggregate decode tok/s, and the batch's parallel mask
-    fills with the masks they made (the first masks are each row's own)."""
+async def once(engine: MLXEngine, mode: str, streams: int, tokens: int, seed: int) -> tuple[float, int, int, float]:
+    """One burst of `streams` requests: aggregate decode tok/s, the batch's parallel mask fills
+    with the masks they made (the first masks are each row's own), and output tokens a stream."""
     # "bare": the engine's constraint factory switched off for this run only.
     plan_module.make_tool_constraint = (lambda *a, **k: None) if mode == "bare" else make_tool_constraint
     BatchMasks.step = _no_batch_step if mode == "forced_rows" else BATCH_STEP  # type: ignore[method-assign,assignment]
@@ -105,7 +108,9 @@ async def once(engine: MLXEngine, mode: str, streams: int, tokens: int, seed: in
     results = await asyncio.gather(*(one(engine, request(mode, seed + i, tokens)) for i in range(streams)))
     total = sum(out - 1 for out, _, _ in results)
     span = max(e for _, _, e in results) - min(f for _, f, _ in results)
-    return total / span if span > 0 else 0.0, sum(m.fills for m in masks) - fills, sum(m.filled for m in masks) - filled
+    rate = total / span if span > 0 else 0.0
+    made = sum(m.fills for m in masks) - fills, sum(m.filled for m in masks) - filled
+    return rate, *made, sum(out for out, _, _ in results) / streams
 
 
 async def run(engine: MLXEngine, streams: int, tokens: int, repeats: int) -> list[dict]:
@@ -113,10 +118,12 @@ async def run(engine: MLXEngine, streams: int, tokens: int, repeats: int) -> lis
     rates: dict[str, list[float]] = {m: [] for m in MODES}
     fills = dict.fromkeys(MODES, 0)
     filled = dict.fromkeys(MODES, 0)
+    outputs: dict[str, list[float]] = {m: [] for m in MODES}
     for r in range(repeats):
         for mode in MODES:
-            rate, f, n = await once(engine, mode, streams, tokens, (r * len(MODES) + MODES.index(mode)) * streams)
+            rate, f, n, out = await once(engine, mode, streams, tokens, (r * len(MODES) + MODES.index(mode)) * streams)
             rates[mode].append(rate)
+            outputs[mode].append(out)
             fills[mode] += f
             filled[mode] += n
     return [
@@ -127,15 +134,17 @@ async def run(engine: MLXEngine, streams: int, tokens: int, repeats: int) -> lis
             "runs": [round(x, 1) for x in rates[mode]],
             "fills": fills[mode],
             "masks_per_fill": round(filled[mode] / fills[mode], 2) if fills[mode] else 0,
+            "output_tokens_per_stream": round(sum(outputs[mode]) / repeats, 1),
         }
         for mode in MODES
     ]
 
 
-def raw(engine: MLXEngine, mode: str, streams: int, steps: int) -> float:
+def raw(engine: MLXEngine, mode: str, streams: int, steps: int) -> tuple[float, float]:
     """mlx-lm's BatchGenerator alone, as the batch drives it, `streams` short prompts decoding
     greedily together: decode tok/s over `steps` steps once every row decodes (no prefill in
-    the span). forced and forced_rows write the same tokens, so they do the same work."""
+    the span), and the rows a step held on average (`streams` unless some ended). forced and
+    forced_rows write the same tokens, so they do the same work."""
     loaded = engine._loaded
     tokenizer = loaded.tokenizer
     generator = BatchGenerator(loaded.model, stop_tokens=[[t] for t in sorted(tokenizer.eos_token_ids)])
@@ -153,16 +162,17 @@ def raw(engine: MLXEngine, mode: str, streams: int, steps: int) -> float:
     decoding: set[int] = set()
     while len(decoding) < streams:  # prefill, and the first token of each
         decoding |= {r.uid for r in generator.next()[1]}
-    tokens, start = 0, time.perf_counter()
+    tokens, ran, start = 0, 0, time.perf_counter()
     for _ in range(steps):
         with masks.step(generator) if mode == "forced" else contextlib.nullcontext():
             responses = generator.next()[1]
         tokens += len(responses)
+        ran += 1
         if not responses:
             break
     rate = tokens / (time.perf_counter() - start)
     generator.close()
-    return rate
+    return rate, tokens / ran
 
 
 def main() -> None:
@@ -200,13 +210,22 @@ def main() -> None:
     raw_rows = []
     for streams in args.streams:
         rates: dict[str, list[float]] = {m: [] for m in RAW_MODES}
+        held: dict[str, list[float]] = {m: [] for m in RAW_MODES}
         for _ in range(args.repeats):
             for mode in RAW_MODES:
-                rates[mode].append(raw(engine, mode, streams, args.raw_steps))
+                rate, rows_held = raw(engine, mode, streams, args.raw_steps)
+                rates[mode].append(rate)
+                held[mode].append(rows_held)
         for mode in RAW_MODES:
             runs = [round(x, 1) for x in rates[mode]]
             raw_rows.append(
-                {"mode": mode, "streams": streams, "tok_s_median": sorted(runs)[len(runs) // 2], "runs": runs}
+                {
+                    "mode": mode,
+                    "streams": streams,
+                    "tok_s_median": sorted(runs)[len(runs) // 2],
+                    "runs": runs,
+                    "rows_per_step": round(sum(held[mode]) / len(held[mode]), 2),
+                }
             )
             print(json.dumps({"raw": True, **raw_rows[-1]}), flush=True)
     result = {
