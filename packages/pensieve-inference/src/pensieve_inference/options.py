@@ -63,8 +63,9 @@ class EngineOptions(msgspec.Struct, kw_only=True, frozen=True):
 
 def _auto(quantized: bool) -> str:
     """Prompt lookup where decoding waits on memory: a GPU, with full-precision weights. On a CPU
-    MLX's matmul costs grow with the rows a draft adds; on CUDA its quantized matmul is slow past
-    one row (H200, Phi-3-mini 4-bit: 239 tok/s plain, 106 with prompt lookup; docs/performance.md)."""
+    MLX's matmul costs grow with the rows a draft adds. Quantized weights stay off from one H200
+    run (Phi-3-mini 4-bit: 239 tok/s plain, 106 with prompt lookup), made with cuDNN's attention
+    on, which alone cost bf16 prompt lookup 3x; to be measured again without it (performance.md)."""
     if mx.default_device() != mx.gpu:
         return "off"
     return "off" if quantized else "prompt_lookup"
