@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,26 +63,12 @@ class GrammarProcessor(SequenceProcessor):
         """The matcher that decides the next token, or None."""
         return None
 
-    def at(
-        self,
-        length: int,
-        tokens: mx.array,
-        logits: mx.array,
-        newest: Callable[[int], list[int]] | None = None,
-        *,
-        eager: bool = False,
-    ) -> mx.array:
-        # The host is about to wait for the step's input tokens and fill masks, and mlx-lm
-        # queues this step's forward pass only after its sample: queue it now, so the device
-        # runs it meanwhile (the first grammar row of a batch step waits; the others do not).
-        if (
-            not eager
-            and not self.broken
-            and self.needs_every_token()
-            and (self.masks is None or self.masks.leads(self))
-        ):
+    def before_waiting(self, logits: mx.array) -> None:
+        # mlx-lm queues a step's forward pass only after its sample: queue it now, so the device
+        # runs it while the host waits for the step's input tokens and fills masks (the first
+        # grammar row of a batch step waits; the others find their masks ready).
+        if self.masks is None or self.masks.leads(self):
             async_eval(logits)
-        return super().at(length, tokens, logits, newest, eager=eager)
 
     def valid_prefix(self, drafts: list[int]) -> int:
         matcher = self.grammar()

@@ -87,6 +87,10 @@ class SequenceProcessor:
     def __call__(self, tokens: mx.array, logits: mx.array) -> mx.array:
         return self.at(tokens.shape[-1], tokens, logits)
 
+    def before_waiting(self, logits: mx.array) -> None:
+        """Called as `at` may read the newest tokens from the device (which waits for
+        them), with this step's logits, not yet computed."""
+
     def at(
         self,
         length: int,
@@ -103,6 +107,8 @@ class SequenceProcessor:
         if self.broken:
             return logits
         try:
+            if not eager and self.needs_every_token():
+                self.before_waiting(logits)
             # A 1-D array's tolist() is a flat list; mlx types it as any nesting.
             self.advance(length, newest or (lambda k: cast(list[int], tokens.reshape(-1)[-k:].tolist())), eager=eager)
             return self.mask(logits, tokens)
