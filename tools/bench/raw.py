@@ -3,6 +3,7 @@ stream, `BatchGenerator` for N streams (what both servers drive underneath)."""
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -49,11 +50,11 @@ def _batch_run(model: Any, prompts: list[list[int]], tokens: int) -> float:
 
 
 def raw_batch_floor(
-    model_dir: Path, widths: Iterable[int], tokens: int, messages: Callable[[], list[dict[str, str]]]
+    model_dir: Path, widths: Iterable[int], tokens: int, messages: Callable[[], list[dict[str, str]]], reps: int = 1
 ) -> dict[int, float]:
-    """BatchGenerator at each width, warmed up at that width first, greedy, on prompts of the
-    concurrency part's shape (`messages`: a fresh conversation each call, through the chat
-    template). Measured before the servers start, on a load freed after: run between the
+    """BatchGenerator at each width, warmed up at that width first, the median of `reps` bursts,
+    greedy, on prompts of the concurrency part's shape (`messages`: a fresh conversation each
+    call, through the chat template). Measured before the servers start, on a load freed after: run between the
     servers' turns instead, with the model held here, pensieve's 2-stream run was 5-6x slower
     and mlx_lm.server's 1- and 2-stream runs 1.3-1.8x slower on the H200."""
     import mlx.core as mx
@@ -68,7 +69,7 @@ def raw_batch_floor(
     out: dict[int, float] = {}
     for n in widths:
         _batch_run(model, [prompt() for _ in range(n)], 8)  # kernels at this batch size
-        out[n] = _batch_run(model, [prompt() for _ in range(n)], tokens)
+        out[n] = statistics.median(_batch_run(model, [prompt() for _ in range(n)], tokens) for _ in range(reps))
         print(f"  concurrency {n:2d} {'raw BatchGenerator':<18} {out[n]:8.1f} tok/s", flush=True)
     del model
     mx.clear_cache()
