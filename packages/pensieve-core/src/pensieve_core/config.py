@@ -70,7 +70,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     # How a request decoding alone decodes: "prompt_lookup" drafts tokens from its own prompt and
     # output (an answer that copies text it was shown goes several tokens a step), "draft" from
     # `draft_model` (a small model sharing the vocabulary), "off" one token a step; "auto" is
-    # prompt_lookup for full-precision weights on a GPU, off elsewhere (measured not to pay).
+    # prompt_lookup on a GPU, off on a CPU (measured not to pay there).
     speculative: Literal["auto", "off", "prompt_lookup", "draft"] = "auto"
     draft_model: str | None = None
     # Keys and values kept in this many bits (4 or 8; unset: the weights' float type), for long

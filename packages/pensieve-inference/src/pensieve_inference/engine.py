@@ -95,7 +95,7 @@ class MLXEngine:
             PrefixCache(cache_bytes, options.prefix_cache_entries, disk=disk) if cache_bytes > 0 else None
         )
         # How lone requests decode (startup swaps in a draft model's when one is configured).
-        self.speculation = options.speculation(loaded.quantized)
+        self.speculation = options.speculation()
 
     @classmethod
     async def load(

@@ -30,7 +30,7 @@ class EngineOptions(msgspec.Struct, kw_only=True, frozen=True):
     converted_dir: Path | None = None
     # How a lone request decodes: speculatively from its own context (prompt lookup), with a
     # draft model (loaded at start as `draft_model`, else as "off"), plainly ("off"), or "auto"
-    # (prompt lookup where it was measured to pay: full-precision weights on a GPU).
+    # (prompt lookup where it was measured to pay: on a GPU).
     speculative: Literal["auto", "off", "prompt_lookup", "draft"] = "prompt_lookup"
     draft_model: str | None = None
     # Keys and values in this many bits (4 or 8; None: full precision): requests then decode one
@@ -52,20 +52,18 @@ class EngineOptions(msgspec.Struct, kw_only=True, frozen=True):
             kv_bits=settings.kv_bits,
         )
 
-    def speculation(self, quantized: bool) -> Speculation | None:
+    def speculation(self) -> Speculation | None:
         """What an engine's jobs start with: prompt lookup, or nothing until a draft is loaded;
         nothing with quantized keys and values (not measured to pay, and they decode alone)."""
         if self.kv_bits is not None:
             return None
-        speculative = _auto(quantized) if self.speculative == "auto" else self.speculative
+        speculative = _auto() if self.speculative == "auto" else self.speculative
         return Speculation() if speculative == "prompt_lookup" else None
 
 
-def _auto(quantized: bool) -> str:
-    """Prompt lookup where decoding waits on memory: a GPU, with full-precision weights. On a CPU
-    MLX's matmul costs grow with the rows a draft adds. Quantized weights stay off from one H200
-    run (Phi-3-mini 4-bit: 239 tok/s plain, 106 with prompt lookup), made with cuDNN's attention
-    on, which alone cost bf16 prompt lookup 3x; to be measured again without it (performance.md)."""
-    if mx.default_device() != mx.gpu:
-        return "off"
-    return "off" if quantized else "prompt_lookup"
+def _auto() -> str:
+    """Prompt lookup on a GPU, where decoding waits on memory; off on a CPU, where MLX's matmul
+    costs grow with the rows a draft adds. On the H200 with cuDNN's attention off it paid at
+    4-bit as at bf16 (Phi-3-mini shape 4-bit, engine on/off 1.72x on edit turns; an earlier "off
+    for quantized weights" came from a run whose cost was cuDNN's graphs). Metal: unmeasured."""
+    return "prompt_lookup" if mx.default_device() == mx.gpu else "off"
