@@ -1,4 +1,5 @@
 import asyncio
+import os
 
 import msgspec
 import pytest
@@ -125,3 +126,19 @@ def test_server_cap_limits_output_and_reports_max_tokens(engine):
     finally:
         engine.max_output_tokens = None
     assert (events[-1].stop_reason, events[-1].output_tokens) == ("max_tokens", 3)
+
+
+def test_the_kernels_folder_comes_from_the_home_and_is_left_alone_off_cuda(tiny_model_dir, tmp_path, monkeypatch):
+    from pensieve_core import Settings
+    from pensieve_inference import EngineOptions, MLXEngine
+    from pensieve_metal.kernels import COMPILED_KERNELS
+    from pensieve_model_support import HuggingFaceHub, resolve_reference
+
+    monkeypatch.delenv(COMPILED_KERNELS, raising=False)
+    options = EngineOptions.of(Settings(home=str(tmp_path)))
+    assert options.kernels_dir == tmp_path / "kernels"
+    engine = MLXEngine.load_sync(resolve_reference(str(tiny_model_dir)), HuggingFaceHub(), options)
+    engine.worker.stop()
+    # This machine's MLX compiles no CUDA kernels: nothing is set or made.
+    assert COMPILED_KERNELS not in os.environ
+    assert not (tmp_path / "kernels").exists()

@@ -14,6 +14,7 @@ EXPECTED = {
     "check_fits",
     "device_info",
     "device_kind",
+    "keep_compiled_kernels",
     "memory_after_weights",
     "memory_snapshot",
     "prefix_cache_budget",

@@ -51,3 +51,24 @@ def test_cudnn_attention_is_turned_off_on_cuda_only_and_never_over_the_users_cho
     monkeypatch.setenv(CUDNN_ATTENTION, "1")  # the user's word stands
     assert not metal.avoid_per_shape_attention("cuda")
     assert os.environ[CUDNN_ATTENTION] == "1"
+
+
+def test_compiled_kernels_are_kept_under_the_given_folder_on_cuda_only_and_never_over_the_users_choice(
+    monkeypatch, tmp_path
+):
+    from pensieve_metal.kernels import COMPILED_KERNELS
+
+    monkeypatch.delenv(COMPILED_KERNELS, raising=False)
+    assert metal.keep_compiled_kernels(tmp_path, "metal") is None
+    assert metal.keep_compiled_kernels(tmp_path, "cpu") is None
+    assert COMPILED_KERNELS not in os.environ
+    folder = metal.keep_compiled_kernels(tmp_path / "kernels", "cuda")
+    assert folder is not None and folder.is_dir()
+    # One folder per MLX version and device: a kernel built for one GPU must not load on another.
+    assert folder.parent == tmp_path / "kernels" / f"mlx-{mx.__version__}"
+    assert "/" not in folder.name and folder.name
+    assert os.environ[COMPILED_KERNELS] == str(folder)
+    monkeypatch.setenv(COMPILED_KERNELS, str(tmp_path / "mine"))  # the user's word stands
+    assert metal.keep_compiled_kernels(tmp_path / "other", "cuda") is None
+    assert os.environ[COMPILED_KERNELS] == str(tmp_path / "mine")
+    assert not (tmp_path / "other").exists()

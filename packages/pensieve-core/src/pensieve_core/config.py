@@ -130,6 +130,11 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         # GGUF weights converted to MLX's format, kept so a file is converted once.
         return self.home_path / "converted"
 
+    @property
+    def kernels_dir(self) -> Path:
+        # Kernels MLX's CUDA build compiles at first use, kept so a restart does not compile them again.
+        return self.home_path / "kernels"
+
 
 SETTING_NAMES: tuple[str, ...] = Settings.__struct_fields__
 LIST_FIELDS = frozenset({"allowed_hosts", "allowed_origins"})

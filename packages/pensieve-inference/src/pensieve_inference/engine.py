@@ -37,9 +37,10 @@ def _vocab_size(loaded: LoadedModel) -> int:
 def _load(
     ref: ModelRef, hub: Hub, options: EngineOptions, download: bool, lockstep: Lockstep | None, pipeline: bool
 ) -> LoadedModel:
+    kernels = options.kernels_dir
     if lockstep is None:
-        return load_model(ref, hub, download=download, converted_dir=options.converted_dir)
-    loaded = load_model(ref, hub, download=download, group=lockstep.group, pipeline=pipeline)
+        return load_model(ref, hub, download=download, converted_dir=options.converted_dir, kernels_dir=kernels)
+    loaded = load_model(ref, hub, download=download, group=lockstep.group, pipeline=pipeline, kernels_dir=kernels)
     lockstep.barrier()  # every rank has its shard
     lockstep.introduce(loaded.weights_bytes)
     return loaded

@@ -28,6 +28,8 @@ class EngineOptions(msgspec.Struct, kw_only=True, frozen=True):
     prefix_cache_disk_bytes: int = 0
     # GGUF weights converted to MLX's format are kept here (None: converted again at each load).
     converted_dir: Path | None = None
+    # Kernels MLX compiles on CUDA are kept here (None: MLX's default, under the temp dir).
+    kernels_dir: Path | None = None
     # How a lone request decodes: speculatively from its own context (prompt lookup), with a
     # draft model (loaded at start as `draft_model`, else as "off"), plainly ("off"), or "auto"
     # (prompt lookup where it was measured to pay: on a GPU).
@@ -47,6 +49,7 @@ class EngineOptions(msgspec.Struct, kw_only=True, frozen=True):
             prefix_cache_dir=settings.prefix_cache_dir,
             prefix_cache_disk_bytes=settings.prefix_cache_disk_bytes,
             converted_dir=settings.converted_dir,
+            kernels_dir=settings.kernels_dir,
             speculative=settings.speculative,
             draft_model=settings.draft_model,
             kv_bits=settings.kv_bits,

@@ -1,7 +1,7 @@
 """Device queries, memory limits and kernel choices for MLX."""
 
 from .device import DeviceInfo, DeviceKind, MemorySnapshot, device_info, device_kind, memory_snapshot
-from .kernels import avoid_per_shape_attention
+from .kernels import avoid_per_shape_attention, keep_compiled_kernels
 from .limits import AppliedLimits, apply_memory_limits, check_fits, memory_after_weights, prefix_cache_budget
 
 __all__ = [
@@ -14,6 +14,7 @@ __all__ = [
     "check_fits",
     "device_info",
     "device_kind",
+    "keep_compiled_kernels",
     "memory_after_weights",
     "memory_snapshot",
     "prefix_cache_budget",

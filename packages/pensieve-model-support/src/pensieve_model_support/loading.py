@@ -11,7 +11,7 @@ import msgspec
 from mlx_lm.tokenizer_utils import TokenizerWrapper
 
 from pensieve_core.errors import HubUnavailableError, ModelLoadError
-from pensieve_metal import avoid_per_shape_attention, check_fits
+from pensieve_metal import avoid_per_shape_attention, check_fits, keep_compiled_kernels
 
 from .gguf import load_gguf
 from .gguf.reader import loaded_bytes
@@ -90,15 +90,19 @@ def load_model(
     converted_dir: Path | None = None,
     group: Any = None,
     pipeline: bool = False,
+    kernels_dir: Path | None = None,
 ) -> LoadedModel:
     """`converted_dir`: where a GGUF's converted weights are kept for the next start (None: not kept).
     `group`: an mx.distributed group whose ranks each load a shard (tensor parallel, or layers
-    in a pipeline), with mlx-lm's sharded_load; every rank of the group calls this together."""
+    in a pipeline), with mlx-lm's sharded_load; every rank of the group calls this together.
+    `kernels_dir`: where MLX's CUDA build keeps the kernels it compiles (None: its default)."""
     path = local_path(ref, hub, download=download)
     files = weight_files(path)
     if not files:
         raise ModelLoadError(f"{path} holds no safetensors or GGUF weights")
     avoid_per_shape_attention()  # before the model's first attention: MLX reads it then
+    if kernels_dir is not None:
+        keep_compiled_kernels(kernels_dir)  # before the weights' first operation compiles a kernel
     if group is not None:
         model, tokenizer, config, weights_bytes = _load_shard(ref, path, group, pipeline=pipeline)
     else:
