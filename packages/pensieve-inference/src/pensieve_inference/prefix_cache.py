@@ -52,6 +52,7 @@ class PrefixCache:
             return cache, rest
         gain = len(found[0]) - (len(prompt) - len(rest))  # tokens the restore saves prefilling
         nbytes = self.disk.size_of(found[1])
+        self.speeds.probe(found[1])  # a first guess of the read speed, once
         if not self.speeds.worth_reading(gain, nbytes):
             log.info("prefix_cache_restore_skipped", tokens=gain, bytes=nbytes, **self.speeds.estimates(gain, nbytes))
             return cache, rest
