@@ -39,7 +39,7 @@ def keep_compiled_kernels(root: Path, kind: DeviceKind | None = None) -> Path | 
     if (kind or device_kind()) != "cuda" or COMPILED_KERNELS in os.environ:
         return None
     gpu = re.sub(r"[^A-Za-z0-9._-]+", "-", device_info().name).strip("-") or "gpu"
-    folder = root / f"mlx-{mx.__version__}" / gpu
+    folder = root / f"mlx-{getattr(mx, '__version__', 'unknown')}" / gpu  # MLX's stubs omit it
     folder.mkdir(parents=True, exist_ok=True)
     os.environ[COMPILED_KERNELS] = str(folder)
     return folder
