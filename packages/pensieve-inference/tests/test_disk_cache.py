@@ -179,18 +179,22 @@ def test_clear_also_deletes_half_written_files(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("reading_pays", [True, False])
-def test_a_persisted_prefix_is_restored_only_when_reading_beats_prefilling(tiny_model_dir, tmp_path, reading_pays):
-    """The speeds as measured on a device where reading wins (a CPU, Apple Silicon), and on
-    one where prefilling wins (a fast GPU and a prefix with many KV heads)."""
-    cache_dir = tmp_path / "prefix-cache"
-    first = load(tiny_model_dir, cache_dir)
+def _restarted_after_persisting(model_dir, cache_dir):
+    """A second engine on `cache_dir`, after a first one persisted a system prompt there."""
+    first = load(model_dir, cache_dir)
     try:
         ask(first, "Before the restart")
         wait_written(first)
     finally:
         first.worker.stop()
-    second = load(tiny_model_dir, cache_dir)
+    return load(model_dir, cache_dir)
+
+
+@pytest.mark.parametrize("reading_pays", [True, False])
+def test_a_persisted_prefix_is_restored_only_when_reading_beats_prefilling(tiny_model_dir, tmp_path, reading_pays):
+    """The speeds as measured on a device where reading wins (a CPU, Apple Silicon), and on
+    one where prefilling wins (a fast GPU and a prefix with many KV heads)."""
+    second = _restarted_after_persisting(tiny_model_dir, tmp_path / "prefix-cache")
     try:
         speeds = second.prefix_cache.speeds
         speeds.read(1_000_000, 1.0)  # 1 MB/s: the tiny model's file reads in well under a second
@@ -214,14 +218,7 @@ def test_before_the_first_restore_a_read_of_the_files_start_guesses_the_read_spe
     from pensieve_inference import restore_cost
 
     monkeypatch.setattr(restore_cost, "PROBE_BYTES", 1)  # the tiny model's file is a few hundred KB
-    cache_dir = tmp_path / "prefix-cache"
-    first = load(tiny_model_dir, cache_dir)
-    try:
-        ask(first, "Before the restart")
-        wait_written(first)
-    finally:
-        first.worker.stop()
-    second = load(tiny_model_dir, cache_dir)
+    second = _restarted_after_persisting(tiny_model_dir, tmp_path / "prefix-cache")
     try:
         speeds = second.prefix_cache.speeds
         speeds.prefilled(10**9, 1.0)  # prefilling beats any disk: no read needed to know it
