@@ -54,9 +54,9 @@ def raw_batch_floor(
 ) -> dict[int, float]:
     """BatchGenerator at each width, warmed up at that width first, the median of `reps` bursts,
     greedy, on prompts of the concurrency part's shape (`messages`: a fresh conversation each
-    call, through the chat template). Measured before the servers start, on a load freed after: run between the
-    servers' turns instead, with the model held here, pensieve's 2-stream run was 5-6x slower
-    and mlx_lm.server's 1- and 2-stream runs 1.3-1.8x slower on the H200."""
+    call, through the chat template). Measured before the servers start, on a load freed after:
+    run between the servers' turns instead, with the model held here, pensieve's 2-stream run
+    was 5-6x slower and mlx_lm.server's 1- and 2-stream runs 1.3-1.8x slower on the H200."""
     import mlx.core as mx
     from mlx_lm import load
 
