@@ -74,13 +74,16 @@ def test_forced_calls_together_say_what_each_says_alone(tool_engine, choice):
     alone = [asyncio.run(call_text(tool_engine, r)) for r in reqs]  # each decodes by itself
 
     masks = model_batch(tool_engine)._masks
-    fills, filled = masks.fills, masks.filled
+    fills, filled, read_ahead = masks.fills, masks.filled, masks.read_ahead
 
     async def together():
         return await asyncio.gather(*(call_text(tool_engine, r) for r in reqs))
 
     assert asyncio.run(together()) == alone
     assert all(text for text, _ in alone)
-    fills, filled = masks.fills - fills, masks.filled - filled
+    fills, filled, read_ahead = masks.fills - fills, masks.filled - filled, masks.read_ahead - read_ahead
     # One fill per step serves the rows decoding together (the first masks are each row's own).
     assert fills > 0 and filled / fills > 2, (fills, filled)
+    # The row that fills a step's masks read its newest token from the step's inputs, not from
+    # mlx-lm's token buffer, whose read would wait behind the forward pass just queued.
+    assert read_ahead >= fills, (read_ahead, fills)

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import llguidance
 import llguidance.numpy
@@ -63,10 +63,14 @@ class GrammarProcessor(SequenceProcessor):
         """The matcher that decides the next token, or None."""
         return None
 
+    def __call__(self, tokens: mx.array, logits: mx.array) -> mx.array:
+        newest = self.masks.newest(self, tokens) if self.masks is not None else None
+        return self.at(tokens.shape[-1], tokens, logits, newest)
+
     def before_waiting(self, logits: mx.array) -> None:
         # mlx-lm queues a step's forward pass only after its sample: queue it now, so the device
-        # runs it while the host waits for the step's input tokens and fills masks (the first
-        # grammar row of a batch step waits; the others find their masks ready).
+        # runs it while the host reads the step's input tokens (`BatchMasks.newest`) and fills
+        # masks (the first grammar row of a batch step fills them; the others find theirs ready).
         if self.masks is None or self.masks.leads(self):
             async_eval(logits)
 
@@ -122,15 +126,23 @@ class _Step:
     inputs: Any  # the tokens the step feeds, one per row (an mx.array, computed by then)
     rows: list[tuple[int, GrammarProcessor, int]]  # (row, processor, its length in this step)
     index: dict[GrammarProcessor, int] = field(default_factory=dict)  # processor → place in rows
+    values: list[int] | None = None  # `inputs` on the host, once read
+
+    def input_values(self) -> list[int]:
+        if self.values is None:
+            self.values = self.inputs.tolist()
+        return self.values
 
 
 class BatchMasks:
     """One ModelBatch's grammar rows, step by step. `fills` and `filled` count the batch's
-    fills and the masks they made (filled / fills: rows per fill)."""
+    fills and the masks they made (filled / fills: rows per fill); `read_ahead` the rows that
+    read their newest token from the step's inputs."""
 
     def __init__(self) -> None:
         self.fills = 0
         self.filled = 0
+        self.read_ahead = 0  # newest tokens read from a step's inputs (`newest`)
         self._bits = np.zeros((0, 0), dtype=np.int32)
         self._step: _Step | None = None
         self._ready: dict[GrammarProcessor, tuple[int, mx.array]] = {}  # → (output length, mask)
@@ -163,6 +175,25 @@ class BatchMasks:
         step = self._step
         return step is None or step.index.get(p, 0) == 0
 
+    def newest(self, p: GrammarProcessor, tokens: mx.array) -> Callable[[int], list[int]] | None:
+        """`p`'s newest token read from the step's inputs, computed a step ago, rather than from
+        `tokens` (mlx-lm's token buffer): that buffer's update is a new op, queued on the device
+        behind the forward pass just started, so reading it waited for the whole pass."""
+        step = self._step
+        if step is None or p not in step.index:
+            return None
+        e, _, length = step.rows[step.index[p]]
+        if tokens.shape[-1] != length:
+            return None
+
+        def read(k: int) -> list[int]:
+            if k == 1:
+                self.read_ahead += 1
+                return [step.input_values()[e]]
+            return cast(list[int], tokens.reshape(-1)[-k:].tolist()) if k > 0 else []
+
+        return read
+
     def row(self, p: GrammarProcessor, vocab: int) -> mx.array | None:
         """`p`'s mask for this step, filled with the rows after it if not yet; None outside a
         batch step (the caller computes its own)."""
@@ -176,11 +207,8 @@ class BatchMasks:
         matcher = p.grammar()
         assert matcher is not None
         group = [(p, matcher)]
-        inputs: list[int] | None = None
         for e, q, length in step.rows[step.index[p] + 1 :]:
-            if inputs is None:
-                inputs = step.inputs.tolist()  # computed: `p` has just read its own from it
-            if q.prepare(length, inputs[e]) and (m := q.grammar()) is not None:
+            if q.prepare(length, step.input_values()[e]) and (m := q.grammar()) is not None:
                 group.append((q, m))
         keep = self._fill(group, vocab)
         for i, (q, _) in enumerate(group[1:], start=1):
