@@ -105,6 +105,19 @@ def test_a_copying_answer_takes_several_tokens_per_forward_pass(copying_model):
     assert stats.accepted >= reply_tokens - 4 and stats.steps == counted.calls - 1  # and the prefill
 
 
+def test_the_first_token_comes_from_a_pass_without_drafts(copying_model):
+    # A pass over several tokens costs about twice one token's on MLX's CUDA (per token on its
+    # CPU): drafts in the first pass would be paid for in the time to the first token.
+    prompt = prompts(copying_model.tokenizer)["copy"]  # a prompt whose lookups find drafts at once
+    stats = LookupStats()
+    steps = prompt_lookup_steps(prompt, 0, copying_model.model, prompt_cache=make_prompt_cache(copying_model.model),
+                                max_tokens=30, stats=stats)  # fmt: skip
+    next(steps)
+    assert stats.steps >= 1 and stats.drafted == 0
+    rest = [int(t) for t, _ in steps]
+    assert stats.drafted > 0 and stats.accepted > 0 and len(rest) == 29  # and lookups go on after it
+
+
 def test_an_answer_that_copies_nothing_drafts_nothing(random_model):
     prompt = prompts(random_model.tokenizer)["other"]
     stats = LookupStats()

@@ -190,7 +190,9 @@ def prompt_lookup_steps(
         y = rest[0]  # the newest token: not in the cache yet
         made = 0
         size = draft_tokens  # drafts to try in a step
-        misses, resume = 0, 0  # draft steps in a row that took nothing; lookups wait till `resume`
+        # Draft steps in a row that took nothing; lookups wait till `resume`. The first token
+        # comes from a pass over the newest token alone: drafts would lengthen the first token's wait.
+        misses, resume = 0, 1
         step: _Step | None = None
         try:
             while made != max_tokens:
