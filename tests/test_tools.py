@@ -48,6 +48,7 @@ def test_bench_runs_every_part_side_by_side(tmp_path):
     assert result["agentic"]["pensieve"]["cached_tokens"][1] > 0  # the second turn read the cache
     assert result["restart"]["warm_cached_tokens"] > 0
     assert result["restart"]["chosen_ttft_s"] > 0  # the second prefix, after both speeds were measured
+    assert result["restart"]["cold_fresh_process_ttft_s"] > 0  # the cold a first restore is held to
     ratio_names = {"decode_vs_generate_step", "agentic_vs_mlx_lm_server", "streams_2_vs_batch_generator"}
     assert ratio_names | {"restart_chosen_vs_best"} <= set(result["ratios"])
     assert "| decode, one stream (tok/s) |" in (tmp_path / "out" / "smoke.md").read_text()

@@ -29,9 +29,12 @@ def ratios(r: dict[str, Any]) -> dict[str, float]:
             out[f"streams_{n}_vs_batch_generator"] = conc["pensieve"][n] / raw
     rs = r.get("restart")
     if rs:
-        out["restart_warm_vs_cold_ttft"] = rs["warm_ttft_s"] / rs["cold_ttft_s"]
-        # A first restart knows no speeds and reads; a later prefix is read only if it pays.
-        out["restart_first_vs_best"] = rs["warm_ttft_s"] / min(rs["cold_ttft_s"], rs["warm_ttft_s"])
+        # The first restart against a fresh process's cold where measured: the first process's
+        # cold also compiled kernels (a fresh home keeps none yet).
+        first_cold = rs.get("cold_fresh_process_ttft_s", rs["cold_ttft_s"])
+        out["restart_warm_vs_cold_ttft"] = rs["warm_ttft_s"] / first_cold
+        # A first restart guesses the read speed from a plain read; a later prefix is read only if it pays.
+        out["restart_first_vs_best"] = rs["warm_ttft_s"] / min(first_cold, rs["warm_ttft_s"])
         cold = rs.get("cold_after_restart_ttft_s", rs["cold_b_ttft_s"])  # cold in the same process
         out["restart_chosen_vs_best"] = rs["chosen_ttft_s"] / min(cold, rs["warm_ttft_s"])
     return out
@@ -106,6 +109,9 @@ def markdown(r: dict[str, Any]) -> str:
             f"| restart: TTFT cold → first restore (s) | {rs['cold_ttft_s']:.2f} → {rs['warm_ttft_s']:.2f}"
             f" ({rs['warm_cached_tokens']} tokens from disk) | | |"
         )
+        if "cold_fresh_process_ttft_s" in rs:
+            fresh = rs["cold_fresh_process_ttft_s"]
+            lines.append(f"| restart: TTFT cold in a fresh process, disk cache off (s) | {fresh:.2f} | | |")
         lines.append(
             f"| restart, speeds known: TTFT cold → chosen (s) | {rs.get('cold_after_restart_ttft_s', 0):.2f} →"
             f" {rs['chosen_ttft_s']:.2f} ({rs['chosen_cached_tokens']} tokens cached) | | |"
