@@ -149,3 +149,12 @@ def test_event_loop_cost_runs(tmp_path):
     (burst,) = result["runs"]["this tree"]
     assert burst["tokens"] > 0 and burst["tps"] > 0 and burst["loop_us_per_token"] >= 0
     assert "| this tree |" in (tmp_path / "event-loop-smoke.md").read_text()
+
+
+def test_first_start_runs_three_starts(tmp_path):
+    _run([str(BENCH / "first_start.py"), "--smoke", "--out", str(tmp_path)], tmp_path)
+    result = json.loads((tmp_path / "first-start-smoke.json").read_text())
+    assert list(result["starts"]) == ["fresh home", "same home again", "another fresh home"]
+    for start in result["starts"].values():
+        assert start["ready_s"] > 0 and start["first_ttft_s"] > 0 and start["second_ttft_s"] > 0
+    assert "| same home again |" in (tmp_path / "first-start-smoke.md").read_text()
