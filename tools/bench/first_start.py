@@ -22,16 +22,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench import plain_body
 from clients import anthropic_stream
 from servers import start_pensieve
 
 from pensieve_model_support.testing import build_tiny_model
-
-
-def body(rng: random.Random, max_tokens: int) -> dict[str, Any]:
-    words = " ".join(rng.choice(("alpha", "beta", "gamma", "delta")) for _ in range(40))
-    messages = [{"role": "user", "content": words}]
-    return {"model": "bench", "max_tokens": max_tokens, "temperature": 0.0, "messages": messages}
 
 
 def one_start(model: Path, home: Path, log_dir: Path, rng: random.Random, tokens: int) -> dict[str, Any]:
@@ -39,8 +34,8 @@ def one_start(model: Path, home: Path, log_dir: Path, rng: random.Random, tokens
     server = start_pensieve(model, home, log_dir)
     ready_s = time.perf_counter() - started
     try:
-        first = anthropic_stream(server.port, body(rng, tokens))
-        second = anthropic_stream(server.port, body(rng, tokens))
+        first = anthropic_stream(server.port, plain_body(rng, 40, tokens))
+        second = anthropic_stream(server.port, plain_body(rng, 40, tokens))
     finally:
         server.stop()
     kept = [p for p in (home / "kernels").rglob("*") if p.is_file()]
