@@ -145,6 +145,11 @@ class DiskPrefixStore:
                 best = (tokens, path)
         return best
 
+    def largest(self) -> Path | None:
+        """The biggest persisted file, or None: what a guess of the read speed reads from."""
+        paths = list(self._index.values())
+        return max(paths, key=self.size_of) if paths else None
+
     @staticmethod
     def size_of(path: Path) -> int:
         try:

@@ -23,6 +23,9 @@ class PrefixCache:
         self._lru = LRUPromptCache(max_size=max_entries, max_bytes=max_bytes)
         self.disk = disk
         self.speeds = DeviceSpeeds(disk.speeds_path if disk is not None else None)
+        largest = disk.largest() if disk is not None else None
+        if largest is not None:  # at start: the first request after a restart no longer pays the read
+            self.speeds.probe(largest)
 
     @property
     def nbytes(self) -> int:
