@@ -289,8 +289,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=HERE.parents[1] / "docs" / "performance")
     parser.add_argument("--skip", nargs="*", default=[], help="parts to skip: single concurrency agentic restart")
     parser.add_argument("--tool-chars", type=int, default=TOOL_CHARS, help="size of the replay's tool descriptions")
+    parser.add_argument("--widths", type=int, nargs="+", help="the concurrency part's stream counts (the profile's)")
     args = parser.parse_args()
-    p = PROFILES[args.profile]
+    p = dict(PROFILES[args.profile])
+    if args.widths:
+        p["widths"] = tuple(args.widths)
     TOOL_CHARS = args.tool_chars
     template = args.model / "chat_template.jinja"
     NATIVE_TOOLS = template.exists() and "tools" in template.read_text()

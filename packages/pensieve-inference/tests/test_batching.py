@@ -39,6 +39,30 @@ def text_of(events):
     return "".join(e.text for e in events if isinstance(e, TextDelta))
 
 
+def _collected_job(engine, text, max_tokens):
+    """A greedy job whose events are collected in `out`, without an event loop."""
+    from dataclasses import dataclass, field
+
+    from pensieve_inference.jobs import GenerationJob
+
+    @dataclass(kw_only=True)
+    class Collected(GenerationJob):
+        out: list = field(default_factory=list)
+
+        def emit(self, event):
+            self.out.append(event)
+
+    return Collected(
+        prompt=engine._renderer.prompt(request(text)).tokens,
+        max_tokens=max_tokens,
+        sampler_args={"temp": 0.0, "top_p": 0.0, "top_k": 0},
+        stop_sequences=None,
+        request_id=text,
+        loop=None,
+        events=None,
+    )
+
+
 def test_parallel_greedy_equals_one_by_one(batch_engine):
     reqs = [request(f"Parallel request number {i}: {'word ' * i}") for i in range(8)]
     alone = [text_of(asyncio.run(answer(batch_engine, r))) for r in reqs]
@@ -102,29 +126,10 @@ def test_an_abandoned_request_leaves_its_prefill_for_a_retry(batch_engine):
 def test_a_lone_sequence_rejoins_the_batch_when_company_arrives(batch_engine, solo_steps):
     """Decoding alone uses generate_step; a second request sends it back into the batch, at
     any point (even before its first solo step), and both texts match their solo runs."""
-    from dataclasses import dataclass, field
-
     from pensieve_inference.batching import ModelBatch
-    from pensieve_inference.jobs import GenerationJob
-
-    @dataclass(kw_only=True)
-    class Collected(GenerationJob):
-        out: list = field(default_factory=list)
-
-        def emit(self, event):  # the events themselves, without an event loop
-            self.out.append(event)
 
     def job(text):
-        tokens = batch_engine._renderer.prompt(request(text)).tokens
-        return Collected(
-            prompt=tokens,
-            max_tokens=16,
-            sampler_args={"temp": 0.0, "top_p": 0.0, "top_k": 0},
-            stop_sequences=None,
-            request_id=text,
-            loop=None,
-            events=None,
-        )
+        return _collected_job(batch_engine, text, 16)
 
     def drain(batch):
         while len(batch):
@@ -149,3 +154,29 @@ def test_a_lone_sequence_rejoins_the_batch_when_company_arrives(batch_engine, so
     drain(batch)
     assert [text_of(first.out), text_of(second.out)] == alone
     assert all(isinstance(j.out[-1], Finished) and j.out[-1].output_tokens == 16 for j in (first, second))
+
+
+def test_a_rejoining_sequence_and_its_company_start_decoding_in_the_same_step(batch_engine):
+    """The lone sequence feeds as many tokens again as the newcomer's prefill (padded to that
+    length anyway), so neither waits for the other's move into decoding."""
+    from pensieve_inference.batching import REJOIN_FEED, ModelBatch
+
+    def job(text, max_tokens=12):
+        return _collected_job(batch_engine, text, max_tokens)
+
+    batch = ModelBatch(batch_engine.loaded, rejoin_feed=REJOIN_FEED)  # a GPU's; a CPU's is 1
+    first, second = job("The first of two"), job("A second, longer request arriving while the first decodes")
+    batch.admit(first)
+    while batch._solo is None:
+        batch.step()
+    batch.step()
+    batch.admit(second)
+
+    def produced():
+        return {s.job.request_id: s.output_tokens for s in batch._running.values()}
+
+    before = produced()
+    while (after := produced()) == before:
+        batch.step()
+    assert after[first.request_id] > before[first.request_id]
+    assert after[second.request_id] > before.get(second.request_id, 0)  # in the same step

@@ -188,15 +188,15 @@ def test_under_auto_a_call_is_constrained_once_the_model_opens_it(tmp_path, dial
 
 def test_a_call_stays_valid_when_company_arrives_midway(tool_engine, monkeypatch):
     """A lone sequence decodes outside the batch; others arriving send it back in with its
-    cache, one token replayed. The constraint follows it by position through both moves."""
+    cache, its last tokens replayed. The constraint follows it by position through both moves."""
     from pensieve_inference.batching import ModelBatch
 
     rejoined, emitted = [], []
     original, take = ModelBatch._rejoin, ModelBatch._take_token
 
-    def spy(self):
+    def spy(self, feed=1):
         rejoined.append(self._solo is not None)
-        original(self)
+        original(self, feed)
 
     def count(self, seq, token, finish):
         emitted.append(token)

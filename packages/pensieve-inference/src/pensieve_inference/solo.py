@@ -82,11 +82,14 @@ def solo_steps(
     )
 
 
-def cut_for_batch(solo: Solo, fed: int) -> int:
+def cut_for_batch(solo: Solo, fed: int, feed: int = 1) -> int:
     """Trim the cache for the batch to go on from (it feeds at least the last token again to
-    sample the next one); return how many tokens the cache keeps. A speculative solo's cache
-    may hold accepted drafts not yet yielded: they are cut too."""
+    sample the next one, up to `feed` tokens where the cache can be cut); return how many tokens
+    the cache keeps. A speculative solo's cache may hold accepted drafts not yet yielded: they
+    are cut too."""
     offset = solo.cache[0].offset
     keep = min(offset, fed - 1)
+    if feed > 1 and keep > 1 and can_trim_prompt_cache(solo.cache):
+        keep = max(1, min(keep, fed - feed))
     trim_prompt_cache(solo.cache, offset - keep)
     return int(keep)
