@@ -113,14 +113,14 @@ async def once(engine: MLXEngine, mode: str, streams: int, tokens: int, seed: in
     return rate, *made, sum(out for out, _, _ in results) / streams
 
 
-async def run(engine: MLXEngine, streams: int, tokens: int, repeats: int) -> list[dict]:
+async def run(engine: MLXEngine, streams: int, tokens: int, repeats: int, modes: tuple[str, ...] = MODES) -> list[dict]:
     """Every mode once per repeat, in turn: a machine whose load drifts slows them alike."""
-    rates: dict[str, list[float]] = {m: [] for m in MODES}
-    fills = dict.fromkeys(MODES, 0)
-    filled = dict.fromkeys(MODES, 0)
-    outputs: dict[str, list[float]] = {m: [] for m in MODES}
+    rates: dict[str, list[float]] = {m: [] for m in modes}
+    fills = dict.fromkeys(modes, 0)
+    filled = dict.fromkeys(modes, 0)
+    outputs: dict[str, list[float]] = {m: [] for m in modes}
     for r in range(repeats):
-        for mode in MODES:
+        for mode in modes:
             rate, f, n, out = await once(engine, mode, streams, tokens, (r * len(MODES) + MODES.index(mode)) * streams)
             rates[mode].append(rate)
             outputs[mode].append(out)
@@ -136,7 +136,7 @@ async def run(engine: MLXEngine, streams: int, tokens: int, repeats: int) -> lis
             "masks_per_fill": round(filled[mode] / fills[mode], 2) if fills[mode] else 0,
             "output_tokens_per_stream": round(sum(outputs[mode]) / repeats, 1),
         }
-        for mode in MODES
+        for mode in modes
     ]
 
 
@@ -185,7 +185,11 @@ def main() -> None:
     parser.add_argument("--raw-steps", type=int, default=96, help="decode steps per raw BatchGenerator run")
     parser.add_argument("--out", default="")
     parser.add_argument("--smoke", action="store_true", help="a few seconds: 2 streams, 16 tokens, one run")
+    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES), help="fewer, to profile one alone")
     args = parser.parse_args()
+    if args.out and set(args.modes) != set(MODES):
+        parser.error("--out writes the ratios, which need every mode")
+    modes = tuple(args.modes)
     if args.smoke:
         args.streams, args.tokens, args.repeats, args.raw_steps = [1, 2], 16, 1, 8
         args.label = args.label or "smoke"
@@ -201,7 +205,7 @@ def main() -> None:
         await once(engine, "forced", 1, 16, 0)  # warm up: compile kernels, build the grammar tokenizer
         rows = []
         for streams in args.streams:
-            for row in await run(engine, streams, args.tokens, args.repeats):
+            for row in await run(engine, streams, args.tokens, args.repeats, modes):
                 rows.append(row)
                 print(json.dumps(row), flush=True)
         return rows
@@ -209,14 +213,15 @@ def main() -> None:
     rows = asyncio.run(all_runs())
     raw_rows = []
     for streams in args.streams:
-        rates: dict[str, list[float]] = {m: [] for m in RAW_MODES}
-        held: dict[str, list[float]] = {m: [] for m in RAW_MODES}
+        raw_modes = [m for m in RAW_MODES if m in modes]
+        rates: dict[str, list[float]] = {m: [] for m in raw_modes}
+        held: dict[str, list[float]] = {m: [] for m in raw_modes}
         for _ in range(args.repeats):
-            for mode in RAW_MODES:
+            for mode in raw_modes:
                 rate, rows_held = raw(engine, mode, streams, args.raw_steps)
                 rates[mode].append(rate)
                 held[mode].append(rows_held)
-        for mode in RAW_MODES:
+        for mode in raw_modes:
             runs = [round(x, 1) for x in rates[mode]]
             raw_rows.append(
                 {
