@@ -158,3 +158,11 @@ def test_first_start_runs_three_starts(tmp_path):
     for start in result["starts"].values():
         assert start["ready_s"] > 0 and start["first_ttft_s"] > 0 and start["second_ttft_s"] > 0
     assert "| same home again |" in (tmp_path / "first-start-smoke.md").read_text()
+
+
+def test_batch_mask_runs_every_column(tmp_path):
+    _run([str(BENCH / "batch_mask.py"), "--smoke", "--out", str(tmp_path)], tmp_path)
+    result = json.loads((tmp_path / "batch-mask-smoke.json").read_text())
+    assert result["generate_step_tps"] > 0 and set(result["widths"]) == {"1", "2"}
+    assert all(v > 0 for row in result["widths"].values() for v in row.values())
+    assert "| 2 |" in (tmp_path / "batch-mask-smoke.md").read_text()

@@ -8,7 +8,7 @@ import pytest
 
 from pensieve_claude_types import MessageParam, Tool, ToolChoiceAny, ToolChoiceTool
 from pensieve_core import Finished, GenerationRequest, ToolInputDelta
-from pensieve_inference.masks import allowed
+from pensieve_inference.masks import allowed, unpacked_on_device
 from pensieve_model_support.testing import TOOL_CHATML_TEMPLATE, build_tiny_model
 
 TOOLS = [
@@ -57,14 +57,15 @@ def model_batch(engine):
     return batch
 
 
-def test_unpacked_bits_name_the_allowed_tokens():
+@pytest.mark.parametrize("unpack", [allowed, unpacked_on_device], ids=["numpy", "device"])
+def test_unpacked_bits_name_the_allowed_tokens(unpack):
     bits = np.random.default_rng(0).integers(-(2**31), 2**31, size=(3, 5), dtype=np.int64).astype(np.int32)
     # llguidance's layout: token t is allowed when bit t % 32 of word t // 32 is set.
     expected = np.array([[(int(row[t // 32]) >> (t % 32)) & 1 == 1 for t in range(160)] for row in bits])
-    assert np.array_equal(np.array(allowed(bits, 160)), expected)
-    assert np.array_equal(np.array(allowed(bits, 100)), expected[:, :100])
-    assert np.array_equal(np.array(allowed(bits[1], 160)), expected[1])  # one row
-    wider = np.array(allowed(bits, 170))  # a model vocabulary past the tokenizer's
+    assert np.array_equal(np.array(unpack(bits, 160)), expected)
+    assert np.array_equal(np.array(unpack(bits, 100)), expected[:, :100])
+    assert np.array_equal(np.array(unpack(bits[1], 160)), expected[1])  # one row
+    wider = np.array(unpack(bits, 170))  # a model vocabulary past the tokenizer's
     assert np.array_equal(wider[:, :160], expected) and not wider[:, 160:].any()
 
 

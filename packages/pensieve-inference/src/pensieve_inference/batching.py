@@ -21,7 +21,7 @@ from mlx_lm.models.cache import make_prompt_cache, trim_prompt_cache
 from pensieve_core import Started
 from pensieve_model_support import LoadedModel
 
-from . import batch_recovery
+from . import attention_masks, batch_recovery
 from .failures import StepFailures, failure_event
 from .jobs import GenerationJob
 from .kv_quant import KVQuantization, quantized
@@ -45,6 +45,8 @@ SOLO_MAX_PREFILL = 512
 # newcomer's prefill: padded to that length anyway, so the extra rows cost nothing there. On a
 # CPU the padding is real work (and the gain, host syncs on CUDA, unmeasured): 1 token.
 REJOIN_FEED = LANE_MIN_TOKENS
+
+attention_masks.install()  # on mlx-lm's BatchKVCache: unpadded batches attend with fused kernels
 
 
 @dataclass
