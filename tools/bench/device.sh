@@ -12,7 +12,7 @@ eval "$(bash .device/mlx-cuda.sh env)"
 export PYTHONPATH=/tmp/site:$(ls -d "$PWD"/packages/*/src | tr '\n' ':')$PYTHONPATH PYTHONUNBUFFERED=1
 shape=${SHAPE:-phi3-mini}
 model=/tmp/$shape-$bits
-[ -d "$model" ] || python3 tools/bench/make_model.py "$model" --shape "$shape" \
+[ -f "$model/model.safetensors" ] || python3 tools/bench/make_model.py "$model" --shape "$shape" \
     $([ "$bits" != 0 ] && echo --bits "$bits") --tokenizer-from .device/tok
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 bench=${BENCH:-bench}
