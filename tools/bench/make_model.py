@@ -52,6 +52,8 @@ def build(path: Path, shape: str, bits: int | None, tokenizer_from: Path | None 
     from mlx_lm.models import phi3, qwen3
 
     if tokenizer_from is not None:  # where the bundled GGUF is not at hand (the lent GPU)
+        if not (tokenizer_from / "config.json").exists():  # the vocabulary size comes from it
+            raise SystemExit(f"{tokenizer_from} has no config.json: copy it with the tokenizer files")
         path.mkdir(parents=True, exist_ok=True)
         for name in (*TOKENIZER_FILES, "config.json"):
             if (tokenizer_from / name).exists():
