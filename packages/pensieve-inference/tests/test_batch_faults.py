@@ -55,18 +55,18 @@ def test_top_k_past_the_vocabulary_keeps_every_token(fault_engine, top_k):
 
 
 def test_a_sampler_that_raises_fails_its_own_sequence_only(fault_engine, monkeypatch):
-    import pensieve_inference.batching as batching
+    import pensieve_inference.sampling as sampling
     from pensieve_inference.sampling import GuardedSampler
 
-    made = batching.make_request_sampler
+    made = sampling.make_request_sampler
 
     def raising(logprobs):
         raise ValueError("sampler exploded while building the step")
 
-    def make(args):  # top_k 7 marks the request whose sampler breaks
-        return GuardedSampler(raising) if args["top_k"] == 7 else made(args)
+    def make(args, **kw):  # top_k 7 marks the request whose sampler breaks
+        return GuardedSampler(raising) if args["top_k"] == 7 else made(args, **kw)
 
-    monkeypatch.setattr(batching, "make_request_sampler", make)
+    monkeypatch.setattr(sampling, "make_request_sampler", make)
     alone = text_of(asyncio.run(events_of(fault_engine, request(INNOCENT, max_tokens=40))))
 
     async def both():
@@ -82,6 +82,50 @@ def test_a_sampler_that_raises_fails_its_own_sequence_only(fault_engine, monkeyp
     for i in range(5):
         assert isinstance(asyncio.run(events_of(fault_engine, request(f"next {i}", max_tokens=4)))[-1], Finished)
     assert fault_engine.degraded is None
+    # The broken sampler is not handed out again: the same values get a fresh one (which the
+    # patch makes raise again, so this request fails on its own, as the first did).
+    again = asyncio.run(events_of(fault_engine, request("Broken again", temperature=1.0, top_k=7)))
+    assert isinstance(again[-1], Failed) and "sampler exploded" in again[-1].message
+
+
+def test_requests_with_the_same_sampling_values_are_sampled_in_one_call(fault_engine, monkeypatch):
+    """mlx-lm samples a batch's rows in one call only when they hold one sampler object; two
+    requests at temperature 0.9 share theirs, so some step samples both rows at once."""
+    import pensieve_inference.sampling as sampling
+
+    made, widths = sampling.make_request_sampler, []
+
+    def make(args, **kw):
+        inner = made(args, **kw)
+
+        def counting(logprobs):
+            widths.append(logprobs.shape[0])
+            return inner(logprobs)
+
+        return counting
+
+    monkeypatch.setattr(sampling, "make_request_sampler", make)
+
+    async def both():
+        return await asyncio.gather(
+            *(events_of(fault_engine, request(f"Shared sampler {i}", temperature=0.9, max_tokens=40)) for i in range(2))
+        )
+
+    results = asyncio.run(both())
+    assert all(isinstance(r[-1], Finished) for r in results)
+    assert 2 in widths, f"no step sampled both rows together: widths {sorted(set(widths))}"
+
+
+def test_shared_samplers_hand_out_one_per_values_and_replace_a_failed_one():
+    from pensieve_inference.sampling import GuardedSampler, SharedSamplers
+
+    samplers = SharedSamplers()
+    warm = samplers.get({"temp": 1.0, "top_p": 0.9, "top_k": 0})
+    assert samplers.get({"top_k": 0, "top_p": 0.9, "temp": 1.0}) is warm
+    assert samplers.get({"temp": 0.7, "top_p": 0.9, "top_k": 0}) is not warm
+    assert isinstance(warm, GuardedSampler)
+    warm.error = ValueError("broke")
+    assert samplers.get({"temp": 1.0, "top_p": 0.9, "top_k": 0}) is not warm
 
 
 def test_a_step_that_fails_once_loses_nobody(fault_engine, monkeypatch):

@@ -29,7 +29,7 @@ from .lockstep import Lockstep
 from .masks import BatchMasks
 from .output import SequenceOutput, processors_of
 from .prefill_lane import LANE_MIN_TOKENS, Prefill, PrefillLane, snapshot
-from .sampling import make_request_sampler
+from .sampling import SharedSamplers
 from .solo import Solo, Steps, cut_for_batch, solo_steps
 from .stops import StopSequenceMatcher
 
@@ -97,6 +97,7 @@ class ModelBatch:
         self._prefill_step = prefill_step
         self._generator = self._new_generator()
         self._masks = BatchMasks()  # grammar rows' masks, filled together each step
+        self._samplers = SharedSamplers(lockstep.agreed if lockstep is not None else None)
         self._running: dict[int, _Sequence] = {}
         self._lane = PrefillLane(loaded.model, chunk=prefill_step)
         self._solo: Solo | None = None
@@ -118,9 +119,7 @@ class ModelBatch:
         )
 
     def _sampler(self, job: GenerationJob) -> Any:
-        if self._lockstep is None:
-            return make_request_sampler(job.sampler_args)
-        return make_request_sampler(job.sampler_args, agree=self._lockstep.agreed)
+        return self._samplers.get(job.sampler_args)
 
     def digest(self) -> list[int]:
         """The batch's state in a few numbers, which every rank of a distributed model shares."""

@@ -60,3 +60,26 @@ def make_request_sampler(
     if args["temp"] == 0:
         return sampler  # mlx-lm's shared greedy sampler: batched in one call, and it cannot fail
     return GuardedSampler(sampler)
+
+
+class SharedSamplers:
+    """One sampler per distinct sampling values, shared by a batch's requests: mlx-lm's
+    GenerationBatch samples its rows in one call only when they hold the same sampler object,
+    and otherwise slices and samples row by row (a few device ops a row, each step). Values
+    that make a sampler fail make it fail for every request holding them, so sharing one
+    changes no request's outcome; a sampler that failed is not handed out again."""
+
+    LIMIT = 64  # distinct sampling values kept; requests' values rarely vary
+
+    def __init__(self, agree: Callable[[Sampler], Sampler] | None = None) -> None:
+        self._agree = agree
+        self._made: dict[tuple[Any, ...], Sampler | GuardedSampler] = {}
+
+    def get(self, args: dict[str, Any]) -> Sampler | GuardedSampler:
+        key = tuple(sorted(args.items()))
+        sampler = self._made.get(key)
+        if sampler is None or (isinstance(sampler, GuardedSampler) and sampler.error is not None):
+            if len(self._made) >= self.LIMIT:
+                self._made.clear()
+            sampler = self._made[key] = make_request_sampler(args, agree=self._agree)
+        return sampler
