@@ -69,13 +69,18 @@ def test_unpacked_bits_name_the_allowed_tokens(unpack):
     assert np.array_equal(wider[:, :160], expected) and not wider[:, 160:].any()
 
 
+# READY_WAIT: how long reading a step's inputs may take before the forward pass's launch goes
+# first (then the masks are filled after it); 1 s: always beside the launch, 0: never.
+@pytest.mark.parametrize("ready_wait", [1.0, 0.0], ids=["beside-launch", "after-launch"])
 @pytest.mark.parametrize("choice", [ToolChoiceTool(name="Write"), ToolChoiceAny()], ids=["tool", "any"])
-def test_forced_calls_together_say_what_each_says_alone(tool_engine, choice):
+def test_forced_calls_together_say_what_each_says_alone(tool_engine, choice, ready_wait, monkeypatch):
     reqs = [forced(i, choice) for i in range(5)]
     alone = [asyncio.run(call_text(tool_engine, r)) for r in reqs]  # each decodes by itself
 
     masks = model_batch(tool_engine)._masks
-    fills, filled, read_ahead = masks.fills, masks.filled, masks.read_ahead
+    monkeypatch.setattr(masks, "READY_WAIT", ready_wait)
+    masks._launch_first = 0
+    fills, filled, read_ahead, beside = masks.fills, masks.filled, masks.read_ahead, masks.beside_launch
 
     async def together():
         return await asyncio.gather(*(call_text(tool_engine, r) for r in reqs))
@@ -83,6 +88,10 @@ def test_forced_calls_together_say_what_each_says_alone(tool_engine, choice):
     assert asyncio.run(together()) == alone
     assert all(text for text, _ in alone)
     fills, filled, read_ahead = masks.fills - fills, masks.filled - filled, masks.read_ahead - read_ahead
+    beside = masks.beside_launch - beside
+    # The rows caught up and filled on the helper thread while the forward pass launched, or,
+    # with the launch first, after it: the same calls either way.
+    assert (beside > fills / 2) if ready_wait else beside == 0, (beside, fills)
     # One fill per step serves the rows decoding together (the first masks are each row's own).
     assert fills > 0 and filled / fills > 2, (fills, filled)
     # The row that fills a step's masks read its newest token from the step's inputs, not from

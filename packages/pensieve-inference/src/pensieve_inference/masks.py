@@ -7,13 +7,18 @@ own row of it. Outside a batch step (the lone sequence's generate_step) a row co
 mask and unpacks it the same way.
 
 Which rows a step holds, their lengths and the tokens about to be fed come from mlx-lm's
-GenerationBatch, read by `BatchMasks.step` around the batch's `next()`. Worker thread only."""
+GenerationBatch, read by `BatchMasks.step` around the batch's `next()`. Worker thread only,
+but for the rows' catch-up and fill, which run on a helper thread while the worker launches
+the step's forward pass (`BatchMasks.launch`): MLX's launch lets other Python threads run, and
+when the step is bound by the host's launching, that hides the grammar's work behind it."""
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -28,6 +33,11 @@ from .processors import SequenceProcessor, async_eval
 @functools.cache
 def _executor() -> llguidance.LLExecutor:
     return llguidance.LLExecutor()  # its threads: 80% of the CPUs, at most 32
+
+
+@functools.cache
+def _helper() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(1, thread_name_prefix="pensieve-masks")  # no MLX work runs on it
 
 
 def allowed(bits: np.ndarray, vocab: int) -> mx.array:
@@ -82,8 +92,10 @@ class GrammarProcessor(SequenceProcessor):
         # mlx-lm queues a step's forward pass only after its sample: queue it now, so the device
         # runs it while the host reads the step's input tokens (`BatchMasks.newest`) and fills
         # masks (the first grammar row of a batch step fills them; the others find theirs ready).
-        if self.masks is None or self.masks.leads(self):
+        if self.masks is None:
             async_eval(logits)
+        elif self.masks.leads(self):
+            self.masks.launch(self, logits)
 
     def valid_prefix(self, drafts: list[int]) -> int:
         matcher = self.grammar()
@@ -148,12 +160,21 @@ class _Step:
 class BatchMasks:
     """One ModelBatch's grammar rows, step by step. `fills` and `filled` count the batch's
     fills and the masks they made (filled / fills: rows per fill); `read_ahead` the rows that
-    read their newest token from the step's inputs."""
+    read their newest token from the step's inputs; `beside_launch` the fills made on the
+    helper thread while the forward pass launched."""
+
+    # Reading the step's inputs before the launch waited this long: the device is behind the
+    # host, so the launch goes first again (the device must not idle while it happens), for
+    # LAUNCH_FIRST steps before the inputs are tried first again.
+    READY_WAIT = 0.0003
+    LAUNCH_FIRST = 32
 
     def __init__(self) -> None:
         self.fills = 0
         self.filled = 0
         self.read_ahead = 0  # newest tokens read from a step's inputs (`newest`)
+        self.beside_launch = 0
+        self._launch_first = 0  # steps left that launch before reading the inputs
         self._bits = np.zeros((0, 0), dtype=np.int32)
         self._step: _Step | None = None
         self._ready: dict[GrammarProcessor, tuple[int, mx.array]] = {}  # → (output length, mask)
@@ -185,6 +206,40 @@ class BatchMasks:
         """Whether `p` is called first of this step's grammar rows, or outside a batch step."""
         step = self._step
         return step is None or step.index.get(p, 0) == 0
+
+    def launch(self, p: GrammarProcessor, logits: mx.array) -> None:
+        """Queue the step's forward pass (`logits`, `p` leading the step's grammar rows). When
+        the step's inputs are on the host already, every grammar row catches up and the batch's
+        masks are filled on the helper thread meanwhile; `row` then finds them ready."""
+        step = self._step
+        if step is None or p not in step.index or self._launch_first > 0:
+            self._launch_first = max(0, self._launch_first - 1)
+            async_eval(logits)
+            return
+        started = time.perf_counter()
+        values = step.input_values()
+        if time.perf_counter() - started > self.READY_WAIT:
+            self._launch_first = self.LAUNCH_FIRST
+            async_eval(logits)
+            return
+        self.read_ahead += 1
+        filling = _helper().submit(self._catch_up_and_fill, step, values)
+        async_eval(logits)
+        group, bits = filling.result()
+        self._ready.clear()
+        if group:
+            keep = allowed(bits, logits.shape[-1])
+            for i, q in enumerate(group):
+                self._ready[q] = (len(q.generated), keep[i])
+            self.beside_launch += 1
+
+    def _catch_up_and_fill(self, step: _Step, values: list[int]) -> tuple[list[GrammarProcessor], np.ndarray]:
+        """On the helper thread: no MLX here (the worker is launching on the device)."""
+        group = []
+        for e, q, length in step.rows:
+            if q.prepare(length, values[e]) and (m := q.grammar()) is not None:
+                group.append((q, m))
+        return [q for q, _ in group], self._fill_bits(group) if group else self._bits[:0]
 
     def newest(self, p: GrammarProcessor, tokens: mx.array) -> Callable[[int], list[int]] | None:
         """`p`'s newest token read from the step's inputs, computed a step ago, rather than from
@@ -227,6 +282,9 @@ class BatchMasks:
         return keep[0]
 
     def _fill(self, group: list[tuple[GrammarProcessor, llguidance.LLMatcher]], vocab: int) -> mx.array:
+        return allowed(self._fill_bits(group), vocab)
+
+    def _fill_bits(self, group: list[tuple[GrammarProcessor, llguidance.LLMatcher]]) -> np.ndarray:
         n = len(group)
         words = llguidance.numpy.get_bitmask_shape(1, group[0][0].ll_tokenizer.vocab_size)[1]
         if self._bits.shape[0] < n or self._bits.shape[1] != words:
@@ -238,4 +296,4 @@ class BatchMasks:
             llguidance.numpy.fill_next_token_bitmask_par(_executor(), [(m, i) for i, (_, m) in enumerate(group)], bits)
         self.fills += 1
         self.filled += n
-        return allowed(bits, vocab)
+        return bits
