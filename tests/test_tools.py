@@ -166,3 +166,13 @@ def test_batch_mask_runs_every_column(tmp_path):
     assert result["generate_step_tps"] > 0 and set(result["widths"]) == {"1", "2"}
     assert all(v > 0 for row in result["widths"].values() for v in row.values())
     assert "| 2 |" in (tmp_path / "batch-mask-smoke.md").read_text()
+
+
+def test_burst_start_times_each_request(tmp_path):
+    _run([str(BENCH / "burst_start.py"), "--smoke", "--out", str(tmp_path)], tmp_path)
+    result = json.loads((tmp_path / "burst-start-smoke.json").read_text())
+    (burst,) = result["bursts"]
+    assert burst["tokens"] > 0 and burst["tps"] > 0 and len(burst["requests"]) == 2
+    for r in burst["requests"]:  # in the order a request meets them
+        assert 0 <= r["sent_s"] <= r["headers_s"] <= r["first_token_s"] <= r["end_s"]
+    assert "| last first token (s) |" in (tmp_path / "burst-start-smoke.md").read_text()

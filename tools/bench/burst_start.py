@@ -1,0 +1,201 @@
+"""How a burst of N concurrent streams starts on the real server: for each request, when it was
+sent, when its response headers came (the worker took it: `Started`), its first token and its
+end, with the engine's phases from the `server-timing` header (queue: waiting for the worker;
+prefill: Started to the first output). Then what the start cost: the rate while every stream
+decodes (from the last first token to the first end: full width), and the burst's wall time
+against the time its tokens would take at that rate (lost to the start and the tail).
+
+The gap between a server's N-stream aggregate and raw BatchGenerator's (all prompts inserted at
+once) is mostly here: requests arrive over HTTP one by one and are admitted as they come.
+
+  python tools/bench/burst_start.py --model DIR [--streams 16] [--tokens 128] [--bursts 3]
+      [--label L] [--out DIR]
+  python tools/bench/burst_start.py --smoke --out DIR      seconds, on a tiny model
+
+Writes burst-start-LABEL.json and .md into --out (docs/performance).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import random
+import statistics
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from bench import plain_body
+from clients import _post, _sse
+from servers import Server, start_pensieve
+
+HERE = Path(__file__).resolve().parent
+
+
+def server_timing(value: str | None) -> dict[str, float]:
+    """`name;dur=ms, ...` as {name: ms}."""
+    out = {}
+    for part in (value or "").split(","):
+        name, _, dur = part.strip().partition(";dur=")
+        if name and dur:
+            out[name] = float(dur)
+    return out
+
+
+def one(server: Server, body: dict[str, Any], gate: threading.Barrier, t0: list[float]) -> dict[str, Any]:
+    gate.wait()
+    sent = time.perf_counter()
+    conn, response, _ = _post(
+        server.port,
+        "/v1/messages",
+        {**body, "stream": True},
+        {"x-api-key": "pensieve-local-key", "anthropic-version": "2023-06-01"},
+    )
+    headers = time.perf_counter()
+    phases = server_timing(response.getheader("server-timing"))
+    deltas: list[float] = []
+    tokens = 0
+    for data in _sse(response):
+        event = json.loads(data)
+        if event["type"] == "content_block_delta":
+            deltas.append(time.perf_counter())
+        elif event["type"] == "message_delta":
+            tokens = event["usage"]["output_tokens"]
+        elif event["type"] == "error":
+            raise RuntimeError(event["error"])
+    end = time.perf_counter()
+    conn.close()
+    base = t0[0]
+    return {
+        "sent_s": sent - base,
+        "headers_s": headers - base,
+        "first_token_s": (deltas[0] if deltas else end) - base,
+        "deltas_s": [d - base for d in deltas],
+        "end_s": end - base,
+        "tokens": tokens,
+        "queue_ms": phases.get("queue", 0.0),
+        "render_ms": phases.get("render", 0.0),
+        "tokenize_ms": phases.get("tokenize", 0.0),
+    }
+
+
+def burst(server: Server, streams: int, tokens: int, rng: random.Random) -> dict[str, Any]:
+    bodies = [plain_body(rng, 30, tokens) for _ in range(streams)]
+    t0 = [0.0]
+    gate = threading.Barrier(streams + 1)
+    with ThreadPoolExecutor(streams) as pool:
+        futures = [pool.submit(one, server, b, gate, t0) for b in bodies]
+        t0[0] = time.perf_counter()
+        gate.wait()
+        requests = sorted((f.result() for f in futures), key=lambda r: r["first_token_s"])
+    wall = max(r["end_s"] for r in requests)
+    produced = sum(r["tokens"] for r in requests)
+    last_first = requests[-1]["first_token_s"]
+    first_end = min(r["end_s"] for r in requests)
+    # Tokens while every stream decodes (each delta weighted by its stream's tokens per delta).
+    inside = sum(
+        sum(last_first < d <= first_end for d in r["deltas_s"]) * r["tokens"] / max(1, len(r["deltas_s"]))
+        for r in requests
+    )
+    steady = inside / (first_end - last_first) if first_end > last_first and inside else float("nan")
+    for r in requests:
+        del r["deltas_s"]
+    return {
+        "wall_s": wall,
+        "tokens": produced,
+        "tps": produced / wall,
+        "last_first_token_s": last_first,
+        "sends_spread_s": max(r["sent_s"] for r in requests) - min(r["sent_s"] for r in requests),
+        "last_headers_s": max(r["headers_s"] for r in requests),
+        "steady_tps": steady,
+        "lost_s": wall - produced / steady if steady == steady and steady > 0 else float("nan"),
+        "requests": requests,
+    }
+
+
+def report(result: dict[str, Any]) -> str:
+    lines = [
+        f"## burst start: {result['label']}",
+        "",
+        f"Machine: {result['machine']} · model `{Path(result['model']).name}` · {result['streams']} streams of "
+        f"{result['tokens']} tokens · {result['when']}",
+        "",
+        "| burst | wall (s) | tok/s | full width tok/s | lost to start and tail (s) | sends spread (s) "
+        "| last headers (s) | last first token (s) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for i, b in enumerate(result["bursts"], 1):
+        lines.append(
+            f"| {i} | {b['wall_s']:.3f} | {b['tps']:.1f} | {b['steady_tps']:.1f} | {b['lost_s']:.3f} "
+            f"| {b['sends_spread_s']:.3f} | {b['last_headers_s']:.3f} | {b['last_first_token_s']:.3f} |"
+        )
+    median = sorted(result["bursts"], key=lambda b: b["wall_s"])[len(result["bursts"]) // 2]
+    lines += [
+        "",
+        "The median burst's requests, by first token (seconds from the burst's release; queue, render and",
+        "tokenize in ms, from `server-timing`):",
+        "",
+        "| sent | headers (Started) | first token | end | queue | render | tokenize |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in median["requests"]:
+        lines.append(
+            f"| {r['sent_s']:.3f} | {r['headers_s']:.3f} | {r['first_token_s']:.3f} | {r['end_s']:.3f} "
+            f"| {r['queue_ms']:.1f} | {r['render_ms']:.1f} | {r['tokenize_ms']:.1f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, help="an MLX model directory (default with --smoke: a tiny one, built)")
+    parser.add_argument("--streams", type=int, default=16)
+    parser.add_argument("--tokens", type=int, default=128)
+    parser.add_argument("--bursts", type=int, default=3)
+    parser.add_argument("--label", default=None)
+    parser.add_argument("--out", type=Path, default=HERE.parents[1] / "docs" / "performance")
+    parser.add_argument("--smoke", action="store_true", help="seconds: a tiny model, 2 streams of 8 tokens")
+    args = parser.parse_args()
+    if args.smoke:
+        args.streams, args.tokens, args.bursts, args.label = 2, 8, 1, args.label or "smoke"
+    if args.model is None:
+        if not args.smoke:
+            parser.error("--model is needed without --smoke")
+        from pensieve_model_support.testing import build_tiny_model
+
+        args.model = Path(tempfile.mkdtemp()) / "tiny"
+        build_tiny_model(args.model)
+    label = args.label or f"{args.model.name}-{args.streams}"
+    rng = random.Random(0)
+    import mlx.core as mx
+
+    home = Path(tempfile.mkdtemp())
+    server = start_pensieve(args.model, home, home)
+    try:
+        burst(server, args.streams, 8, rng)  # warm-up: kernels and this width's shapes
+        bursts = [burst(server, args.streams, args.tokens, rng) for _ in range(args.bursts)]
+    finally:
+        server.stop()
+    result = {
+        "label": label,
+        "model": str(args.model),
+        "machine": f"{platform.platform()} · {mx.default_device()}",
+        "when": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "streams": args.streams,
+        "tokens": args.tokens,
+        "bursts": bursts,
+        "median_lost_s": statistics.median(b["lost_s"] for b in bursts),
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"burst-start-{label}.json").write_text(json.dumps(result, indent=2))
+    text = report(result)
+    (args.out / f"burst-start-{label}.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
