@@ -176,3 +176,36 @@ def test_burst_start_times_each_request(tmp_path):
     for r in burst["requests"]:  # in the order a request meets them
         assert 0 <= r["sent_s"] <= r["headers_s"] <= r["first_token_s"] <= r["end_s"]
     assert "| last first token (s) |" in (tmp_path / "burst-start-smoke.md").read_text()
+
+
+def test_burst_start_reads_a_py_spy_profile_in_time_order(tmp_path, monkeypatch):
+    """py-spy is not installed here: a speedscope file of the shape it writes, made by hand."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    from burst_start import worker_timeline
+
+    frames = [
+        {"name": "Condition.wait", "file": "/usr/lib/python3.11/threading.py"},
+        {"name": "GenerationBatch._step", "file": "/x/mlx_lm/generate.py"},
+        {"name": "PromptProcessingBatch.prompt", "file": "/x/mlx_lm/generate.py"},
+        {"name": "EpollSelector.select", "file": "/usr/lib/python3.11/selectors.py"},
+        {"name": "Connection.send", "file": "/x/hypercorn/protocol/h11.py"},
+        {"name": "model_call", "file": "/x/site/mlx/nn/layers.py"},
+    ]
+    # 10 ms samples: the worker idle for 0.3 s, then prefill for 20 ms, then decode steps (the
+    # step's innermost frame outside mlx-lm: named by mlx-lm's frame); the loop busy from 0.32 s.
+    worker = [[0]] * 30 + [[2]] * 2 + [[1, 5]] * 5
+    loop = [[3]] * 32 + [[4]] * 5
+    profile = tmp_path / "p.speedscope.json"
+    profile.write_text(json.dumps({
+        "shared": {"frames": frames},
+        "profiles": [
+            {"name": 'Thread 1 "MainThread"', "samples": loop, "weights": [0.01] * len(loop)},
+            {"name": 'Thread 2 "pensieve-mlx"', "samples": worker, "weights": [0.01] * len(worker)},
+        ],
+    }))  # fmt: skip
+    # The first request was taken 10 ms after the release: the release sits at 0.29 s.
+    rows = worker_timeline(profile, first_taken_s=0.01, until_s=0.07, bin_s=0.02)
+    assert rows[0]["worker"][0][0] in ("idle", "generate:PromptProcessingBatch.prompt")
+    assert rows[1]["worker"][0] == ("generate:PromptProcessingBatch.prompt", 0.5)
+    assert rows[2]["worker"] == [("generate:GenerationBatch._step", 1.0)]
+    assert rows[0]["event_loop_busy"] == 0.0 and rows[2]["event_loop_busy"] == 1.0

@@ -12,6 +12,11 @@ once) is mostly here: requests arrive over HTTP one by one and are admitted as t
       [--label L] [--out DIR]
   python tools/bench/burst_start.py --smoke --out DIR      seconds, on a tiny model
 
+--py-spy PATH records the server's threads (py-spy's speedscope format, idle time in, time
+ordered) from just before the first measured burst is released, for --py-spy-seconds, into
+burst-start-LABEL.speedscope.json: what the joiners wait for between arriving and their first
+token.
+
 Writes burst-start-LABEL.json and .md into --out (docs/performance).
 """
 
@@ -22,6 +27,7 @@ import json
 import platform
 import random
 import statistics
+import subprocess
 import tempfile
 import threading
 import time
@@ -117,6 +123,62 @@ def burst(server: Server, streams: int, tokens: int, rng: random.Random) -> dict
     }
 
 
+IDLE = {"select", "poll", "epoll", "wait", "get", "_wait_for_tstate_lock", "acquire", "sleep"}
+
+
+def worker_timeline(profile: Path, first_taken_s: float, until_s: float, bin_s: float = 0.025) -> list[dict[str, Any]]:
+    """The MLX worker's time, bin by bin from the burst's release to `until_s` after it: each
+    sample named by its innermost frame in mlx-lm or pensieve's code ("idle" when the thread
+    waits), the two commonest per bin; and the share of the event loop's samples that were busy.
+    py-spy's clock starts when it attaches, so the release is placed `first_taken_s` (the first
+    request's Started) before the worker's first busy sample after a quiet start."""
+    data = json.loads(profile.read_text())
+    frames = data["shared"]["frames"]
+
+    def label(stack: list[int]) -> str:
+        if frames[stack[-1]]["name"].rsplit(".", 1)[-1] in IDLE:
+            return "idle"
+        for i in reversed(stack):
+            f = frames[i]
+            if "mlx_lm" in f["file"] or "pensieve" in f["file"]:
+                return f"{Path(f['file']).stem}:{f['name']}"
+        return frames[stack[-1]]["name"]
+
+    def thread(name: str) -> dict[str, Any] | None:
+        found = [p for p in data["profiles"] if f'"{name}"' in p["name"]]
+        return found[0] if found else None
+
+    worker, at, offset_s = thread("pensieve-mlx"), 0.0, 0.0
+    for stack, weight in zip(worker["samples"] if worker else [], worker["weights"] if worker else [], strict=True):
+        if at > 0.2 and stack and label(stack) != "idle":  # the warm-up ended before py-spy started
+            offset_s = max(0.0, at - first_taken_s)
+            break
+        at += weight
+
+    def binned(name: str) -> list[list[str]]:
+        prof = thread(name)
+        bins: list[list[str]] = [[] for _ in range(int(until_s / bin_s) + 1)]
+        if prof is None:
+            return bins
+        at = 0.0
+        for stack, weight in zip(prof["samples"], prof["weights"], strict=True):
+            k = int((at - offset_s) / bin_s)
+            if 0 <= k < len(bins) and stack:
+                bins[k].append(label(stack))
+            at += weight
+        return bins
+
+    rows = []
+    for k, (work, loop) in enumerate(zip(binned("pensieve-mlx"), binned("MainThread"), strict=True)):
+        counts = sorted(((work.count(x), x) for x in set(work)), reverse=True)[:2]
+        rows.append({
+            "from_ms": round(k * bin_s * 1000),
+            "worker": [(x, round(n / len(work), 2)) for n, x in counts],
+            "event_loop_busy": round(sum(x != "idle" for x in loop) / len(loop), 2) if loop else None,
+        })  # fmt: skip
+    return rows
+
+
 def report(result: dict[str, Any]) -> str:
     lines = [
         f"## burst start: {result['label']}",
@@ -147,6 +209,18 @@ def report(result: dict[str, Any]) -> str:
             f"| {r['sent_s']:.3f} | {r['headers_s']:.3f} | {r['first_token_s']:.3f} | {r['end_s']:.3f} "
             f"| {r['queue_ms']:.1f} | {r['render_ms']:.1f} | {r['tokenize_ms']:.1f} |"
         )
+    if result.get("worker_timeline"):
+        lines += [
+            "",
+            "The first measured burst in py-spy's samples (bins from the release, placed by the first",
+            "request's Started): the worker's two commonest places, and how busy the event loop was:",
+            "",
+            "| from (ms) | worker | event loop busy |",
+            "|---|---|---|",
+        ]
+        for row in result["worker_timeline"]:
+            worker = ", ".join(f"{name} {share:.0%}" for name, share in row["worker"])
+            lines.append(f"| {row['from_ms']} | {worker} | {row['event_loop_busy']} |")
     return "\n".join(lines) + "\n"
 
 
@@ -159,6 +233,8 @@ def main() -> None:
     parser.add_argument("--label", default=None)
     parser.add_argument("--out", type=Path, default=HERE.parents[1] / "docs" / "performance")
     parser.add_argument("--smoke", action="store_true", help="seconds: a tiny model, 2 streams of 8 tokens")
+    parser.add_argument("--py-spy", type=Path, help="py-spy's executable: profile the first measured burst")
+    parser.add_argument("--py-spy-seconds", type=int, default=2)
     args = parser.parse_args()
     if args.smoke:
         args.streams, args.tokens, args.bursts, args.label = 2, 8, 1, args.label or "smoke"
@@ -175,9 +251,21 @@ def main() -> None:
 
     home = Path(tempfile.mkdtemp())
     server = start_pensieve(args.model, home, home)
+    args.out.mkdir(parents=True, exist_ok=True)
     try:
         burst(server, args.streams, 8, rng)  # warm-up: kernels and this width's shapes
+        spy = None
+        if args.py_spy is not None:
+            profile = args.out / f"burst-start-{label}.speedscope.json"
+            spy = subprocess.Popen(
+                [str(args.py_spy), "record", "--pid", str(server.proc.pid), "--format", "speedscope", "--idle",
+                 "--threads", "--rate", "500", "--duration", str(args.py_spy_seconds), "--output", str(profile)],
+                stdout=(args.out / f"burst-start-{label}.py-spy.log").open("wb"), stderr=subprocess.STDOUT,
+            )  # fmt: skip
+            time.sleep(0.5)  # py-spy attaches before the burst is released
         bursts = [burst(server, args.streams, args.tokens, rng) for _ in range(args.bursts)]
+        if spy is not None:
+            spy.wait(timeout=60 + args.py_spy_seconds)
     finally:
         server.stop()
     result = {
@@ -190,7 +278,10 @@ def main() -> None:
         "bursts": bursts,
         "median_lost_s": statistics.median(b["lost_s"] for b in bursts),
     }
-    args.out.mkdir(parents=True, exist_ok=True)
+    if spy is not None and profile.exists():
+        first = bursts[0]
+        taken = min(r["headers_s"] for r in first["requests"])
+        result["worker_timeline"] = worker_timeline(profile, taken, first["wall_s"])
     (args.out / f"burst-start-{label}.json").write_text(json.dumps(result, indent=2))
     text = report(result)
     (args.out / f"burst-start-{label}.md").write_text(text)
