@@ -13,7 +13,8 @@ once) is mostly here: requests arrive over HTTP one by one and are admitted as t
   python tools/bench/burst_start.py --smoke --out DIR      seconds, on a tiny model
 
 --py-spy PATH records the server's threads (py-spy's speedscope format, idle time in, time
-ordered) from just before the first measured burst is released, for --py-spy-seconds, into
+ordered, --nonblocking: pausing the server 500 times a second stretched a 2-core machine's burst
+start 10x) from just before the first measured burst is released, for --py-spy-seconds, into
 burst-start-LABEL.speedscope.json: what the joiners wait for between arriving and their first
 token.
 
@@ -168,8 +169,10 @@ def worker_timeline(profile: Path, first_taken_s: float, until_s: float, bin_s: 
             at += weight
         return bins
 
-    rows = []
+    rows = []  # bins past the profile's end (py-spy stopped) are left out
     for k, (work, loop) in enumerate(zip(binned("pensieve-mlx"), binned("MainThread"), strict=True)):
+        if not work:
+            break
         counts = sorted(((work.count(x), x) for x in set(work)), reverse=True)[:2]
         rows.append({
             "from_ms": round(k * bin_s * 1000),
@@ -259,7 +262,8 @@ def main() -> None:
             profile = args.out / f"burst-start-{label}.speedscope.json"
             spy = subprocess.Popen(
                 [str(args.py_spy), "record", "--pid", str(server.proc.pid), "--format", "speedscope", "--idle",
-                 "--threads", "--rate", "500", "--duration", str(args.py_spy_seconds), "--output", str(profile)],
+                 "--threads", "--nonblocking", "--rate", "500", "--duration", str(args.py_spy_seconds),
+                 "--output", str(profile)],
                 stdout=(args.out / f"burst-start-{label}.py-spy.log").open("wb"), stderr=subprocess.STDOUT,
             )  # fmt: skip
             time.sleep(0.5)  # py-spy attaches before the burst is released
@@ -281,7 +285,8 @@ def main() -> None:
     if spy is not None and profile.exists():
         first = bursts[0]
         taken = min(r["headers_s"] for r in first["requests"])
-        result["worker_timeline"] = worker_timeline(profile, taken, first["wall_s"])
+        until = min(first["wall_s"], first["last_first_token_s"] + 0.25)  # the start, and a little after
+        result["worker_timeline"] = worker_timeline(profile, taken, until)
     (args.out / f"burst-start-{label}.json").write_text(json.dumps(result, indent=2))
     text = report(result)
     (args.out / f"burst-start-{label}.md").write_text(text)
