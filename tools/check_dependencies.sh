@@ -22,6 +22,7 @@ if [ -d "$root/tests" ]; then
     --known-first-party claude_code_body --known-first-party clients \
     --known-first-party raw --known-first-party report \
     --known-first-party servers --known-first-party engine_batch --known-first-party edit_turns \
+    --known-first-party burst_start \
     --package-module-name-map matplotlib=matplotlib) || status=1
 fi
 exit "$status"
