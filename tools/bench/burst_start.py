@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import plain_body
-from clients import _post, _sse
+from clients import anthropic_stream
 from servers import Server, start_pensieve
 
 HERE = Path(__file__).resolve().parent
@@ -55,35 +55,16 @@ def server_timing(value: str | None) -> dict[str, float]:
 
 def one(server: Server, body: dict[str, Any], gate: threading.Barrier, t0: list[float]) -> dict[str, Any]:
     gate.wait()
-    sent = time.perf_counter()
-    conn, response, _ = _post(
-        server.port,
-        "/v1/messages",
-        {**body, "stream": True},
-        {"x-api-key": "pensieve-local-key", "anthropic-version": "2023-06-01"},
-    )
-    headers = time.perf_counter()
-    phases = server_timing(response.getheader("server-timing"))
-    deltas: list[float] = []
-    tokens = 0
-    for data in _sse(response):
-        event = json.loads(data)
-        if event["type"] == "content_block_delta":
-            deltas.append(time.perf_counter())
-        elif event["type"] == "message_delta":
-            tokens = event["usage"]["output_tokens"]
-        elif event["type"] == "error":
-            raise RuntimeError(event["error"])
-    end = time.perf_counter()
-    conn.close()
-    base = t0[0]
+    t = anthropic_stream(server.port, body)
+    phases = server_timing(t.server_timing)
+    base, end = t0[0], t.sent_at + t.total_s
     return {
-        "sent_s": sent - base,
-        "headers_s": headers - base,
-        "first_token_s": (deltas[0] if deltas else end) - base,
-        "deltas_s": [d - base for d in deltas],
+        "sent_s": t.sent_at - base,
+        "headers_s": t.headers_at - base,
+        "first_token_s": (t.delta_times[0] if t.delta_times else end) - base,
+        "deltas_s": [d - base for d in t.delta_times],
         "end_s": end - base,
-        "tokens": tokens,
+        "tokens": t.output_tokens,
         "queue_ms": phases.get("queue", 0.0),
         "render_ms": phases.get("render", 0.0),
         "tokenize_ms": phases.get("tokenize", 0.0),

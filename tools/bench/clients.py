@@ -7,7 +7,7 @@ from __future__ import annotations
 import http.client
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -18,6 +18,11 @@ class Timing:
     output_tokens: int
     text: str
     cached_tokens: int | None = None
+    # Absolute perf_counter() times, for tools that place requests against each other.
+    sent_at: float = 0.0
+    headers_at: float = 0.0
+    delta_times: list[float] = field(default_factory=list)  # every content_block_delta
+    server_timing: str | None = None  # the response's `server-timing` header
 
     @property
     def decode_tps(self) -> float | None:
@@ -51,22 +56,35 @@ def anthropic_stream(port: int, body: dict[str, Any]) -> Timing:
         {**body, "stream": True},
         {"x-api-key": "pensieve-local-key", "anthropic-version": "2023-06-01"},
     )
+    headers = time.perf_counter()
     first = None
-    text, tokens, cached = [], 0, None
+    text, tokens, cached, deltas = [], 0, None, []
     for data in _sse(response):
         event = json.loads(data)
         if event["type"] == "message_start":
             cached = event["message"]["usage"].get("cache_read_input_tokens")
-        elif event["type"] == "content_block_delta" and event["delta"].get("text"):
-            first = first or time.perf_counter()
-            text.append(event["delta"]["text"])
+        elif event["type"] == "content_block_delta":
+            deltas.append(time.perf_counter())
+            if event["delta"].get("text"):
+                first = first or deltas[-1]
+                text.append(event["delta"]["text"])
         elif event["type"] == "message_delta":
             tokens = event["usage"]["output_tokens"]
         elif event["type"] == "error":
             raise RuntimeError(event["error"])
     end = time.perf_counter()
     conn.close()
-    return Timing((first or end) - started, end - started, tokens, "".join(text), cached)
+    return Timing(
+        (first or end) - started,
+        end - started,
+        tokens,
+        "".join(text),
+        cached,
+        sent_at=started,
+        headers_at=headers,
+        delta_times=deltas,
+        server_timing=response.getheader("server-timing"),
+    )
 
 
 def openai_stream(port: int, body: dict[str, Any]) -> Timing:
