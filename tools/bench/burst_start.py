@@ -3,7 +3,9 @@ sent, when its response headers came (the worker took it: `Started`), its first 
 end, with the engine's phases from the `server-timing` header (queue: waiting for the worker;
 prefill: Started to the first output). Then what the start cost: the rate while every stream
 decodes (from the last first token to the first end: full width), and the burst's wall time
-against the time its tokens would take at that rate (lost to the start and the tail).
+against the time its tokens would take at that rate (lost to the start and the tail); a step's
+length at full width (the time between a stream's deltas) and its stalls (steps over three
+median steps, what they took beyond one, per stream).
 
 The gap between a server's N-stream aggregate and raw BatchGenerator's (all prompts inserted at
 once) is mostly here: requests arrive over HTTP one by one and are admitted as they come.
@@ -14,9 +16,11 @@ once) is mostly here: requests arrive over HTTP one by one and are admitted as t
 
 --py-spy PATH records the server's threads (py-spy's speedscope format, idle time in, time
 ordered, --nonblocking: pausing the server 500 times a second stretched a 2-core machine's burst
-start 10x) from just before the first measured burst is released, for --py-spy-seconds, into
-burst-start-LABEL.speedscope.json: what the joiners wait for between arriving and their first
-token.
+start 10x) from just before measured burst --py-spy-burst (1: the first after the warm-up) is
+released, for --py-spy-seconds, into burst-start-LABEL.speedscope.json: what the joiners wait for
+between arriving and their first token, and where the worker's time goes at full width. A fresh
+home compiles CUDA kernels in the first bursts that meet them (a padded prefill's first roll of
+the cache took seconds on the H200): profile a later burst to see a warm one.
 
 Writes burst-start-LABEL.json and .md into --out (docs/performance).
 """
@@ -24,6 +28,7 @@ Writes burst-start-LABEL.json and .md into --out (docs/performance).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import platform
 import random
@@ -90,8 +95,13 @@ def burst(server: Server, streams: int, tokens: int, rng: random.Random) -> dict
         for r in requests
     )
     steady = inside / (first_end - last_first) if first_end > last_first and inside else float("nan")
+    # Time between a stream's deltas while every stream decodes: a step's length, and its stalls.
+    gaps = sorted(
+        b - a for r in requests for a, b in itertools.pairwise(r["deltas_s"]) if last_first < a and b <= first_end
+    )
+    step = statistics.median(gaps) if gaps else float("nan")
     for r in requests:
-        del r["deltas_s"]
+        r["deltas_s"] = [round(d, 4) for d in r["deltas_s"]]
     return {
         "wall_s": wall,
         "tokens": produced,
@@ -100,6 +110,11 @@ def burst(server: Server, streams: int, tokens: int, rng: random.Random) -> dict
         "sends_spread_s": max(r["sent_s"] for r in requests) - min(r["sent_s"] for r in requests),
         "last_headers_s": max(r["headers_s"] for r in requests),
         "steady_tps": steady,
+        "step_ms": step * 1000,
+        "step_p90_ms": gaps[int(0.9 * len(gaps))] * 1000 if gaps else float("nan"),
+        "step_max_ms": gaps[-1] * 1000 if gaps else float("nan"),
+        # Per stream, what its steps took beyond three median steps, summed (mean over streams).
+        "stalls_s": sum(g - step for g in gaps if g > 3 * step) / len(requests) if gaps else float("nan"),
         "lost_s": wall - produced / steady if steady == steady and steady > 0 else float("nan"),
         "requests": requests,
     }
@@ -108,10 +123,12 @@ def burst(server: Server, streams: int, tokens: int, rng: random.Random) -> dict
 IDLE = {"select", "poll", "epoll", "wait", "get", "_wait_for_tstate_lock", "acquire", "sleep"}
 
 
-def worker_timeline(profile: Path, first_taken_s: float, until_s: float, bin_s: float = 0.025) -> list[dict[str, Any]]:
+def worker_timeline(
+    profile: Path, first_taken_s: float, until_s: float, bin_s: float = 0.025, top: int = 2
+) -> list[dict[str, Any]]:
     """The MLX worker's time, bin by bin from the burst's release to `until_s` after it: each
     sample named by its innermost frame in mlx-lm or pensieve's code ("idle" when the thread
-    waits), the two commonest per bin; and the share of the event loop's samples that were busy.
+    waits), the `top` commonest per bin; and the share of the event loop's samples that were busy.
     py-spy's clock starts when it attaches, so the release is placed `first_taken_s` (the first
     request's Started) before the worker's first busy sample after a quiet start."""
     data = json.loads(profile.read_text())
@@ -154,13 +171,22 @@ def worker_timeline(profile: Path, first_taken_s: float, until_s: float, bin_s: 
     for k, (work, loop) in enumerate(zip(binned("pensieve-mlx"), binned("MainThread"), strict=True)):
         if not work:
             break
-        counts = sorted(((work.count(x), x) for x in set(work)), reverse=True)[:2]
+        counts = sorted(((work.count(x), x) for x in set(work)), reverse=True)[:top]
         rows.append({
             "from_ms": round(k * bin_s * 1000),
             "worker": [(x, round(n / len(work), 2)) for n, x in counts],
             "event_loop_busy": round(sum(x != "idle" for x in loop) / len(loop), 2) if loop else None,
         })  # fmt: skip
     return rows
+
+
+def commonest(rows: list[dict[str, Any]], top: int = 6) -> list[tuple[str, float]]:
+    """The worker's places over the timeline's rows (each row's commonest, by share), commonest first."""
+    totals: dict[str, float] = {}
+    for row in rows:
+        for name, share in row["worker"]:
+            totals[name] = totals.get(name, 0.0) + share / len(rows)
+    return sorted(totals.items(), key=lambda x: -x[1])[:top]
 
 
 def report(result: dict[str, Any]) -> str:
@@ -171,13 +197,14 @@ def report(result: dict[str, Any]) -> str:
         f"{result['tokens']} tokens · {result['when']}",
         "",
         "| burst | wall (s) | tok/s | full width tok/s | lost to start and tail (s) | sends spread (s) "
-        "| last headers (s) | last first token (s) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| last headers (s) | last first token (s) | step at full width, median / p90 / max (ms) | stalls (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for i, b in enumerate(result["bursts"], 1):
         lines.append(
             f"| {i} | {b['wall_s']:.3f} | {b['tps']:.1f} | {b['steady_tps']:.1f} | {b['lost_s']:.3f} "
-            f"| {b['sends_spread_s']:.3f} | {b['last_headers_s']:.3f} | {b['last_first_token_s']:.3f} |"
+            f"| {b['sends_spread_s']:.3f} | {b['last_headers_s']:.3f} | {b['last_first_token_s']:.3f} "
+            f"| {b['step_ms']:.1f} / {b['step_p90_ms']:.1f} / {b['step_max_ms']:.1f} | {b['stalls_s']:.3f} |"
         )
     median = sorted(result["bursts"], key=lambda b: b["wall_s"])[len(result["bursts"]) // 2]
     lines += [
@@ -196,7 +223,7 @@ def report(result: dict[str, Any]) -> str:
     if result.get("worker_timeline"):
         lines += [
             "",
-            "The first measured burst in py-spy's samples (bins from the release, placed by the first",
+            f"Burst {result['profiled_burst']} in py-spy's samples (bins from the release, placed by the first",
             "request's Started): the worker's two commonest places, and how busy the event loop was:",
             "",
             "| from (ms) | worker | event loop busy |",
@@ -205,6 +232,9 @@ def report(result: dict[str, Any]) -> str:
         for row in result["worker_timeline"]:
             worker = ", ".join(f"{name} {share:.0%}" for name, share in row["worker"])
             lines.append(f"| {row['from_ms']} | {worker} | {row['event_loop_busy']} |")
+    if result.get("full_width"):
+        lines += ["", "The same burst at full width, the worker's commonest places (share of its samples):", ""]
+        lines += [f"- {name}: {share:.0%}" for name, share in result["full_width"]]
     return "\n".join(lines) + "\n"
 
 
@@ -219,6 +249,7 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="seconds: a tiny model, 2 streams of 8 tokens")
     parser.add_argument("--py-spy", type=Path, help="py-spy's executable: profile the first measured burst")
     parser.add_argument("--py-spy-seconds", type=int, default=2)
+    parser.add_argument("--py-spy-burst", type=int, default=1, help="which measured burst py-spy records (1-based)")
     args = parser.parse_args()
     if args.smoke:
         args.streams, args.tokens, args.bursts, args.label = 2, 8, 1, args.label or "smoke"
@@ -238,7 +269,10 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     try:
         burst(server, args.streams, 8, rng)  # warm-up: kernels and this width's shapes
-        spy = None
+        spy, bursts = None, []
+        profiled = min(max(1, args.py_spy_burst), args.bursts)
+        for _ in range(profiled - 1 if args.py_spy is not None else 0):
+            bursts.append(burst(server, args.streams, args.tokens, rng))
         if args.py_spy is not None:
             profile = args.out / f"burst-start-{label}.speedscope.json"
             spy = subprocess.Popen(
@@ -248,7 +282,8 @@ def main() -> None:
                 stdout=(args.out / f"burst-start-{label}.py-spy.log").open("wb"), stderr=subprocess.STDOUT,
             )  # fmt: skip
             time.sleep(0.5)  # py-spy attaches before the burst is released
-        bursts = [burst(server, args.streams, args.tokens, rng) for _ in range(args.bursts)]
+        while len(bursts) < args.bursts:
+            bursts.append(burst(server, args.streams, args.tokens, rng))
         if spy is not None:
             spy.wait(timeout=60 + args.py_spy_seconds)
     finally:
@@ -264,10 +299,13 @@ def main() -> None:
         "median_lost_s": statistics.median(b["lost_s"] for b in bursts),
     }
     if spy is not None and profile.exists():
-        first = bursts[0]
+        first = bursts[profiled - 1]
         taken = min(r["headers_s"] for r in first["requests"])
         until = min(first["wall_s"], first["last_first_token_s"] + 0.25)  # the start, and a little after
+        result["profiled_burst"] = profiled
         result["worker_timeline"] = worker_timeline(profile, taken, until)
+        full = worker_timeline(profile, taken, first["wall_s"], top=8)[int(first["last_first_token_s"] / 0.025) + 1 :]
+        result["full_width"] = commonest(full)
     (args.out / f"burst-start-{label}.json").write_text(json.dumps(result, indent=2))
     text = report(result)
     (args.out / f"burst-start-{label}.md").write_text(text)
