@@ -170,3 +170,25 @@ def test_a_prefill_is_cut_at_the_system_prompt_and_at_boundaries_far_enough_apar
     assert job.cuts(45, end) == [50 + far]  # counted from the last point kept
     assert job.cuts(60, end) == []
     assert job.cuts(0, 45 + far) == [40, 40 + far]
+
+
+def test_a_prefix_of_a_few_template_tokens_is_prefilled_again_not_copied(cached_engine, monkeypatch):
+    from pensieve_inference import prefix_cache
+
+    def tokens(text):
+        request = GenerationRequest(messages=[MessageParam(role="user", content=text)], max_tokens=6)
+        return cached_engine._renderer.prompt(request).tokens
+
+    def shared(a, b):  # only the template's opening, as between any two new conversations
+        return next(i for i, (x, y) in enumerate(zip(tokens(a), tokens(b), strict=False)) if x != y)
+
+    pairs = [("Lakes are cold in the north.", "Hills rise over the plain."), ("Rivers run.", "Clouds drift.")]
+    assert all(0 < shared(a, b) < prefix_cache.MIN_REUSE_TOKENS for a, b in pairs)
+    run(cached_engine, [("user", pairs[0][0])])
+    started, _, _ = run(cached_engine, [("user", pairs[0][1])])
+    assert started.cache_read_tokens == 0
+    # Without the floor a new pair reads the shared opening: what the floor changes.
+    monkeypatch.setattr(prefix_cache, "MIN_REUSE_TOKENS", 0)
+    run(cached_engine, [("user", pairs[1][0])])
+    started, _, _ = run(cached_engine, [("user", pairs[1][1])])
+    assert started.cache_read_tokens == shared(*pairs[1])
