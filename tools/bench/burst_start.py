@@ -247,7 +247,7 @@ def main() -> None:
     parser.add_argument("--label", default=None)
     parser.add_argument("--out", type=Path, default=HERE.parents[1] / "docs" / "performance")
     parser.add_argument("--smoke", action="store_true", help="seconds: a tiny model, 2 streams of 8 tokens")
-    parser.add_argument("--py-spy", type=Path, help="py-spy's executable: profile the first measured burst")
+    parser.add_argument("--py-spy", type=Path, help="py-spy's executable: profile burst --py-spy-burst")
     parser.add_argument("--py-spy-seconds", type=int, default=2)
     parser.add_argument("--py-spy-burst", type=int, default=1, help="which measured burst py-spy records (1-based)")
     args = parser.parse_args()
@@ -299,13 +299,13 @@ def main() -> None:
         "median_lost_s": statistics.median(b["lost_s"] for b in bursts),
     }
     if spy is not None and profile.exists():
-        first = bursts[profiled - 1]
-        taken = min(r["headers_s"] for r in first["requests"])
-        until = min(first["wall_s"], first["last_first_token_s"] + 0.25)  # the start, and a little after
+        spied = bursts[profiled - 1]
+        taken = min(r["headers_s"] for r in spied["requests"])
+        rows = worker_timeline(profile, taken, spied["wall_s"], top=8)
+        start_ms = min(spied["wall_s"], spied["last_first_token_s"] + 0.25) * 1000  # the start, and a little after
         result["profiled_burst"] = profiled
-        result["worker_timeline"] = worker_timeline(profile, taken, until)
-        full = worker_timeline(profile, taken, first["wall_s"], top=8)[int(first["last_first_token_s"] / 0.025) + 1 :]
-        result["full_width"] = commonest(full)
+        result["worker_timeline"] = [{**r, "worker": r["worker"][:2]} for r in rows if r["from_ms"] <= start_ms]
+        result["full_width"] = commonest([r for r in rows if r["from_ms"] > spied["last_first_token_s"] * 1000])
     (args.out / f"burst-start-{label}.json").write_text(json.dumps(result, indent=2))
     text = report(result)
     (args.out / f"burst-start-{label}.md").write_text(text)
